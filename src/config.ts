@@ -1,0 +1,89 @@
+/**
+ * The engine's configuration: one zod schema over the environment, parsed once
+ * at start-up. Nothing else in the code base reads process.env.
+ */
+import { z } from 'zod';
+import { D, type Dec } from './domain/decimal.js';
+
+const rate = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((s) => /^(0(\.\d+)?|1(\.0+)?)$/.test(s.trim()), 'must be a decimal between 0 and 1')
+    .transform((s) => new D(s.trim()));
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const envSchema = z
+  .object({
+    HOST: z.string().min(1).default('0.0.0.0'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+    REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+    DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default('postgres://postgres@127.0.0.1:5432/postgres'),
+    DATABASE_SCHEMA: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+      .default('public'),
+    REDIS_KEY_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -')
+      .default('me'),
+    INITIAL_MARGIN_RATE: rate('0.20'),
+    MAINTENANCE_MARGIN_RATE: rate('0.10'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    DATABASE_POOL_SIZE: positiveInt(8),
+    /** How long a request may wait on Redis or PostgreSQL before it answers 503. */
+    DEPENDENCY_TIMEOUT_MS: positiveInt(1000),
+    /** Lease of the cross-process account lock; a crashed holder frees it after this. */
+    ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
+    /** Most rows one group commit writes to PostgreSQL. */
+    COMMIT_BATCH_MAX: positiveInt(512),
+  });
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly redisUrl: string;
+  readonly databaseUrl: string;
+  readonly databaseSchema: string;
+  readonly redisKeyPrefix: string;
+  readonly initialMarginRate: Dec;
+  readonly maintenanceMarginRate: Dec;
+  readonly logLevel: string;
+  readonly databasePoolSize: number;
+  readonly dependencyTimeoutMs: number;
+  readonly accountLockTtlMs: number;
+  readonly commitBatchMax: number;
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the environment; throws a ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  // An empty variable means "not set", as in most .env tooling.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.MAINTENANCE_MARGIN_RATE.gt(e.INITIAL_MARGIN_RATE)) {
+    throw new ConfigError('Invalid configuration:\n  MAINTENANCE_MARGIN_RATE: must not exceed INITIAL_MARGIN_RATE');
+  }
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    redisUrl: e.REDIS_URL,
+    databaseUrl: e.DATABASE_URL,
+    databaseSchema: e.DATABASE_SCHEMA,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    initialMarginRate: e.INITIAL_MARGIN_RATE,
+    maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
+    logLevel: e.LOG_LEVEL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
+    accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
+    commitBatchMax: e.COMMIT_BATCH_MAX,
+  };
+}

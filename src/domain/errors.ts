@@ -1,0 +1,43 @@
+/**
+ * Errors the engine raises on purpose. Each has a stable `code`; the HTTP layer
+ * maps codes to statuses, so nothing below it knows about HTTP.
+ */
+export type ErrorCode =
+  | 'VALIDATION_ERROR'
+  | 'ACCOUNT_NOT_FOUND'
+  | 'INSUFFICIENT_MARGIN'
+  | 'IDEMPOTENCY_CONFLICT'
+  | 'SERVICE_UNAVAILABLE'
+  | 'ACCOUNT_BUSY';
+
+export class EngineError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+export const accountNotFound = (accountId: number) =>
+  new EngineError('ACCOUNT_NOT_FOUND', `account ${accountId} not found`, { account_id: accountId });
+
+export const insufficientMargin = (message: string, required: string, available: string) =>
+  new EngineError('INSUFFICIENT_MARGIN', message, { required, available });
+
+export const idempotencyConflict = (clientOrderId: string) =>
+  new EngineError(
+    'IDEMPOTENCY_CONFLICT',
+    `client_order_id ${JSON.stringify(clientOrderId)} was already used with different parameters`,
+    { client_order_id: clientOrderId },
+  );
+
+/** Redis or PostgreSQL did not answer in time; nothing was applied. */
+export class DependencyUnavailable extends EngineError {
+  constructor(readonly dependency: 'redis' | 'postgres', cause?: unknown) {
+    super('SERVICE_UNAVAILABLE', `${dependency} is unavailable; nothing was changed, retry later`, { dependency });
+    this.cause = cause;
+  }
+}

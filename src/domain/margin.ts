@@ -1,0 +1,192 @@
+/**
+ * Pure margin math (DESIGN §2). Decimals in, decimals out: no I/O, no clients.
+ */
+import { D, type Dec, ZERO, HUNDRED, divRound } from './decimal.js';
+
+export type Side = 'BUY' | 'SELL';
+export type MarginStatus = 'healthy' | 'margin_call' | 'liquidatable';
+
+export interface Position {
+  readonly quantity: Dec; // signed: long > 0, short < 0, never zero
+  readonly entryPrice: Dec;
+}
+
+export interface AccountState {
+  readonly balance: Dec;
+  readonly positions: ReadonlyMap<string, Position>;
+}
+
+export interface MarginRates {
+  readonly initial: Dec;
+  readonly maintenance: Dec;
+}
+
+/** Mark price per symbol; a symbol absent here has no mark yet. */
+export type Marks = ReadonlyMap<string, Dec>;
+
+export interface TradeFill {
+  readonly symbol: string;
+  readonly side: Side;
+  readonly quantity: Dec; // unsigned, > 0
+  readonly price: Dec;
+}
+
+export interface FillResult {
+  /** The symbol's position after the fill; undefined when it closed flat. */
+  readonly position: Position | undefined;
+  readonly realisedPnl: Dec;
+  /** True when the fill only shrinks an existing position (never past zero). */
+  readonly reduceOnly: boolean;
+}
+
+/** Netting of one fill into one position (opening, increasing, reducing, closing, flipping). */
+export function applyFill(position: Position | undefined, side: Side, quantity: Dec, price: Dec): FillResult {
+  const t = side === 'BUY' ? quantity : quantity.neg();
+  if (!position || position.quantity.isZero()) {
+    return { position: { quantity: t, entryPrice: price }, realisedPnl: ZERO, reduceOnly: false };
+  }
+  const q = position.quantity;
+  const e = position.entryPrice;
+  if (q.isPos() === t.isPos()) {
+    // Opening or increasing: e' = (q·e + t·p) / q'
+    const q2 = q.plus(t);
+    const e2 = divRound(q.times(e).plus(t.times(price)), q2);
+    return { position: { quantity: q2, entryPrice: e2 }, realisedPnl: ZERO, reduceOnly: false };
+  }
+  // Reducing: c = min(|t|, |q|) realises c · sign(q) · (p − e).
+  const closed = D.min(t.abs(), q.abs());
+  const realisedPnl = closed.times(q.s).times(price.minus(e));
+  const q2 = q.plus(t);
+  if (q2.isZero()) return { position: undefined, realisedPnl, reduceOnly: true };
+  if (q2.isPos() === q.isPos()) {
+    return { position: { quantity: q2, entryPrice: e }, realisedPnl, reduceOnly: true };
+  }
+  // Flipped: the remainder opens at the trade price.
+  return { position: { quantity: q2, entryPrice: price }, realisedPnl, reduceOnly: false };
+}
+
+export interface TradeOutcome extends FillResult {
+  readonly after: AccountState;
+}
+
+/** The account after a fill: position netted, realised PnL booked to the balance. */
+export function applyTrade(state: AccountState, fill: TradeFill): TradeOutcome {
+  const result = applyFill(state.positions.get(fill.symbol), fill.side, fill.quantity, fill.price);
+  const positions = new Map(state.positions);
+  if (result.position) positions.set(fill.symbol, result.position);
+  else positions.delete(fill.symbol);
+  return { ...result, after: { balance: state.balance.plus(result.realisedPnl), positions } };
+}
+
+export interface PositionValuation {
+  readonly symbol: string;
+  readonly quantity: Dec;
+  readonly entryPrice: Dec;
+  readonly markPrice: Dec | null;
+  readonly notional: Dec;
+  readonly unrealisedPnl: Dec;
+}
+
+export interface AccountMargin {
+  readonly balance: Dec;
+  readonly equity: Dec;
+  readonly unrealisedPnl: Dec;
+  readonly notional: Dec;
+  readonly initialMargin: Dec;
+  readonly maintenanceMargin: Dec;
+  readonly availableMargin: Dec;
+  /** null when equity ≤ 0 while positions exist. */
+  readonly utilisationPct: Dec | null;
+  readonly status: MarginStatus;
+  readonly positions: readonly PositionValuation[];
+}
+
+/** Values one position; a symbol with no mark yet is valued at its entry price. */
+export function valuePosition(symbol: string, position: Position, marks: Marks): PositionValuation {
+  const markPrice = marks.get(symbol) ?? null;
+  const valuationPrice = markPrice ?? position.entryPrice;
+  return {
+    symbol,
+    quantity: position.quantity,
+    entryPrice: position.entryPrice,
+    markPrice,
+    notional: position.quantity.abs().times(valuationPrice),
+    unrealisedPnl: position.quantity.times(valuationPrice.minus(position.entryPrice)),
+  };
+}
+
+export function marginStatus(equity: Dec, initialMargin: Dec, maintenanceMargin: Dec): MarginStatus {
+  if (equity.gte(initialMargin)) return 'healthy';
+  if (equity.gte(maintenanceMargin)) return 'margin_call';
+  return 'liquidatable';
+}
+
+/** Everything GET /positions reports, from the account's state and the current marks. */
+export function valueAccount(state: AccountState, marks: Marks, rates: MarginRates): AccountMargin {
+  const positions = [...state.positions.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([symbol, position]) => valuePosition(symbol, position, marks));
+  let unrealisedPnl = ZERO;
+  let notional = ZERO;
+  for (const p of positions) {
+    unrealisedPnl = unrealisedPnl.plus(p.unrealisedPnl);
+    notional = notional.plus(p.notional);
+  }
+  const equity = state.balance.plus(unrealisedPnl);
+  const initialMargin = notional.times(rates.initial);
+  const maintenanceMargin = notional.times(rates.maintenance);
+  let utilisationPct: Dec | null;
+  if (positions.length === 0) utilisationPct = ZERO;
+  else if (equity.lte(0)) utilisationPct = null;
+  else utilisationPct = divRound(maintenanceMargin.times(HUNDRED), equity);
+  return {
+    balance: state.balance,
+    equity,
+    unrealisedPnl,
+    notional,
+    initialMargin,
+    maintenanceMargin,
+    availableMargin: equity.minus(initialMargin),
+    utilisationPct,
+    status: marginStatus(equity, initialMargin, maintenanceMargin),
+    positions,
+  };
+}
+
+export type TradeDecision =
+  | { readonly accepted: true; readonly outcome: TradeOutcome; readonly margin: AccountMargin }
+  | { readonly accepted: false; readonly outcome: TradeOutcome; readonly margin: AccountMargin; readonly required: Dec; readonly available: Dec };
+
+/**
+ * Pre-trade check on the state after the trade, at current marks. A fill that
+ * only reduces a position is always accepted; any other needs
+ * equity_after ≥ initial_margin_after.
+ */
+export function decideTrade(state: AccountState, fill: TradeFill, marks: Marks, rates: MarginRates): TradeDecision {
+  const outcome = applyTrade(state, fill);
+  const margin = valueAccount(outcome.after, marks, rates);
+  if (outcome.reduceOnly || margin.equity.gte(margin.initialMargin)) {
+    return { accepted: true, outcome, margin };
+  }
+  return { accepted: false, outcome, margin, required: margin.initialMargin, available: margin.equity };
+}
+
+export type WithdrawalDecision =
+  | { readonly accepted: true; readonly balanceAfter: Dec }
+  | { readonly accepted: false; readonly required: Dec; readonly available: Dec };
+
+/** The most that can be withdrawn now: min(balance, equity − initial margin), never below zero. */
+export function withdrawable(state: AccountState, marks: Marks, rates: MarginRates): Dec {
+  const margin = valueAccount(state, marks, rates);
+  const free = D.min(state.balance, margin.equity.minus(margin.initialMargin));
+  return free.isNeg() ? ZERO : free;
+}
+
+/** A withdrawal needs amount ≤ balance and equity − amount ≥ initial margin. */
+export function decideWithdrawal(state: AccountState, amount: Dec, marks: Marks, rates: MarginRates): WithdrawalDecision {
+  const margin = valueAccount(state, marks, rates);
+  if (amount.lte(state.balance) && margin.equity.minus(amount).gte(margin.initialMargin)) {
+    return { accepted: true, balanceAfter: state.balance.minus(amount) };
+  }
+  return { accepted: false, required: amount, available: withdrawable(state, marks, rates) };
+}

@@ -1,0 +1,94 @@
+/**
+ * Wires the engine together: clients are created here (never at import time)
+ * and closed by `close()`.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { MarginRates } from './domain/margin.js';
+import { defineScripts } from './store/accounts.js';
+import { GroupCommitter } from './store/ledger.js';
+import { migrate } from './store/migrate.js';
+import { createSql, type Sql } from './store/postgres.js';
+import { createRedis, KeySpace } from './store/redis.js';
+import { AccountGate } from './services/account-gate.js';
+import { AccountsView } from './services/accounts-view.js';
+import { withTimeout } from './services/dependencies.js';
+import { MarksService } from './services/marks.js';
+import { TradingService } from './services/trading.js';
+
+export interface Engine {
+  readonly config: Config;
+  readonly redis: Redis;
+  readonly sql: Sql;
+  readonly keys: KeySpace;
+  readonly committer: GroupCommitter;
+  readonly trading: TradingService;
+  readonly accounts: AccountsView;
+  readonly marks: MarksService;
+  /** Pings both stores; reports each one's state. */
+  readiness(): Promise<{ redis: boolean; postgres: boolean }>;
+  close(): Promise<void>;
+}
+
+export interface EngineOptions {
+  /** Apply the SQL migrations before serving (default true). */
+  readonly migrate?: boolean;
+}
+
+export async function createEngine(config: Config, log: Logger, options: EngineOptions = {}): Promise<Engine> {
+  const sql = createSql({
+    url: config.databaseUrl,
+    schema: config.databaseSchema,
+    poolSize: config.databasePoolSize,
+    connectTimeoutSeconds: Math.max(1, Math.ceil(config.dependencyTimeoutMs / 1000)),
+  });
+  const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.dependencyTimeoutMs });
+  defineScripts(redis);
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  try {
+    await redis.connect();
+    if (options.migrate ?? true) {
+      const applied = await migrate(sql, config.databaseSchema);
+      if (applied.length > 0) log.info({ applied }, 'applied migrations');
+    }
+  } catch (error) {
+    redis.disconnect();
+    await sql.end({ timeout: 1 });
+    throw error;
+  }
+
+  const keys = new KeySpace(config.redisKeyPrefix);
+  const rates: MarginRates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
+  const timeoutMs = config.dependencyTimeoutMs;
+  const committer = new GroupCommitter(sql, config.commitBatchMax);
+  const gate = new AccountGate(redis, keys, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
+
+  return {
+    config,
+    redis,
+    sql,
+    keys,
+    committer,
+    trading: new TradingService({ redis, sql, keys, gate, committer, rates, timeoutMs, log }),
+    accounts: new AccountsView({ redis, sql, keys, rates, timeoutMs }),
+    marks: new MarksService({ redis, sql, keys, timeoutMs }),
+    async readiness() {
+      const ping = async (p: () => Promise<unknown>) => {
+        try {
+          await withTimeout(p(), timeoutMs, 'ping');
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const [r, pg] = await Promise.all([ping(() => redis.ping()), ping(() => sql`SELECT 1`)]);
+      return { redis: r, postgres: pg };
+    },
+    async close() {
+      await committer.idle();
+      redis.disconnect();
+      await sql.end({ timeout: 5 });
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Builds the fastify app around an engine. Tests call buildApp() and inject;
+ * only main.ts listens.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Engine } from '../engine.js';
+import { registerErrorHandling } from './errors.js';
+import { registerJsonParser } from './json.js';
+import { accountRoutes } from './routes/accounts.js';
+import { healthRoutes } from './routes/health.js';
+import { markRoutes } from './routes/marks.js';
+import { tradeRoutes } from './routes/trades.js';
+
+export interface AppOptions {
+  readonly logger?: FastifyBaseLogger;
+  /** Serve the OpenAPI document and UI at /docs (default true). */
+  readonly docs?: boolean;
+}
+
+export type App = FastifyInstance;
+
+export async function buildApp(engine: Engine, options: AppOptions = {}): Promise<App> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: 64 * 1024,
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  // Handlers build their responses from typed objects of strings (checked by
+  // the type provider at compile time); plain JSON.stringify is all they need.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  registerJsonParser(app);
+  registerErrorHandling(app);
+
+  if (options.docs ?? true) {
+    await app.register(swagger, {
+      openapi: {
+        info: {
+          title: 'Margin engine',
+          version: '0.1.0',
+          description:
+            'Cross-margin risk engine for perpetual futures. Amounts in responses are decimal strings; ' +
+            'amounts in requests may be JSON numbers or decimal strings.',
+        },
+      },
+      transform: jsonSchemaTransform,
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+  }
+
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+  await typed.register(healthRoutes, { engine });
+  await typed.register(accountRoutes, { engine });
+  await typed.register(tradeRoutes, { engine });
+  await typed.register(markRoutes, { engine });
+  return app;
+}

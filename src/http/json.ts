@@ -1,0 +1,30 @@
+/**
+ * JSON bodies without binary floating point: a number literal that a double
+ * cannot hold exactly (0.123456789012345678, say) is kept as its decimal text,
+ * so `{"quantity": 0.1}` and `{"quantity": "0.1"}` mean the same exact value.
+ * lossless-json also refuses `__proto__` pollution like fastify's own parser.
+ */
+import type { FastifyInstance } from 'fastify';
+import { isSafeNumber, parse } from 'lossless-json';
+
+function parseNumber(text: string): number | string {
+  return isSafeNumber(text) ? Number(text) : text;
+}
+
+export class MalformedJson extends Error {}
+
+export function registerJsonParser(app: FastifyInstance): void {
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') {
+      done(new MalformedJson('request body is empty; send a JSON object'), undefined);
+      return;
+    }
+    try {
+      done(null, parse(text, null, parseNumber));
+    } catch (error) {
+      done(new MalformedJson(`malformed JSON: ${(error as Error).message}`), undefined);
+    }
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * Start-up: parse the configuration, build the engine and the app, listen,
+ * and shut down gracefully on SIGTERM/SIGINT.
+ */
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { createEngine } from './engine.js';
+import { buildApp } from './http/app.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const log = pino({ level: config.logLevel });
+  const engine = await createEngine(config, log);
+  const app = await buildApp(engine, { logger: log });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
+    try {
+      await app.close(); // stops accepting and waits for in-flight requests
+      await engine.close(); // flushes pending ledger writes, closes clients
+      process.exit(0);
+    } catch (error) {
+      log.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+
+  await app.listen({ host: config.host, port: config.port });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`margin engine failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

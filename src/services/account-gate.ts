@@ -1,0 +1,95 @@
+/**
+ * One operation at a time per account, across connections and across engine
+ * processes sharing one Redis.
+ *
+ * Inside a process, operations on one account queue on a promise chain, so they
+ * never contend with each other. Across processes, a Redis lease lock (taken
+ * in the same round trip that reads the account) serialises them; the lock is
+ * an optimisation, not the last line of defence: the ledger's primary key
+ * (account_id, seq) refuses a second writer that computed from the same state.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { EngineError } from '../domain/errors.js';
+import type { Marks } from '../domain/margin.js';
+import { acquireAccount, releaseAccount, type StoredAccount } from '../store/accounts.js';
+import type { KeySpace } from '../store/redis.js';
+import { redisCall } from './dependencies.js';
+
+export interface Snapshot {
+  readonly account: StoredAccount;
+  readonly marks: Marks;
+  /** The stored result of this client order id, when it was booked before. */
+  readonly clientOrder: string | null;
+}
+
+/** What an operation holds while it runs: the lock's token, and whether the lock has been dealt with. */
+export class Lease {
+  /** Set once the lock was released (or handed to a background completion). */
+  settled = false;
+  constructor(readonly token: string) {}
+}
+
+export interface GateOptions {
+  readonly lockTtlMs: number;
+  /** Longest wait for another process's lock before answering ACCOUNT_BUSY. */
+  readonly lockWaitMs: number;
+}
+
+export class AccountGate {
+  private readonly tails = new Map<number, Promise<unknown>>();
+  private readonly instanceId = randomUUID();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: KeySpace,
+    private readonly options: GateOptions,
+  ) {}
+
+  /** Runs `operation` with the account locked and its state (plus all marks) read under the lock. */
+  run<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {
+    const previous = this.tails.get(accountId) ?? Promise.resolve();
+    const current = previous.then(() => this.locked(accountId, clientOrderId, operation));
+    const tail = current.catch(() => undefined);
+    this.tails.set(accountId, tail);
+    void tail.then(() => {
+      if (this.tails.get(accountId) === tail) this.tails.delete(accountId);
+    });
+    return current;
+  }
+
+  private async locked<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {
+    const lease = new Lease(randomUUID());
+    const deadline = Date.now() + this.options.lockWaitMs;
+    let delayMs = 0.5;
+    for (;;) {
+      const got = await redisCall(() =>
+        acquireAccount(this.redis, this.keys, accountId, lease.token, this.options.lockTtlMs, this.instanceId, clientOrderId),
+      );
+      if (got.acquired) {
+        try {
+          return await operation({ account: got.account, marks: got.marks, clientOrder: got.clientOrder }, lease);
+        } finally {
+          if (!lease.settled) await this.release(accountId, lease);
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw new EngineError('ACCOUNT_BUSY', `account ${accountId} is locked by another engine process; retry`, {
+          account_id: accountId,
+        });
+      }
+      await new Promise((r) => setTimeout(r, delayMs));
+      delayMs = Math.min(delayMs * 2, 8);
+    }
+  }
+
+  /** Releases the lock; a failure only delays the next holder until the lease expires. */
+  async release(accountId: number, lease: Lease): Promise<void> {
+    lease.settled = true;
+    try {
+      await releaseAccount(this.redis, this.keys, accountId, lease.token);
+    } catch {
+      // The lease's TTL frees it; nothing else depends on this reply.
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Bringing an account's Redis state level with its PostgreSQL ledger, and the
+ * one mapping from a ledger row to the account update it implies.
+ */
+import type { Redis } from 'ioredis';
+import { D } from '../domain/decimal.js';
+import { applyAccount, type AccountUpdate } from '../store/accounts.js';
+import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
+import type { Sql } from '../store/postgres.js';
+import type { KeySpace } from '../store/redis.js';
+import { postgresCall, redisCall } from './dependencies.js';
+
+/** The trade response, as first booked; what a repeated client order id gets back. */
+export interface TradeResult {
+  readonly success: true;
+  readonly trade_id: number;
+  readonly account_id: number;
+  readonly symbol: string;
+  readonly side: 'BUY' | 'SELL';
+  readonly quantity: string;
+  readonly price: string;
+  readonly realised_pnl: string;
+  readonly position: { readonly symbol: string; readonly quantity: string; readonly entry_price: string | null };
+  readonly balance: string;
+  readonly equity: string;
+}
+
+const norm = (s: string) => new D(s).toString();
+
+/** Identifies a trade's parameters, so a reused client order id can be told apart from a retry. */
+export function tradeFingerprint(symbol: string, side: string, quantity: string, price: string): string {
+  return `${symbol}|${side}|${norm(quantity)}|${norm(price)}`;
+}
+
+export function tradeResultFromEntry(e: LedgerEntry): TradeResult {
+  if (e.kind !== 'TRADE' || !e.symbol || !e.side || !e.quantity || !e.price || !e.realisedPnl || !e.positionQuantity) {
+    throw new Error(`ledger row ${e.accountId}/${e.seq} is not a trade`);
+  }
+  return {
+    success: true,
+    trade_id: e.entryId,
+    account_id: e.accountId,
+    symbol: e.symbol,
+    side: e.side,
+    quantity: norm(e.quantity),
+    price: norm(e.price),
+    realised_pnl: norm(e.realisedPnl),
+    position: {
+      symbol: e.symbol,
+      quantity: norm(e.positionQuantity),
+      entry_price: e.positionEntryPrice === null ? null : norm(e.positionEntryPrice),
+    },
+    balance: norm(e.balance),
+    equity: norm(e.equity ?? e.balance),
+  };
+}
+
+/** What Redis keeps for a booked client order id: the parameters' fingerprint and the first result. */
+export function storedClientOrder(e: LedgerEntry): string {
+  const result = tradeResultFromEntry(e);
+  return JSON.stringify({ fp: tradeFingerprint(result.symbol, result.side, result.quantity, result.price), result });
+}
+
+export function parseStoredClientOrder(stored: string): { fp: string; result: TradeResult } {
+  return JSON.parse(stored) as { fp: string; result: TradeResult };
+}
+
+/** The Redis update a committed ledger row implies, applied on top of `expectedSeq`. */
+export function updateFromEntry(e: LedgerEntry, expectedSeq: number): AccountUpdate {
+  const base = { accountId: e.accountId, expectedSeq, seq: e.seq, balance: norm(e.balance) };
+  if (e.kind !== 'TRADE') return { ...base, set: [], remove: [] };
+  const symbol = e.symbol!;
+  const flat = new D(e.positionQuantity!).isZero();
+  return {
+    ...base,
+    set: flat ? [] : [{ symbol, quantity: norm(e.positionQuantity!), entryPrice: norm(e.positionEntryPrice!) }],
+    remove: flat ? [symbol] : [],
+    ...(e.clientOrderId ? { clientOrder: { id: e.clientOrderId, stored: storedClientOrder(e) } } : {}),
+  };
+}
+
+/**
+ * Replays the ledger rows Redis has not seen (after `fromSeq`) onto the
+ * account. Each apply is conditional on the sequence it expects, so a
+ * concurrent catch-up or a late writer cannot apply a row twice.
+ */
+export async function catchUp(redis: Redis, sql: Sql, keys: KeySpace, accountId: number, fromSeq: number, timeoutMs: number): Promise<number> {
+  const entries = await postgresCall(() => entriesAfter(sql, accountId, fromSeq), timeoutMs);
+  let expected = fromSeq;
+  for (const e of entries) {
+    await redisCall(() => applyAccount(redis, keys, '', updateFromEntry(e, expected), expected === 0));
+    expected = e.seq;
+  }
+  return entries.length;
+}

@@ -1,0 +1,249 @@
+/**
+ * PostgreSQL side of the ledger: the group committer every write goes through,
+ * and the reads (history pages, catch-up rows).
+ */
+import type { Sql } from './postgres.js';
+import type { Side } from '../domain/margin.js';
+
+export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL';
+
+/** One row to write. Decimal values are already plain decimal strings. */
+export interface LedgerRow {
+  readonly accountId: number;
+  readonly seq: number;
+  readonly kind: LedgerKind;
+  readonly balance: string;
+  readonly symbol?: string;
+  readonly side?: Side;
+  readonly quantity?: string;
+  readonly price?: string;
+  readonly realisedPnl?: string;
+  readonly clientOrderId?: string | null;
+  readonly liquidationId?: number | null;
+  readonly positionQuantity?: string;
+  readonly positionEntryPrice?: string | null;
+  readonly equity?: string | null;
+  readonly amount?: string;
+}
+
+export interface CommittedRow {
+  readonly accountId: number;
+  readonly seq: number;
+  readonly entryId: number;
+  readonly createdAt: Date;
+}
+
+/** The rows of one item collided with rows already in the ledger (another writer got there first). */
+export class LedgerConflict extends Error {
+  constructor(readonly constraint: string) {
+    super(`ledger conflict on ${constraint}`);
+    this.name = 'LedgerConflict';
+  }
+}
+
+interface Pending {
+  readonly rows: readonly LedgerRow[];
+  readonly resolve: (rows: CommittedRow[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit: requests that arrive while a commit is in flight wait for it
+ * and then share the next one, so under load many trades cost one INSERT and
+ * one fsync. Each submitted item (all rows of one operation) commits entirely
+ * or not at all.
+ */
+export class GroupCommitter {
+  private queue: Pending[] = [];
+  private flushing: Promise<void> | null = null;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly maxRows: number,
+  ) {}
+
+  submit(rows: readonly LedgerRow[]): Promise<CommittedRow[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ rows, resolve, reject });
+      if (!this.flushing) this.flushing = this.drain();
+    });
+  }
+
+  /** Resolves once everything submitted so far has been written (or failed). */
+  async idle(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
+  private async drain(): Promise<void> {
+    // Let the current tick's submissions join the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    try {
+      while (this.queue.length > 0) {
+        const batch: Pending[] = [];
+        let rowCount = 0;
+        while (this.queue.length > 0 && (batch.length === 0 || rowCount + this.queue[0]!.rows.length <= this.maxRows)) {
+          const next = this.queue.shift()!;
+          batch.push(next);
+          rowCount += next.rows.length;
+        }
+        await this.commit(batch);
+      }
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    try {
+      const committed = await insertRows(this.sql, batch.flatMap((p) => p.rows));
+      for (const p of batch) p.resolve(pick(committed, p.rows));
+      return;
+    } catch (error) {
+      if (!isUniqueViolation(error) || batch.length === 1) {
+        const mapped = isUniqueViolation(error) ? new LedgerConflict(constraintOf(error)) : error;
+        for (const p of batch) p.reject(mapped);
+        return;
+      }
+    }
+    // One item collided and the statement rolled back whole: commit the items
+    // one by one so only the colliding ones fail.
+    for (const p of batch) {
+      try {
+        p.resolve(await insertRows(this.sql, p.rows));
+      } catch (error) {
+        p.reject(isUniqueViolation(error) ? new LedgerConflict(constraintOf(error)) : error);
+      }
+    }
+  }
+}
+
+function pick(committed: CommittedRow[], rows: readonly LedgerRow[]): CommittedRow[] {
+  return rows.map((r) => {
+    const c = committed.find((x) => x.accountId === r.accountId && x.seq === r.seq);
+    if (!c) throw new Error(`row ${r.accountId}/${r.seq} missing from RETURNING`);
+    return c;
+  });
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: string }).code === '23505';
+}
+
+function constraintOf(error: unknown): string {
+  return (error as { constraint_name?: string }).constraint_name ?? 'unique';
+}
+
+/** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */
+async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<CommittedRow[]> {
+  const col = <T>(f: (r: LedgerRow) => T) => rows.map(f);
+  const result = await sql<{ account_id: string; seq: string; entry_id: string; created_at: Date }[]>`
+    INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, client_order_id,
+                        liquidation_id, position_quantity, position_entry_price, equity, amount, balance)
+    SELECT * FROM unnest(
+      ${col((r) => r.accountId)}::bigint[], ${col((r) => r.seq)}::bigint[], ${col((r) => r.kind)}::text[],
+      ${col((r) => r.symbol ?? null)}::text[], ${col((r) => r.side ?? null)}::text[],
+      ${col((r) => r.quantity ?? null)}::numeric[], ${col((r) => r.price ?? null)}::numeric[],
+      ${col((r) => r.realisedPnl ?? null)}::numeric[], ${col((r) => r.clientOrderId ?? null)}::text[],
+      ${col((r) => r.liquidationId ?? null)}::bigint[], ${col((r) => r.positionQuantity ?? null)}::numeric[],
+      ${col((r) => r.positionEntryPrice ?? null)}::numeric[], ${col((r) => r.equity ?? null)}::numeric[],
+      ${col((r) => r.amount ?? null)}::numeric[], ${col((r) => r.balance)}::numeric[])
+    RETURNING account_id, seq, entry_id, created_at`;
+  return result.map((r) => ({
+    accountId: Number(r.account_id),
+    seq: Number(r.seq),
+    entryId: Number(r.entry_id),
+    createdAt: r.created_at,
+  }));
+}
+
+export interface LedgerEntry {
+  readonly entryId: number;
+  readonly accountId: number;
+  readonly seq: number;
+  readonly kind: LedgerKind;
+  readonly symbol: string | null;
+  readonly side: Side | null;
+  readonly quantity: string | null;
+  readonly price: string | null;
+  readonly realisedPnl: string | null;
+  readonly clientOrderId: string | null;
+  readonly liquidationId: number | null;
+  readonly positionQuantity: string | null;
+  readonly positionEntryPrice: string | null;
+  readonly equity: string | null;
+  readonly amount: string | null;
+  readonly balance: string;
+  readonly createdAt: Date;
+}
+
+interface EntryRecord {
+  entry_id: string;
+  account_id: string;
+  seq: string;
+  kind: LedgerKind;
+  symbol: string | null;
+  side: Side | null;
+  quantity: string | null;
+  price: string | null;
+  realised_pnl: string | null;
+  client_order_id: string | null;
+  liquidation_id: string | null;
+  position_quantity: string | null;
+  position_entry_price: string | null;
+  equity: string | null;
+  amount: string | null;
+  balance: string;
+  created_at: Date;
+}
+
+function toEntry(r: EntryRecord): LedgerEntry {
+  return {
+    entryId: Number(r.entry_id),
+    accountId: Number(r.account_id),
+    seq: Number(r.seq),
+    kind: r.kind,
+    symbol: r.symbol,
+    side: r.side,
+    quantity: r.quantity,
+    price: r.price,
+    realisedPnl: r.realised_pnl,
+    clientOrderId: r.client_order_id,
+    liquidationId: r.liquidation_id === null ? null : Number(r.liquidation_id),
+    positionQuantity: r.position_quantity,
+    positionEntryPrice: r.position_entry_price,
+    equity: r.equity,
+    amount: r.amount,
+    balance: r.balance,
+    createdAt: r.created_at,
+  };
+}
+
+/** Rows after `afterSeq`, oldest first: what Redis is missing when it fell behind. */
+export async function entriesAfter(sql: Sql, accountId: number, afterSeq: number): Promise<LedgerEntry[]> {
+  const rows = await sql<EntryRecord[]>`
+    SELECT * FROM ledger WHERE account_id = ${accountId} AND seq > ${afterSeq} ORDER BY seq`;
+  return rows.map(toEntry);
+}
+
+/** A page of an account's trades, newest first; `beforeSeq` is the cursor. */
+export async function tradePage(
+  sql: Sql,
+  accountId: number,
+  limit: number,
+  beforeSeq: number | null,
+): Promise<{ entries: LedgerEntry[]; nextCursor: number | null }> {
+  const rows = await sql<EntryRecord[]>`
+    SELECT * FROM ledger
+    WHERE account_id = ${accountId} AND kind = 'TRADE' ${beforeSeq === null ? sql`` : sql`AND seq < ${beforeSeq}`}
+    ORDER BY seq DESC LIMIT ${limit + 1}`;
+  const entries = rows.slice(0, limit).map(toEntry);
+  const nextCursor = rows.length > limit ? entries[entries.length - 1]!.seq : null;
+  return { entries, nextCursor };
+}
+
+/** The first booking of a client order id, if any (idempotency's durable record). */
+export async function entryByClientOrderId(sql: Sql, accountId: number, clientOrderId: string): Promise<LedgerEntry | null> {
+  const rows = await sql<EntryRecord[]>`
+    SELECT * FROM ledger WHERE account_id = ${accountId} AND client_order_id = ${clientOrderId}`;
+  return rows[0] ? toEntry(rows[0]) : null;
+}

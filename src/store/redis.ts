@@ -1,0 +1,57 @@
+/**
+ * Redis client construction and the key layout.
+ *
+ * Every key of one account carries the hash tag `{a<id>}`, so an account's
+ * update touches one cluster slot. Global keys (marks, the account set) are
+ * read or written in the same pipeline, never inside an account's script.
+ */
+import { Redis } from 'ioredis';
+
+export interface RedisOptions {
+  readonly url: string;
+  readonly commandTimeoutMs: number;
+}
+
+/**
+ * Commands fail at once while the connection is down (no offline queue, no
+ * per-command retries) and give up after `commandTimeoutMs`, so a request
+ * answers 503 quickly instead of hanging; the client keeps reconnecting in the
+ * background and service resumes by itself.
+ */
+export function createRedis(options: RedisOptions): Redis {
+  return new Redis(options.url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs,
+    connectTimeout: options.commandTimeoutMs,
+    retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+  });
+}
+
+export interface AccountKeys {
+  readonly state: string;
+  readonly lock: string;
+  readonly lockWaiter: string;
+  readonly clientOrders: string;
+}
+
+export class KeySpace {
+  readonly marks: string;
+  readonly accounts: string;
+
+  constructor(readonly prefix: string) {
+    this.marks = `${prefix}:marks`;
+    this.accounts = `${prefix}:accounts`;
+  }
+
+  account(accountId: number): AccountKeys {
+    const tag = `${this.prefix}:{a${accountId}}`;
+    return {
+      state: `${tag}:state`,
+      lock: `${tag}:lock`,
+      lockWaiter: `${tag}:lockwait`,
+      clientOrders: `${tag}:coid`,
+    };
+  }
+}

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(8000);
+    expect(c.host).toBe('0.0.0.0');
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/postgres');
+    expect(c.initialMarginRate.toString()).toBe('0.2');
+    expect(c.maintenanceMarginRate.toString()).toBe('0.1');
+  });
+
+  it('reads margin rates exactly', () => {
+    const c = loadConfig({ INITIAL_MARGIN_RATE: '0.05', MAINTENANCE_MARGIN_RATE: '0.025' });
+    expect(c.initialMarginRate.toString()).toBe('0.05');
+    expect(c.maintenanceMarginRate.toString()).toBe('0.025');
+  });
+
+  it.each([
+    ['PORT', 'eighty'],
+    ['PORT', '70000'],
+    ['REDIS_URL', 'http://localhost'],
+    ['DATABASE_URL', 'not a url'],
+    ['INITIAL_MARGIN_RATE', '1.5'],
+    ['MAINTENANCE_MARGIN_RATE', 'ten percent'],
+    ['LOG_LEVEL', 'loud'],
+    ['DATABASE_SCHEMA', 'Robert"); DROP'],
+  ])('refuses %s=%s with a message naming the variable', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(name));
+  });
+
+  it('refuses a maintenance rate above the initial rate', () => {
+    expect(() => loadConfig({ INITIAL_MARGIN_RATE: '0.1', MAINTENANCE_MARGIN_RATE: '0.2' })).toThrow(/MAINTENANCE_MARGIN_RATE/);
+  });
+});
