@@ -33,7 +33,7 @@ const envSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     DATABASE_POOL_SIZE: positiveInt(8),
     /** How long a request may wait on Redis or PostgreSQL before it answers 503. */
-    DEPENDENCY_TIMEOUT_MS: positiveInt(1000),
+    DEPENDENCY_TIMEOUT_MS: positiveInt(800),
     /** Lease of the cross-process account lock; a crashed holder frees it after this. */
     ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
     /** Most rows one group commit writes to PostgreSQL. */

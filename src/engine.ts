@@ -13,7 +13,7 @@ import { createSql, type Sql } from './store/postgres.js';
 import { createRedis, KeySpace } from './store/redis.js';
 import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
-import { withTimeout } from './services/dependencies.js';
+import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { MarksService } from './services/marks.js';
 import { TradingService } from './services/trading.js';
 
@@ -61,7 +61,11 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const keys = new KeySpace(config.redisKeyPrefix);
   const rates: MarginRates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
   const timeoutMs = config.dependencyTimeoutMs;
-  const committer = new GroupCommitter(sql, config.commitBatchMax);
+  const committer = new GroupCommitter(sql, {
+    maxRows: config.commitBatchMax,
+    flushTimeoutMs: timeoutMs,
+    isConnectionError: isPostgresUnavailable,
+  });
   const gate = new AccountGate(redis, keys, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
 
   return {
@@ -72,7 +76,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     committer,
     trading: new TradingService({ redis, sql, keys, gate, committer, rates, timeoutMs, log }),
     accounts: new AccountsView({ redis, sql, keys, rates, timeoutMs }),
-    marks: new MarksService({ redis, sql, keys, timeoutMs }),
+    marks: new MarksService({ redis, sql, keys, timeoutMs, committer }),
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
         try {
@@ -86,7 +90,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       return { redis: r, postgres: pg };
     },
     async close() {
-      await committer.idle();
+      await committer.close();
       redis.disconnect();
       await sql.end({ timeout: 5 });
     },

@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { type Dec, str } from '../domain/decimal.js';
+import { DependencyUnavailable } from '../domain/errors.js';
 import { storeMark } from '../store/accounts.js';
 import { upsertMark } from '../store/marks.js';
 import type { Sql } from '../store/postgres.js';
@@ -21,13 +22,16 @@ export interface MarksDeps {
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly timeoutMs: number;
+  /** Its circuit breaker says whether PostgreSQL is known to be down. */
+  readonly committer: { readonly unavailable: boolean };
 }
 
 export class MarksService {
   constructor(private readonly deps: MarksDeps) {}
 
   async setMark(symbol: string, price: Dec): Promise<MarkResult> {
-    const { redis, sql, keys, timeoutMs } = this.deps;
+    const { redis, sql, keys, timeoutMs, committer } = this.deps;
+    if (committer.unavailable) throw new DependencyUnavailable('postgres');
     const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
     await redisCall(() => storeMark(redis, keys, symbol, str(price), version));
     return { symbol, price: str(price), liquidated: [] };

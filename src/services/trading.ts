@@ -10,10 +10,10 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Dec, str } from '../domain/decimal.js';
-import { DependencyUnavailable, accountNotFound, idempotencyConflict, insufficientMargin } from '../domain/errors.js';
+import { DependencyUnavailable, EngineError, accountNotFound, idempotencyConflict, insufficientMargin } from '../domain/errors.js';
 import { decideTrade, decideWithdrawal, type MarginRates, type Side } from '../domain/margin.js';
 import { accountExists, applyAccount } from '../store/accounts.js';
-import { GroupCommitter, LedgerConflict, type CommittedRow, type LedgerEntry, type LedgerRow } from '../store/ledger.js';
+import { GroupCommitter, LedgerConflict, LedgerUnavailable, type CommittedRow, type LedgerEntry, type LedgerRow } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import type { AccountGate, Lease, Snapshot } from './account-gate.js';
@@ -146,10 +146,17 @@ export class TradingService {
   /** Runs under the gate, catching Redis up with the ledger and retrying when it was behind. */
   private async serialised<T>(accountId: number, clientOrderId: string | null, op: (s: Snapshot, l: Lease) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
+      // During a PostgreSQL outage nothing can be booked: say so before queueing for the lock.
+      if (this.deps.committer.unavailable) throw new DependencyUnavailable('postgres');
       try {
         return await this.deps.gate.run(accountId, clientOrderId, op);
       } catch (error) {
-        if (!(error instanceof StaleState) || attempt >= MAX_ATTEMPTS) throw error;
+        if (!(error instanceof StaleState)) throw error;
+        if (attempt >= MAX_ATTEMPTS) {
+          throw new EngineError('ACCOUNT_BUSY', `account ${accountId} kept changing under this request; nothing was booked, retry`, {
+            account_id: accountId,
+          });
+        }
         const { redis, sql, keys, timeoutMs, log } = this.deps;
         const replayed = await catchUp(redis, sql, keys, accountId, error.fromSeq, timeoutMs);
         log.warn({ accountId, fromSeq: error.fromSeq, replayed }, 'redis was behind the ledger; caught up');
@@ -174,16 +181,20 @@ export class TradingService {
       committed = await withTimeout(pending, timeoutMs, 'ledger commit');
     } catch (error) {
       if (error instanceof TimeoutError) {
-        // The outcome is unknown: keep the lock until PostgreSQL decides, then
-        // apply or release, so the account never runs ahead of its ledger.
+        // Still pending: keep the lock until PostgreSQL decides, then apply or
+        // release, so the account never runs ahead of its ledger.
         lease.settled = true;
         pending.then(applyCommitted, () => this.deps.gate.release(row.accountId, lease)).catch((e: unknown) =>
           log.warn({ err: e, accountId: row.accountId }, 'late commit could not be applied to redis; catch-up will'),
         );
+      }
+      // A connection that died mid-commit may have committed: the lock is
+      // released, and if the row did land, the next writer meets it at the
+      // ledger's (account_id, seq) key and catches Redis up.
+      if (error instanceof LedgerConflict) throw new StaleState(expectedSeq);
+      if (error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error)) {
         throw new DependencyUnavailable('postgres', error);
       }
-      if (error instanceof LedgerConflict) throw new StaleState(expectedSeq);
-      if (isPostgresUnavailable(error)) throw new DependencyUnavailable('postgres', error);
       throw error;
     }
     lease.settled = true;

@@ -47,31 +47,83 @@ interface Pending {
   readonly reject: (error: unknown) => void;
 }
 
+/** PostgreSQL did not answer (or refused); the rows were never sent, or their outcome is unknown. */
+export class LedgerUnavailable extends Error {
+  constructor(
+    message: string,
+    /** False when the rows certainly did not reach PostgreSQL. */
+    readonly maybeCommitted: boolean,
+    cause?: unknown,
+  ) {
+    super(message);
+    this.name = 'LedgerUnavailable';
+    this.cause = cause;
+  }
+}
+
+export interface GroupCommitterOptions {
+  /** Most rows in one INSERT. */
+  readonly maxRows: number;
+  /** A commit slower than this marks PostgreSQL down; the next batch goes on without it. */
+  readonly flushTimeoutMs: number;
+  /** Tells a connection failure from a bug. */
+  readonly isConnectionError: (error: unknown) => boolean;
+}
+
 /**
  * Group commit: requests that arrive while a commit is in flight wait for it
  * and then share the next one, so under load many trades cost one INSERT and
  * one fsync. Each submitted item (all rows of one operation) commits entirely
  * or not at all.
+ *
+ * It is also the engine's circuit breaker for PostgreSQL: after a connection
+ * failure or a commit that hangs, new submissions fail at once (nothing sent)
+ * until a probe succeeds, so an outage costs callers milliseconds, not timeouts.
  */
 export class GroupCommitter {
   private queue: Pending[] = [];
   private flushing: Promise<void> | null = null;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private down = false;
+  private probing: Promise<void> | null = null;
+  private closed = false;
 
   constructor(
     private readonly sql: Sql,
-    private readonly maxRows: number,
+    private readonly options: GroupCommitterOptions,
   ) {}
 
+  /** True while PostgreSQL is known to be unreachable. */
+  get unavailable(): boolean {
+    return this.down;
+  }
+
+  /**
+   * Resolves when the rows are committed. Rejects with LedgerConflict when a
+   * row collides, LedgerUnavailable when PostgreSQL is down; may stay pending
+   * as long as PostgreSQL hangs (callers bound their own wait).
+   */
   submit(rows: readonly LedgerRow[]): Promise<CommittedRow[]> {
+    if (this.down || this.closed) {
+      return Promise.reject(new LedgerUnavailable('postgres is unavailable', false));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ rows, resolve, reject });
       if (!this.flushing) this.flushing = this.drain();
     });
   }
 
-  /** Resolves once everything submitted so far has been written (or failed). */
+  /** Resolves once everything submitted so far has been written or has failed. */
   async idle(): Promise<void> {
     while (this.flushing) await this.flushing;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Stops taking rows (after idle() the queue is empty). */
+  async close(): Promise<void> {
+    await this.idle();
+    this.closed = true;
+    await this.probing;
   }
 
   private async drain(): Promise<void> {
@@ -79,14 +131,29 @@ export class GroupCommitter {
     await new Promise<void>((r) => setImmediate(r));
     try {
       while (this.queue.length > 0) {
+        if (this.down) {
+          for (const p of this.queue.splice(0)) p.reject(new LedgerUnavailable('postgres is unavailable', false));
+          return;
+        }
         const batch: Pending[] = [];
         let rowCount = 0;
-        while (this.queue.length > 0 && (batch.length === 0 || rowCount + this.queue[0]!.rows.length <= this.maxRows)) {
+        while (this.queue.length > 0 && (batch.length === 0 || rowCount + this.queue[0]!.rows.length <= this.options.maxRows)) {
           const next = this.queue.shift()!;
           batch.push(next);
           rowCount += next.rows.length;
         }
-        await this.commit(batch);
+        const commit = this.commit(batch);
+        this.inFlight.add(commit);
+        void commit.finally(() => this.inFlight.delete(commit));
+        // A hung commit must not hold up the batches behind it: they go on
+        // (and fail fast while PostgreSQL is marked down).
+        let timer: NodeJS.Timeout | undefined;
+        const slow = await Promise.race([
+          commit.then(() => false),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.options.flushTimeoutMs))),
+        ]);
+        clearTimeout(timer);
+        if (slow) this.markDown();
       }
     } finally {
       this.flushing = null;
@@ -100,8 +167,7 @@ export class GroupCommitter {
       return;
     } catch (error) {
       if (!isUniqueViolation(error) || batch.length === 1) {
-        const mapped = isUniqueViolation(error) ? new LedgerConflict(constraintOf(error)) : error;
-        for (const p of batch) p.reject(mapped);
+        for (const p of batch) p.reject(this.classify(error));
         return;
       }
     }
@@ -111,8 +177,45 @@ export class GroupCommitter {
       try {
         p.resolve(await insertRows(this.sql, p.rows));
       } catch (error) {
-        p.reject(isUniqueViolation(error) ? new LedgerConflict(constraintOf(error)) : error);
+        p.reject(this.classify(error));
       }
+    }
+  }
+
+  private classify(error: unknown): unknown {
+    if (isUniqueViolation(error)) return new LedgerConflict(constraintOf(error));
+    if (this.options.isConnectionError(error)) {
+      this.markDown();
+      // A connection that failed mid-statement may have committed: postgres.js
+      // cannot tell, so neither can we.
+      return new LedgerUnavailable('postgres connection failed', true, error);
+    }
+    return error;
+  }
+
+  private markDown(): void {
+    this.down = true;
+    this.probing ??= this.probe();
+  }
+
+  /** Pings until PostgreSQL answers again, then lets submissions through. */
+  private async probe(): Promise<void> {
+    try {
+      while (this.down && !this.closed) {
+        await new Promise((r) => setTimeout(r, 100));
+        try {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            this.sql`SELECT 1`,
+            new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('probe timeout')), this.options.flushTimeoutMs))),
+          ]).finally(() => clearTimeout(timer));
+          this.down = false;
+        } catch {
+          // still down
+        }
+      }
+    } finally {
+      this.probing = null;
     }
   }
 }

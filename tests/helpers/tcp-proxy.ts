@@ -1,0 +1,104 @@
+/**
+ * A TCP proxy of the test's own, on loopback, between the engine and Redis or
+ * PostgreSQL: `cut()` drops every connection and refuses new ones, `blackhole()`
+ * keeps sockets open but forwards nothing (a hung network), `restore()` heals.
+ */
+import net from 'node:net';
+
+type Mode = 'pass' | 'refuse' | 'blackhole';
+
+export class TcpProxy {
+  private server: net.Server | null = null;
+  private port = 0;
+  private mode: Mode = 'pass';
+  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket | null }>();
+
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  async start(): Promise<number> {
+    await this.listen();
+    return this.port;
+  }
+
+  private async listen(): Promise<void> {
+    this.server = net.createServer((client) => this.accept(client));
+    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  private accept(client: net.Socket): void {
+    client.on('error', () => {});
+    if (this.mode === 'refuse') {
+      client.destroy();
+      return;
+    }
+    const pair: { client: net.Socket; upstream: net.Socket | null } = { client, upstream: null };
+    this.pairs.add(pair);
+    client.on('close', () => {
+      pair.upstream?.destroy();
+      this.pairs.delete(pair);
+    });
+    if (this.mode === 'blackhole') return; // accepted, never answered
+    const upstream = net.connect(this.targetPort, this.targetHost);
+    pair.upstream = upstream;
+    upstream.on('error', () => client.destroy());
+    upstream.on('close', () => client.destroy());
+    // Forward by hand so a blackhole can swallow bytes on live connections too.
+    client.on('data', (chunk) => {
+      if (this.mode === 'pass') upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (this.mode === 'pass') client.write(chunk);
+    });
+  }
+
+  /** Drops every connection and stops listening, so new ones are refused (ECONNREFUSED), as when a server is down. */
+  cut(): void {
+    this.mode = 'refuse';
+    this.destroyAll();
+    this.server?.close();
+    this.server = null;
+  }
+
+  /** Connections stay open but nothing gets through, either way. */
+  blackhole(): void {
+    this.mode = 'blackhole';
+  }
+
+  /** Heals: connections that were blackholed are closed (their bytes are lost) so clients reconnect. */
+  async restore(): Promise<void> {
+    const was = this.mode;
+    this.mode = 'pass';
+    if (was === 'blackhole') this.destroyAll();
+    if (was === 'refuse') await this.listen();
+  }
+
+  private destroyAll(): void {
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream?.destroy();
+    }
+    this.pairs.clear();
+  }
+
+  async close(): Promise<void> {
+    this.destroyAll();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+/** Rewrites a URL's host and port to go through a proxy on 127.0.0.1:port. */
+export function viaProxy(url: string, port: number): string {
+  const u = new URL(url);
+  u.hostname = '127.0.0.1';
+  u.port = String(port);
+  return u.toString();
+}
+
+export function targetOf(url: string, defaultPort: number): { host: string; port: number } {
+  const u = new URL(url);
+  return { host: u.hostname || '127.0.0.1', port: u.port ? Number(u.port) : defaultPort };
+}

@@ -1,0 +1,173 @@
+/**
+ * Atomic per account (DESIGN §4): concurrent requests on one account, over many
+ * sockets and through two engine instances sharing one Redis and one
+ * PostgreSQL schema, behave as if run one at a time.
+ *
+ * The two instances live in this test process but share nothing in memory:
+ * each has its own Redis and PostgreSQL connections, its own per-account
+ * queue and its own lock identity, so they contend exactly as two processes do.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { D, type Dec } from '../../src/domain/decimal.js';
+import { applyTrade, decideTrade, type AccountState, type Side } from '../../src/domain/margin.js';
+import { inspector, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
+import { listen, send } from '../helpers/http.js';
+
+let a: TestEngine;
+let b: TestEngine;
+let db: Inspector;
+let baseA: string;
+let baseB: string;
+
+beforeAll(async () => {
+  const iso = newIsolation();
+  a = await startEngine(iso);
+  b = await startEngine(iso);
+  db = inspector(iso);
+  baseA = await listen(a.app);
+  baseB = await listen(b.app);
+});
+afterAll(async () => {
+  await a?.close();
+  await b?.close();
+  await db?.destroy();
+});
+
+const rates = { initial: new D('0.2'), maintenance: new D('0.1') };
+
+interface Row {
+  seq: string;
+  kind: string;
+  symbol: string | null;
+  side: Side | null;
+  quantity: string | null;
+  price: string | null;
+  realised_pnl: string | null;
+  amount: string | null;
+  balance: string;
+  entry_id: string;
+}
+
+/** Replays the ledger with the pure math, checking each trade's margin on the state it really followed. */
+function replay(rows: Row[], marks: Map<string, Dec>): AccountState {
+  let state: AccountState = { balance: new D(0), positions: new Map() };
+  rows.forEach((r, i) => {
+    expect(Number(r.seq)).toBe(i + 1); // no gaps, no duplicates
+    if (r.kind === 'DEPOSIT') state = { ...state, balance: state.balance.plus(r.amount!) };
+    else if (r.kind === 'WITHDRAWAL') state = { ...state, balance: state.balance.minus(r.amount!) };
+    else {
+      const fill = { symbol: r.symbol!, side: r.side!, quantity: new D(r.quantity!), price: new D(r.price!) };
+      const decision = decideTrade(state, fill, marks, rates);
+      expect(decision.accepted, `trade at seq ${r.seq} passed its margin check on stale state`).toBe(true);
+      expect(decision.outcome.realisedPnl.toString()).toBe(new D(r.realised_pnl!).toString());
+      state = applyTrade(state, fill).after;
+    }
+    expect(state.balance.toString()).toBe(new D(r.balance).toString());
+  });
+  return state;
+}
+
+describe('concurrent trades on one account through two engines', () => {
+  it('loses no update: responses, Redis and the PostgreSQL ledger all agree', async () => {
+    const id = 1;
+    await send(baseA, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
+    await send(baseA, 'POST', '/mark-price', { symbol: 'ETH-PERP', price: 3000 });
+    await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: 20000 });
+
+    // 400 mixed trades, sizes chosen so that some breach margin and are refused.
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const orders = Array.from({ length: 400 }, (_, i) => ({
+      account_id: id,
+      symbol: rnd() < 0.6 ? 'BTC-PERP' : 'ETH-PERP',
+      side: rnd() < 0.5 ? 'BUY' : 'SELL',
+      quantity: (Math.floor(rnd() * 40) + 1) / 100, // 0.01 … 0.40
+      price: 2900 + Math.floor(rnd() * 200) + (rnd() < 0.6 ? 47000 : 0),
+      via: i % 2 ? baseB : baseA,
+    }));
+    const results = await Promise.all(orders.map(({ via, ...o }) => send(via, 'POST', '/trade', o)));
+
+    const statuses = new Set(results.map((r) => r.status));
+    expect([...statuses].every((s) => s === 200 || s === 422)).toBe(true);
+    const accepted = results.filter((r) => r.status === 200);
+    expect(accepted.length).toBeGreaterThan(50);
+
+    const rows = await db.sql<Row[]>`SELECT * FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    // Every accepted response is exactly one ledger row; nothing else was booked.
+    expect(rows.length).toBe(accepted.length + 1);
+    expect(new Set(rows.filter((r) => r.kind === 'TRADE').map((r) => Number(r.entry_id)))).toEqual(
+      new Set(accepted.map((r) => r.body.trade_id)),
+    );
+    // Each response reports the balance its own row recorded.
+    const bySeqBalance = new Map(rows.map((r) => [Number(r.entry_id), new D(r.balance).toString()]));
+    for (const r of accepted) expect(r.body.balance).toBe(bySeqBalance.get(r.body.trade_id));
+
+    // Replaying the ledger in order re-passes every margin check and lands on Redis's state.
+    const marks = new Map([
+      ['BTC-PERP', new D(50000)],
+      ['ETH-PERP', new D(3000)],
+    ]);
+    const replayed = replay(rows, marks);
+    const view = (await send(baseB, 'GET', `/positions/${id}`)).body;
+    expect(view.balance).toBe(replayed.balance.toString());
+    expect(view.positions.map((p: { symbol: string; quantity: string; entry_price: string }) => [p.symbol, p.quantity, p.entry_price])).toEqual(
+      [...replayed.positions].sort(([x], [y]) => (x < y ? -1 : 1)).map(([s, p]) => [s, p.quantity.toString(), p.entryPrice.toString()]),
+    );
+    // The final position is the signed sum of the accepted quantities.
+    for (const symbol of ['BTC-PERP', 'ETH-PERP']) {
+      const net = accepted
+        .filter((r) => r.body.symbol === symbol)
+        .reduce((acc, r) => (r.body.side === 'BUY' ? acc.plus(r.body.quantity) : acc.minus(r.body.quantity)), new D(0));
+      const held = view.positions.find((p: { symbol: string }) => p.symbol === symbol)?.quantity ?? '0';
+      expect(held).toBe(net.toString());
+    }
+  });
+
+  it('accepts exactly the affordable number of trades in a race at the margin limit', async () => {
+    const id = 2;
+    await send(baseA, 'POST', '/mark-price', { symbol: 'XRP-PERP', price: 100 });
+    await send(baseB, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    // Each BUY 10 @ 100 adds notional 1000 → IM 200; equity stays 1000 → exactly 5 fit.
+    const results = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        send(i % 2 ? baseA : baseB, 'POST', '/trade', { account_id: id, symbol: 'XRP-PERP', side: 'BUY', quantity: 10, price: 100 }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 200).length).toBe(5);
+    expect(results.filter((r) => r.status === 422).length).toBe(55);
+    const view = (await send(baseA, 'GET', `/positions/${id}`)).body;
+    expect(view).toMatchObject({ balance: '1000', equity: '1000', initial_margin: '1000' });
+    expect(view.positions[0].quantity).toBe('50');
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
+    expect(row!.n).toBe(5);
+  });
+
+  it('books a client order id once when the same order races through both engines', async () => {
+    const id = 3;
+    await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: 100000 });
+    const order = { account_id: id, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.01', price: 50000, client_order_id: 'dup-1' };
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => send(i % 2 ? baseA : baseB, 'POST', '/trade', order)));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(results.map((r) => r.body.trade_id)).size).toBe(1);
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
+    expect(row!.n).toBe(1);
+  });
+
+  it('keeps deposits and withdrawals exact under concurrency', async () => {
+    const id = 4;
+    await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: '0.000000000000000001' });
+    const ops = Array.from({ length: 200 }, (_, i) =>
+      i % 4 === 3
+        ? send(i % 2 ? baseA : baseB, 'POST', `/accounts/${id}/withdraw`, { amount: '0.3' })
+        : send(i % 2 ? baseA : baseB, 'POST', `/accounts/${id}/deposit`, { amount: '0.1' }),
+    );
+    const results = await Promise.all(ops);
+    let expected = new D('0.000000000000000001');
+    for (const [i, r] of results.entries()) {
+      if (r.status !== 200) continue;
+      expected = i % 4 === 3 ? expected.minus('0.3') : expected.plus('0.1');
+    }
+    expect(results.filter((r, i) => i % 4 !== 3 && r.status !== 200)).toEqual([]);
+    expect((await send(baseB, 'GET', `/positions/${id}`)).body.balance).toBe(expected.toString());
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * When Redis or PostgreSQL is unreachable the engine answers 503 quickly,
+ * applies nothing anywhere, and serves again by itself once it returns.
+ * A proxy of the test's own stands between the engine and each store.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { listen, send } from '../helpers/http.js';
+import { TcpProxy, targetOf, viaProxy } from '../helpers/tcp-proxy.js';
+
+let iso: Isolation;
+let pgProxy: TcpProxy;
+let redisProxy: TcpProxy;
+let t: TestEngine;
+let db: Inspector;
+let base: string;
+
+beforeAll(async () => {
+  iso = newIsolation();
+  const pg = targetOf(iso.databaseUrl, 5432);
+  const rd = targetOf(iso.redisUrl, 6379);
+  pgProxy = new TcpProxy(pg.host, pg.port);
+  redisProxy = new TcpProxy(rd.host, rd.port);
+  const pgPort = await pgProxy.start();
+  const redisPort = await redisProxy.start();
+  t = await startEngine(iso, {
+    DATABASE_URL: viaProxy(iso.databaseUrl, pgPort),
+    REDIS_URL: viaProxy(iso.redisUrl, redisPort),
+  });
+  db = inspector(iso); // direct, not through the proxies
+  base = await listen(t.app);
+  await send(base, 'POST', '/accounts/1/deposit', { amount: 100000 });
+  await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
+});
+afterAll(async () => {
+  await t?.close();
+  await pgProxy?.close();
+  await redisProxy?.close();
+  await db?.destroy();
+});
+
+const buy = (clientOrderId?: string) =>
+  send(base, 'POST', '/trade', {
+    account_id: 1,
+    symbol: 'BTC-PERP',
+    side: 'BUY',
+    quantity: '0.01',
+    price: 50000,
+    ...(clientOrderId ? { client_order_id: clientOrderId } : {}),
+  });
+const ledgerCount = async () => (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+const redisState = () => db.redis.hgetall(`${iso.prefix}:{a1}:state`);
+
+/** Retries until the engine serves again (bounded). */
+async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('PostgreSQL unreachable', () => {
+  it('answers 503 within a second for trades, cash and marks, and changes nothing', async () => {
+    const rows = await ledgerCount();
+    const state = await redisState();
+    pgProxy.cut();
+    try {
+      for (const req of [
+        () => buy(),
+        () => send(base, 'POST', '/accounts/1/deposit', { amount: 1 }),
+        () => send(base, 'POST', '/accounts/1/withdraw', { amount: 1 }),
+        () => send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 1 }),
+      ]) {
+        const res = await req();
+        expect(res.status).toBe(503);
+        expect(res.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', details: { dependency: 'postgres' } });
+        expect(res.ms).toBeLessThan(1000);
+      }
+      const ready = await send(base, 'GET', '/ready');
+      expect(ready.status).toBe(503);
+      expect(ready.body.error.details).toEqual({ redis: 'up', postgres: 'down' });
+    } finally {
+      await pgProxy.restore();
+    }
+    expect(await ledgerCount()).toBe(rows);
+    expect(await redisState()).toEqual(state); // the lock was released, the account untouched
+    const after = await until(() => buy(), (r) => r.status === 200);
+    expect(after.status).toBe(200);
+    expect(await ledgerCount()).toBe(rows + 1);
+  });
+
+  it('answers 503 within a second when PostgreSQL hangs, and books nothing', async () => {
+    const rows = await ledgerCount();
+    pgProxy.blackhole();
+    let res;
+    try {
+      res = await buy('hung-1');
+    } finally {
+      await pgProxy.restore();
+    }
+    expect(res.status).toBe(503);
+    expect(res.ms).toBeLessThan(1000);
+    // The hung commit never reached PostgreSQL; once the connection drops, the
+    // lock is released and the same order books normally.
+    const retry = await until(() => buy('hung-1'), (r) => r.status === 200);
+    expect(retry.status).toBe(200);
+    expect(await ledgerCount()).toBe(rows + 1);
+  });
+});
+
+describe('Redis unreachable', () => {
+  it('answers 503 within a second, books nothing, and recovers by itself', async () => {
+    const rows = await ledgerCount();
+    redisProxy.cut();
+    try {
+      for (const req of [
+        () => buy(),
+        () => send(base, 'POST', '/accounts/1/deposit', { amount: 1 }),
+        () => send(base, 'GET', '/positions/1'),
+        () => send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 }),
+      ]) {
+        const res = await req();
+        expect(res.status).toBe(503);
+        expect(res.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', details: { dependency: 'redis' } });
+        expect(res.ms).toBeLessThan(1000);
+      }
+      const ready = await send(base, 'GET', '/ready');
+      expect(ready.body.error.details).toEqual({ redis: 'down', postgres: 'up' });
+    } finally {
+      await redisProxy.restore();
+    }
+    // The mark-price post reached PostgreSQL before Redis failed; marks are
+    // versioned, so that is a recorded tick, not a half-applied trade.
+    expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
+    const after = await until(() => buy(), (r) => r.status === 200);
+    expect(after.status).toBe(200);
+    expect((await send(base, 'GET', '/ready')).status).toBe(200);
+  });
+
+  it('answers 503 within a second when Redis hangs', async () => {
+    const rows = await ledgerCount();
+    redisProxy.blackhole();
+    let res;
+    try {
+      res = await buy();
+    } finally {
+      await redisProxy.restore();
+    }
+    expect(res.status).toBe(503);
+    expect(res.ms).toBeLessThan(1000);
+    expect(await ledgerCount()).toBe(rows);
+    expect((await until(() => buy(), (r) => r.status === 200)).status).toBe(200);
+  });
+});
