@@ -1,9 +1,11 @@
 // @ts-check
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/'] },
+  { languageOptions: { globals: globals.node } },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -27,8 +29,8 @@ export default tseslint.config(
     },
   },
   {
-    // Tests assert on JSON response bodies; typing every one adds nothing.
-    files: ['tests/**/*.ts'],
+    // Tests and benchmarks handle raw JSON bodies; typing every one adds nothing.
+    files: ['tests/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
 );

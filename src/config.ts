@@ -38,6 +38,8 @@ const envSchema = z
     ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
+    /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
+    COMMIT_CONCURRENCY: positiveInt(3),
   });
 
 export interface Config {
@@ -54,6 +56,7 @@ export interface Config {
   readonly dependencyTimeoutMs: number;
   readonly accountLockTtlMs: number;
   readonly commitBatchMax: number;
+  readonly commitConcurrency: number;
 }
 
 export class ConfigError extends Error {}
@@ -68,6 +71,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.COMMIT_CONCURRENCY >= e.DATABASE_POOL_SIZE) {
+    throw new ConfigError('Invalid configuration:\n  COMMIT_CONCURRENCY: must be below DATABASE_POOL_SIZE (reads need connections too)');
+  }
   if (e.MAINTENANCE_MARGIN_RATE.gt(e.INITIAL_MARGIN_RATE)) {
     throw new ConfigError('Invalid configuration:\n  MAINTENANCE_MARGIN_RATE: must not exceed INITIAL_MARGIN_RATE');
   }
@@ -85,5 +91,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
     commitBatchMax: e.COMMIT_BATCH_MAX,
+    commitConcurrency: e.COMMIT_CONCURRENCY,
   };
 }

@@ -6,7 +6,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { MarginRates } from './domain/margin.js';
-import { defineScripts } from './store/accounts.js';
+import { MarkBook } from './store/accounts.js';
+import { loadScripts } from './store/scripts.js';
 import { GroupCommitter } from './store/ledger.js';
 import { migrate } from './store/migrate.js';
 import { createSql, type Sql } from './store/postgres.js';
@@ -44,10 +45,10 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     connectTimeoutSeconds: Math.max(1, Math.ceil(config.dependencyTimeoutMs / 1000)),
   });
   const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.dependencyTimeoutMs });
-  defineScripts(redis);
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   try {
     await redis.connect();
+    await loadScripts(redis);
     if (options.migrate ?? true) {
       const applied = await migrate(sql, config.databaseSchema);
       if (applied.length > 0) log.info({ applied }, 'applied migrations');
@@ -63,10 +64,12 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const timeoutMs = config.dependencyTimeoutMs;
   const committer = new GroupCommitter(sql, {
     maxRows: config.commitBatchMax,
+    maxConcurrent: config.commitConcurrency,
     flushTimeoutMs: timeoutMs,
     isConnectionError: isPostgresUnavailable,
   });
-  const gate = new AccountGate(redis, keys, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
+  const markBook = new MarkBook(redis, keys);
+  const gate = new AccountGate(redis, keys, markBook, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
 
   return {
     config,
@@ -75,7 +78,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     keys,
     committer,
     trading: new TradingService({ redis, sql, keys, gate, committer, rates, timeoutMs, log }),
-    accounts: new AccountsView({ redis, sql, keys, rates, timeoutMs }),
+    accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
     marks: new MarksService({ redis, sql, keys, timeoutMs, committer }),
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {

@@ -121,6 +121,25 @@ export function marginStatus(equity: Dec, initialMargin: Dec, maintenanceMargin:
   return 'liquidatable';
 }
 
+export interface MarginTotals {
+  readonly equity: Dec;
+  readonly notional: Dec;
+  readonly initialMargin: Dec;
+  readonly maintenanceMargin: Dec;
+}
+
+/** Equity and margins only: what the pre-trade and withdrawal checks need (no division). */
+export function marginTotals(state: AccountState, marks: Marks, rates: MarginRates): MarginTotals {
+  let equity = state.balance;
+  let notional = ZERO;
+  for (const [symbol, p] of state.positions) {
+    const price = marks.get(symbol) ?? p.entryPrice;
+    equity = equity.plus(p.quantity.times(price.minus(p.entryPrice)));
+    notional = notional.plus(p.quantity.abs().times(price));
+  }
+  return { equity, notional, initialMargin: notional.times(rates.initial), maintenanceMargin: notional.times(rates.maintenance) };
+}
+
 /** Everything GET /positions reports, from the account's state and the current marks. */
 export function valueAccount(state: AccountState, marks: Marks, rates: MarginRates): AccountMargin {
   const positions = [...state.positions.entries()]
@@ -154,8 +173,8 @@ export function valueAccount(state: AccountState, marks: Marks, rates: MarginRat
 }
 
 export type TradeDecision =
-  | { readonly accepted: true; readonly outcome: TradeOutcome; readonly margin: AccountMargin }
-  | { readonly accepted: false; readonly outcome: TradeOutcome; readonly margin: AccountMargin; readonly required: Dec; readonly available: Dec };
+  | { readonly accepted: true; readonly outcome: TradeOutcome; readonly margin: MarginTotals }
+  | { readonly accepted: false; readonly outcome: TradeOutcome; readonly margin: MarginTotals; readonly required: Dec; readonly available: Dec };
 
 /**
  * Pre-trade check on the state after the trade, at current marks. A fill that
@@ -164,7 +183,7 @@ export type TradeDecision =
  */
 export function decideTrade(state: AccountState, fill: TradeFill, marks: Marks, rates: MarginRates): TradeDecision {
   const outcome = applyTrade(state, fill);
-  const margin = valueAccount(outcome.after, marks, rates);
+  const margin = marginTotals(outcome.after, marks, rates);
   if (outcome.reduceOnly || margin.equity.gte(margin.initialMargin)) {
     return { accepted: true, outcome, margin };
   }
@@ -177,14 +196,14 @@ export type WithdrawalDecision =
 
 /** The most that can be withdrawn now: min(balance, equity − initial margin), never below zero. */
 export function withdrawable(state: AccountState, marks: Marks, rates: MarginRates): Dec {
-  const margin = valueAccount(state, marks, rates);
+  const margin = marginTotals(state, marks, rates);
   const free = D.min(state.balance, margin.equity.minus(margin.initialMargin));
   return free.isNeg() ? ZERO : free;
 }
 
 /** A withdrawal needs amount ≤ balance and equity − amount ≥ initial margin. */
 export function decideWithdrawal(state: AccountState, amount: Dec, marks: Marks, rates: MarginRates): WithdrawalDecision {
-  const margin = valueAccount(state, marks, rates);
+  const margin = marginTotals(state, marks, rates);
   if (amount.lte(state.balance) && margin.equity.minus(amount).gte(margin.initialMargin)) {
     return { accepted: true, balanceAfter: state.balance.minus(amount) };
   }

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { EngineError } from '../domain/errors.js';
 import type { Marks } from '../domain/margin.js';
-import { acquireAccount, releaseAccount, type StoredAccount } from '../store/accounts.js';
+import { acquireAccount, releaseAccount, type MarkBook, type StoredAccount } from '../store/accounts.js';
 import type { KeySpace } from '../store/redis.js';
 import { redisCall } from './dependencies.js';
 
@@ -43,6 +43,7 @@ export class AccountGate {
   constructor(
     private readonly redis: Redis,
     private readonly keys: KeySpace,
+    private readonly marks: MarkBook,
     private readonly options: GateOptions,
   ) {}
 
@@ -64,7 +65,7 @@ export class AccountGate {
     let delayMs = 0.5;
     for (;;) {
       const got = await redisCall(() =>
-        acquireAccount(this.redis, this.keys, accountId, lease.token, this.options.lockTtlMs, this.instanceId, clientOrderId),
+        acquireAccount(this.redis, this.keys, this.marks, accountId, lease.token, this.options.lockTtlMs, this.instanceId, clientOrderId),
       );
       if (got.acquired) {
         try {

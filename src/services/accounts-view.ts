@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { str } from '../domain/decimal.js';
 import { accountNotFound } from '../domain/errors.js';
 import { valueAccount, type MarginRates, type MarginStatus } from '../domain/margin.js';
-import { accountExists, readAccount } from '../store/accounts.js';
+import { accountExists, readAccount, type MarkBook } from '../store/accounts.js';
 import { tradePage } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -50,6 +50,7 @@ export interface AccountsViewDeps {
   readonly redis: Redis;
   readonly sql: Sql;
   readonly keys: KeySpace;
+  readonly marks: MarkBook;
   readonly rates: MarginRates;
   readonly timeoutMs: number;
 }
@@ -59,7 +60,7 @@ export class AccountsView {
 
   async positions(accountId: number): Promise<PositionsView> {
     const { redis, keys, rates } = this.deps;
-    const { account, marks } = await redisCall(() => readAccount(redis, keys, accountId));
+    const { account, marks } = await redisCall(() => readAccount(redis, keys, this.deps.marks, accountId));
     if (!accountExists(account)) throw accountNotFound(accountId);
     const m = valueAccount(account, marks, rates);
     return {
@@ -89,7 +90,7 @@ export class AccountsView {
     const { redis, sql, keys, timeoutMs } = this.deps;
     const page = await postgresCall(() => tradePage(sql, accountId, limit, cursor), timeoutMs);
     if (page.entries.length === 0 && cursor === null) {
-      const { account } = await redisCall(() => readAccount(redis, keys, accountId));
+      const { account } = await redisCall(() => readAccount(redis, keys, this.deps.marks, accountId));
       if (!accountExists(account)) throw accountNotFound(accountId);
     }
     return {

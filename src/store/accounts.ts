@@ -4,10 +4,11 @@
  * order ids it has booked. Lua keeps each step atomic; the math stays in
  * TypeScript (Lua numbers are binary floats), so scripts only move strings.
  */
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
 import type { Position, Marks } from '../domain/margin.js';
 import type { AccountKeys, KeySpace } from './redis.js';
+import { defineScript, runScript } from './scripts.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
 export interface StoredAccount {
@@ -70,33 +71,23 @@ return 0
 
 // KEYS: marks; ARGV: symbol, price, version. Newer versions only, so Redis ends
 // on the same mark as PostgreSQL however two concurrent posts interleave.
+// '#epoch' counts every change, so readers can cache the marks and re-read
+// them only when it moves. Returns the new epoch, or 0 when the post was stale.
 const SET_MARK = `
 local current = tonumber(redis.call('HGET', KEYS[1], '#' .. ARGV[1]) or '0')
 if tonumber(ARGV[3]) > current then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '#' .. ARGV[1], ARGV[3])
-  return 1
+  return redis.call('HINCRBY', KEYS[1], '#epoch', 1)
 end
 return 0
 `;
 
-interface Scripts<Reply> {
-  meAcquire(lock: string, waiter: string, state: string, orders: string, token: string, ttlMs: number, waiterId: string, clientOrderId: string): Reply;
-  meApply(lock: string, state: string, orders: string, ...args: (string | number)[]): Reply;
-  meRelease(lock: string, token: string): Reply;
-  meSetMark(marks: string, symbol: string, price: string, version: number): Reply;
-}
-
-/** Registers the scripts on a client (ioredis sends EVALSHA and reloads on NOSCRIPT). */
-export function defineScripts(redis: Redis): void {
-  redis.defineCommand('meAcquire', { numberOfKeys: 4, lua: ACQUIRE });
-  redis.defineCommand('meApply', { numberOfKeys: 3, lua: APPLY });
-  redis.defineCommand('meRelease', { numberOfKeys: 1, lua: RELEASE });
-  redis.defineCommand('meSetMark', { numberOfKeys: 1, lua: SET_MARK });
-}
-
-// defineCommand adds methods ioredis's types cannot know about.
-const scripts = (client: Redis) => client as Redis & Scripts<Promise<unknown>>;
-const pipelined = (pipeline: ChainableCommander) => pipeline as ChainableCommander & Scripts<ChainableCommander>;
+const SCRIPTS = {
+  acquire: defineScript('acquire', ACQUIRE, 4),
+  apply: defineScript('apply', APPLY, 3),
+  release: defineScript('release', RELEASE, 1),
+  setMark: defineScript('setMark', SET_MARK, 1),
+};
 
 export function parseAccount(accountId: number, flat: string[] | Record<string, string>): StoredAccount {
   const entries: [string, string][] = Array.isArray(flat)
@@ -133,10 +124,15 @@ export type Acquired =
   | { readonly acquired: false }
   | { readonly acquired: true; readonly account: StoredAccount; readonly clientOrder: string | null; readonly marks: Marks };
 
-/** One round trip: try the lock; if taken, read the account, the client order and all marks. */
+/**
+ * One round trip: try the lock; if taken, read the account and the client
+ * order. The marks come from `marks` (a cache that checks its epoch in the
+ * same socket write).
+ */
 export async function acquireAccount(
   redis: Redis,
   keys: KeySpace,
+  marks: MarkBook,
   accountId: number,
   token: string,
   ttlMs: number,
@@ -144,19 +140,36 @@ export async function acquireAccount(
   clientOrderId: string | null,
 ): Promise<Acquired> {
   const k = keys.account(accountId);
-  const results = await pipelined(redis.pipeline())
-    .meAcquire(k.lock, k.lockWaiter, k.state, k.clientOrders, token, ttlMs, waiterId, clientOrderId ?? '')
-    .hgetall(keys.marks)
-    .exec();
-  const [acquire, marks] = unwrap(results, 2);
-  const reply = acquire as [number, string[]?, (string | null)?];
-  if (reply[0] !== 1) return { acquired: false };
-  return {
-    acquired: true,
-    account: parseAccount(accountId, reply[1] ?? []),
-    clientOrder: reply[2] ?? null,
-    marks: parseMarks(marks as Record<string, string>),
-  };
+  const [reply, current] = await Promise.all([
+    runScript(redis, SCRIPTS.acquire, [k.lock, k.lockWaiter, k.state, k.clientOrders, token, ttlMs, waiterId, clientOrderId ?? '']),
+    marks.current(),
+  ]);
+  const [ok, state, order] = reply as [number, string[]?, (string | null)?];
+  if (ok !== 1) return { acquired: false };
+  return { acquired: true, account: parseAccount(accountId, state ?? []), clientOrder: order ?? null, marks: current };
+}
+
+/**
+ * The marks hash, parsed once per change: a read costs one HGET of its epoch,
+ * and the full HGETALL only after a mark moved.
+ */
+export class MarkBook {
+  private epoch: string | null = null;
+  private marks: Map<string, Dec> = new Map();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: KeySpace,
+  ) {}
+
+  async current(): Promise<Marks> {
+    const epoch = await this.redis.hget(this.keys.marks, '#epoch');
+    if (epoch !== null && epoch === this.epoch) return this.marks;
+    const hash = await this.redis.hgetall(this.keys.marks);
+    this.marks = parseMarks(hash);
+    this.epoch = hash['#epoch'] ?? null;
+    return this.marks;
+  }
 }
 
 export interface AccountUpdate {
@@ -184,35 +197,23 @@ function applyArgs(update: AccountUpdate): (string | number)[] {
  */
 export async function applyAccount(redis: Redis, keys: KeySpace, token: string, update: AccountUpdate, isNew: boolean): Promise<boolean> {
   const k: AccountKeys = keys.account(update.accountId);
-  const pipeline = pipelined(redis.pipeline()).meApply(k.lock, k.state, k.clientOrders, token, ...applyArgs(update));
-  if (isNew) pipeline.sadd(keys.accounts, String(update.accountId));
-  const [applied] = unwrap(await pipeline.exec(), isNew ? 2 : 1);
+  const [applied] = await Promise.all([
+    runScript(redis, SCRIPTS.apply, [k.lock, k.state, k.clientOrders, token, ...applyArgs(update)]),
+    isNew ? redis.sadd(keys.accounts, String(update.accountId)) : null,
+  ]);
   return applied === 1;
 }
 
 export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: number, token: string): Promise<void> {
-  await scripts(redis).meRelease(keys.account(accountId).lock, token);
+  await runScript(redis, SCRIPTS.release, [keys.account(accountId).lock, token]);
 }
 
-/** The account and all marks, in one round trip, without locking (reads only). */
-export async function readAccount(redis: Redis, keys: KeySpace, accountId: number): Promise<{ account: StoredAccount; marks: Marks }> {
-  const results = await redis.pipeline().hgetall(keys.account(accountId).state).hgetall(keys.marks).exec();
-  const [state, marks] = unwrap(results, 2);
-  return { account: parseAccount(accountId, state as Record<string, string>), marks: parseMarks(marks as Record<string, string>) };
-}
-
-export async function readMarks(redis: Redis, keys: KeySpace): Promise<Map<string, Dec>> {
-  return parseMarks(await redis.hgetall(keys.marks));
+/** The account and all marks, without locking (reads only). */
+export async function readAccount(redis: Redis, keys: KeySpace, marks: MarkBook, accountId: number): Promise<{ account: StoredAccount; marks: Marks }> {
+  const [state, current] = await Promise.all([redis.hgetall(keys.account(accountId).state), marks.current()]);
+  return { account: parseAccount(accountId, state), marks: current };
 }
 
 export async function storeMark(redis: Redis, keys: KeySpace, symbol: string, price: string, version: number): Promise<void> {
-  await scripts(redis).meSetMark(keys.marks, symbol, price, version);
-}
-
-function unwrap(results: [Error | null, unknown][] | null, expected: number): unknown[] {
-  if (!results || results.length !== expected) throw new Error('redis pipeline returned no results');
-  return results.map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
+  await runScript(redis, SCRIPTS.setMark, [keys.marks, symbol, price, version]);
 }

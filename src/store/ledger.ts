@@ -64,6 +64,8 @@ export class LedgerUnavailable extends Error {
 export interface GroupCommitterOptions {
   /** Most rows in one INSERT. */
   readonly maxRows: number;
+  /** Most commits in flight at once (each on its own pooled connection). */
+  readonly maxConcurrent: number;
   /** A commit slower than this marks PostgreSQL down; the next batch goes on without it. */
   readonly flushTimeoutMs: number;
   /** Tells a connection failure from a bug. */
@@ -82,8 +84,11 @@ export interface GroupCommitterOptions {
  */
 export class GroupCommitter {
   private queue: Pending[] = [];
-  private flushing: Promise<void> | null = null;
-  private readonly inFlight = new Set<Promise<unknown>>();
+  private scheduled = false;
+  /** Commits whose outcome is not known yet (a hung one stays here until it settles). */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Commits holding a slot: at most `maxConcurrent`; a hung one gives its slot back after the timeout. */
+  private slotsUsed = 0;
   private down = false;
   private probing: Promise<void> | null = null;
   private closed = false;
@@ -109,14 +114,16 @@ export class GroupCommitter {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ rows, resolve, reject });
-      if (!this.flushing) this.flushing = this.drain();
+      this.schedule();
     });
   }
 
   /** Resolves once everything submitted so far has been written or has failed. */
   async idle(): Promise<void> {
-    while (this.flushing) await this.flushing;
-    await Promise.allSettled([...this.inFlight]);
+    while (this.queue.length > 0 || this.inFlight.size > 0 || this.scheduled) {
+      await Promise.allSettled([...this.inFlight]);
+      if (this.queue.length > 0 || this.scheduled) await new Promise((r) => setImmediate(r));
+    }
   }
 
   /** Stops taking rows (after idle() the queue is empty). */
@@ -126,37 +133,54 @@ export class GroupCommitter {
     await this.probing;
   }
 
-  private async drain(): Promise<void> {
-    // Let the current tick's submissions join the first batch.
-    await new Promise<void>((r) => setImmediate(r));
-    try {
-      while (this.queue.length > 0) {
-        if (this.down) {
-          for (const p of this.queue.splice(0)) p.reject(new LedgerUnavailable('postgres is unavailable', false));
-          return;
-        }
-        const batch: Pending[] = [];
-        let rowCount = 0;
-        while (this.queue.length > 0 && (batch.length === 0 || rowCount + this.queue[0]!.rows.length <= this.options.maxRows)) {
-          const next = this.queue.shift()!;
-          batch.push(next);
-          rowCount += next.rows.length;
-        }
-        const commit = this.commit(batch);
-        this.inFlight.add(commit);
-        void commit.finally(() => this.inFlight.delete(commit));
-        // A hung commit must not hold up the batches behind it: they go on
-        // (and fail fast while PostgreSQL is marked down).
-        let timer: NodeJS.Timeout | undefined;
-        const slow = await Promise.race([
-          commit.then(() => false),
-          new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.options.flushTimeoutMs))),
-        ]);
-        clearTimeout(timer);
-        if (slow) this.markDown();
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // Let the current tick's submissions join the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  /**
+   * Starts commits while slots are free. Under load every slot is busy, the
+   * queue grows, and the next commit takes it all: batches grow with load.
+   * A few commits in flight at once keep the disk's fsyncs overlapping.
+   */
+  private pump(): void {
+    if (this.down) {
+      for (const p of this.queue.splice(0)) p.reject(new LedgerUnavailable('postgres is unavailable', false));
+      return;
+    }
+    while (this.queue.length > 0 && this.slotsUsed < this.options.maxConcurrent) {
+      const batch: Pending[] = [];
+      let rowCount = 0;
+      while (this.queue.length > 0 && (batch.length === 0 || rowCount + this.queue[0]!.rows.length <= this.options.maxRows)) {
+        const next = this.queue.shift()!;
+        batch.push(next);
+        rowCount += next.rows.length;
       }
-    } finally {
-      this.flushing = null;
+      this.slotsUsed++;
+      let slotHeld = true;
+      const freeSlot = () => {
+        if (!slotHeld) return;
+        slotHeld = false;
+        this.slotsUsed--;
+        if (this.queue.length > 0) this.schedule();
+      };
+      // A hung commit must not hold up the batches behind it: past the
+      // timeout PostgreSQL is marked down and the slot is given back.
+      const timer = setTimeout(() => {
+        this.markDown();
+        freeSlot();
+      }, this.options.flushTimeoutMs);
+      const commit = this.commit(batch).finally(() => {
+        clearTimeout(timer);
+        this.inFlight.delete(commit);
+        freeSlot();
+      });
+      this.inFlight.add(commit);
     }
   }
 

@@ -21,6 +21,8 @@ export interface RedisOptions {
 export function createRedis(options: RedisOptions): Redis {
   return new Redis(options.url, {
     lazyConnect: true,
+    // Commands issued in the same tick by concurrent requests share one write.
+    enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs,

@@ -1,0 +1,173 @@
+/**
+ * Shared pieces of the benchmarks: engine child processes on a fresh schema
+ * and key prefix, HTTP helpers, autocannon runs, RSS, clean-up. Loopback only.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import postgres from 'postgres';
+
+export const REDIS_URL = process.env.BENCH_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+export interface Child {
+  readonly proc: ChildProcess;
+  readonly base: string;
+  rssMiB(): number;
+  stop(): Promise<void>;
+}
+
+async function waitFor(url: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function child(cmd: string, args: string[], env: Record<string, string>, port: number, readyPath: string): Promise<Child> {
+  const proc = spawn(cmd, args, { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const base = `http://127.0.0.1:${port}`;
+  const up = waitFor(base + readyPath, 20_000).catch((error: unknown) => {
+    proc.kill('SIGKILL');
+    throw error;
+  });
+  return up.then(() => ({
+    proc,
+    base,
+    rssMiB() {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'));
+      return m ? Number.parseInt(m[1]!, 10) / 1024 : Number.NaN;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGTERM');
+      }),
+  }));
+}
+
+export interface Isolation {
+  readonly schema: string;
+  readonly prefix: string;
+}
+
+export function isolation(): Isolation {
+  const id = randomBytes(4).toString('hex');
+  return { schema: `bench_${id}`, prefix: `bench_${id}` };
+}
+
+export async function startEngine(iso: Isolation, env: Record<string, string> = {}): Promise<Child> {
+  return child(
+    process.execPath,
+    ['dist/main.js'],
+    {
+      REDIS_URL,
+      DATABASE_URL,
+      DATABASE_SCHEMA: iso.schema,
+      REDIS_KEY_PREFIX: iso.prefix,
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      ...env,
+    },
+    await freePort(),
+    '/ready',
+  );
+}
+
+export async function startEcho(): Promise<Child> {
+  return child(process.execPath, ['bench/echo-server.mjs'], {}, await freePort(), '/health');
+}
+
+export async function cleanup(iso: Isolation): Promise<void> {
+  const sql = postgres(DATABASE_URL, { onnotice: () => {} });
+  await sql`DROP SCHEMA IF EXISTS ${sql(iso.schema)} CASCADE`;
+  await sql.end();
+  const redis = new Redis(REDIS_URL);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${iso.prefix}:*`, 'COUNT', 5000);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  redis.disconnect();
+}
+
+export async function post(base: string, path: string, body: unknown): Promise<any> {
+  const res = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${path} → ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Runs `f` over `items` with at most `n` in flight. */
+export async function pool<T>(items: T[], n: number, f: (item: T) => Promise<unknown>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (i < items.length) await f(items[i++]!);
+    }),
+  );
+}
+
+export interface LoadResult {
+  readonly ok: number;
+  readonly errors: number;
+  readonly non2xx: number;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly seconds: number;
+}
+
+/** autocannon against one route with generated bodies; counts only 2xx as done. */
+export async function load(url: string, connections: number, seconds: number, body: () => string): Promise<LoadResult> {
+  const result = await autocannon({
+    url,
+    connections,
+    duration: seconds,
+    requests: [
+      {
+        method: 'POST',
+        path: '/trade',
+        headers: { 'content-type': 'application/json' },
+        setupRequest: (req: any) => ({ ...req, body: body() }),
+      },
+    ],
+  });
+  const ok = result['2xx'];
+  return {
+    ok,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+    rps: ok / result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    seconds: result.duration,
+  };
+}
+
+export function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(cells[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
+}

@@ -1,0 +1,72 @@
+/**
+ * POST /trade over HTTP: 1,000 accounts, mixed buys and sells, durable
+ * acknowledgements, at 1, 16 and 64 connections; against a bare fastify echo
+ * of the same body at 64 connections, in the same run with the same tool.
+ */
+import postgres from 'postgres';
+import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, table } from './harness.js';
+
+const ACCOUNTS = 1000;
+
+export async function benchTrades(seconds: number): Promise<string> {
+  const iso = isolation();
+  const engine = await startEngine(iso);
+  const sql = postgres(DATABASE_URL, { connection: { search_path: iso.schema }, onnotice: () => {} });
+  try {
+    await post(engine.base, '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
+    await post(engine.base, '/mark-price', { symbol: 'ETH-PERP', price: '3000' });
+    const ids = Array.from({ length: ACCOUNTS }, (_, i) => i + 1);
+    await pool(ids, 32, (id) => post(engine.base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
+
+    let n = 0;
+    const body = () => {
+      n++;
+      const btc = n % 3 !== 0;
+      return JSON.stringify({
+        account_id: 1 + ((n * 7919) % ACCOUNTS),
+        symbol: btc ? 'BTC-PERP' : 'ETH-PERP',
+        side: n % 2 ? 'BUY' : 'SELL',
+        quantity: btc ? `0.0${1 + (n % 9)}` : `0.${1 + (n % 9)}`,
+        price: btc ? String(49900 + (n % 200)) : String(2990 + (n % 20)),
+      });
+    };
+    const rows: (string | number)[][] = [];
+    const count = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    let engine64 = 0;
+    for (const connections of [1, 16, 64]) {
+      const before = await count();
+      const r = await load(engine.base, connections, seconds, body);
+      const after = await count();
+      if (connections === 64) engine64 = r.rps;
+      rows.push([
+        `engine, ${connections} conn`,
+        r.rps.toFixed(0),
+        r.p50,
+        r.p99,
+        r.non2xx + r.errors,
+        ((after - before) / r.seconds).toFixed(0),
+        engine.rssMiB().toFixed(0),
+      ]);
+    }
+    const echo = await startEcho();
+    let echo64 = 0;
+    try {
+      const r = await load(echo.base, 64, seconds, body);
+      echo64 = r.rps;
+      rows.push(['bare fastify echo, 64 conn', r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, '-', echo.rssMiB().toFixed(0)]);
+    } finally {
+      await echo.stop();
+    }
+    return [
+      `### POST /trade throughput (${ACCOUNTS} accounts, ${seconds} s per row)`,
+      '',
+      table(['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'RSS MiB'], rows),
+      '',
+      `engine / bare fastify at 64 connections: ${(engine64 / echo64).toFixed(2)} (target ≥ 0.35); target ≥ 10,000 trades/s with p99 ≤ 25 ms`,
+    ].join('\n');
+  } finally {
+    await sql.end();
+    await engine.stop();
+    await cleanup(iso);
+  }
+}

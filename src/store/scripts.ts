@@ -1,0 +1,47 @@
+/**
+ * Lua scripts called by SHA. They are loaded at start-up; after a Redis
+ * restart or SCRIPT FLUSH (NOSCRIPT) they are loaded again and the call is
+ * retried once. (ioredis's defineCommand would send the whole script body
+ * inside every explicit pipeline.)
+ */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+export class LuaScript {
+  readonly sha: string;
+  constructor(
+    readonly name: string,
+    readonly lua: string,
+    readonly numberOfKeys: number,
+  ) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+}
+
+const registry = new Set<LuaScript>();
+
+export function defineScript(name: string, lua: string, numberOfKeys: number): LuaScript {
+  const script = new LuaScript(name, lua, numberOfKeys);
+  registry.add(script);
+  return script;
+}
+
+export async function loadScripts(redis: Redis): Promise<void> {
+  await Promise.all([...registry].map((s) => redis.script('LOAD', s.lua)));
+}
+
+const isNoScript = (error: unknown) => error instanceof Error && error.message.includes('NOSCRIPT');
+
+/**
+ * EVALSHA with the script's keys and arguments. Commands issued in the same
+ * tick share one socket write (the client auto-pipelines).
+ */
+export async function runScript(redis: Redis, script: LuaScript, keysAndArgs: (string | number)[]): Promise<unknown> {
+  try {
+    return await redis.evalsha(script.sha, script.numberOfKeys, ...keysAndArgs);
+  } catch (error) {
+    if (!isNoScript(error)) throw error;
+    await loadScripts(redis);
+    return redis.evalsha(script.sha, script.numberOfKeys, ...keysAndArgs);
+  }
+}
