@@ -34,10 +34,13 @@ export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, req, reply) => {
     if (hasZodFastifySchemaValidationErrors(error)) {
       const where = error.validationContext ?? 'body';
-      const fields = error.validation.map((v) => ({
-        field: [where, ...v.instancePath.split('/').filter(Boolean)].join('.'),
-        message: v.message ?? 'is invalid',
-      }));
+      const fields = error.validation.flatMap((v) => {
+        const path = [where, ...v.instancePath.split('/').filter(Boolean)];
+        // An unknown key is named as the field itself, not as its parent object.
+        const unknown = v.keyword === 'unrecognized_keys' ? ((v.params as { keys?: string[] }).keys ?? []) : [];
+        if (unknown.length > 0) return unknown.map((key) => ({ field: [...path, key].join('.'), message: 'is not a known field' }));
+        return [{ field: path.join('.'), message: v.message ?? 'is invalid' }];
+      });
       return reply
         .code(400)
         .send(errorBody('VALIDATION_ERROR', `invalid ${fields.map((f) => f.field).join(', ')}`, { fields }));

@@ -11,8 +11,10 @@ const DECIMAL_TEXT = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
  * A price, quantity or amount: a JSON number or a decimal string, finite,
  * positive, at most 18 decimal places. JSON numbers arrive exact (see json.ts).
  */
+const required = (otherwise: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : otherwise);
+
 export const positiveDecimal = z
-  .union([z.number(), z.string()])
+  .union([z.number(), z.string()], { error: required('must be a decimal number or a decimal string') })
   .transform((value, ctx): Dec => {
     const fail = (message: string) => {
       ctx.addIssue({ code: 'custom', message });
@@ -31,7 +33,13 @@ export const positiveDecimal = z
 
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
-export const accountIdBody = z.number().int().positive().max(MAX_ID).meta({ description: 'Account id, a positive integer', examples: [1] });
+const ACCOUNT_ID_RULE = `must be a JSON integer from 1 to ${MAX_ID}`;
+export const accountIdBody = z
+  .number({ error: required(ACCOUNT_ID_RULE) })
+  .int(ACCOUNT_ID_RULE)
+  .positive(ACCOUNT_ID_RULE)
+  .max(MAX_ID, ACCOUNT_ID_RULE)
+  .meta({ description: 'Account id, a positive integer', examples: [1] });
 
 export const accountIdParams = z.object({
   account_id: z
@@ -42,11 +50,11 @@ export const accountIdParams = z.object({
 });
 
 export const symbol = z
-  .string()
+  .string({ error: required('must be a string') })
   .regex(/^[A-Z0-9_/-]{1,32}$/, 'must be 1-32 of A-Z 0-9 - _ /')
   .meta({ examples: ['BTC-PERP'] });
 
-export const side = z.enum(['BUY', 'SELL']);
+export const side = z.enum(['BUY', 'SELL'], { error: required('must be "BUY" or "SELL"') });
 
 export const clientOrderId = z
   .string()
