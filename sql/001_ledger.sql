@@ -10,7 +10,8 @@ CREATE TABLE ledger (
   entry_id            bigserial   NOT NULL UNIQUE,
   account_id          bigint      NOT NULL CHECK (account_id > 0),
   seq                 bigint      NOT NULL CHECK (seq > 0),
-  kind                text        NOT NULL CHECK (kind IN ('TRADE', 'DEPOSIT', 'WITHDRAWAL')),
+  -- INSURANCE: the insurance fund covering a liquidation's shortfall (amount = the deficit)
+  kind                text        NOT NULL CHECK (kind IN ('TRADE', 'DEPOSIT', 'WITHDRAWAL', 'INSURANCE')),
   -- trades
   symbol              text,
   side                text        CHECK (side IN ('BUY', 'SELL')),
@@ -50,7 +51,7 @@ CREATE VIEW cash_movements AS
   SELECT entry_id AS movement_id, account_id, seq, kind, amount, balance, created_at
   FROM ledger WHERE kind IN ('DEPOSIT', 'WITHDRAWAL');
 
--- The operator's latest mark per symbol (history of ticks comes with the liquidation engine).
+-- The operator's latest mark per symbol; the marks a liquidation closed at are kept in its record.
 CREATE TABLE mark_prices (
   symbol     text        PRIMARY KEY,
   price      numeric     NOT NULL CHECK (price > 0),

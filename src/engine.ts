@@ -8,7 +8,10 @@ import type { Config } from './config.js';
 import type { MarginRates } from './domain/margin.js';
 import { MarkBook } from './store/accounts.js';
 import { loadScripts } from './store/scripts.js';
-import { GroupCommitter } from './store/ledger.js';
+import { GroupCommitter, LiquidationIds } from './store/ledger.js';
+import { RiskKeys } from './store/risk-index.js';
+import { AccountWriter } from './services/account-writer.js';
+import { LiquidationService } from './services/liquidation.js';
 import { migrate } from './store/migrate.js';
 import { createSql, type Sql } from './store/postgres.js';
 import { createRedis, KeySpace } from './store/redis.js';
@@ -25,6 +28,7 @@ export interface Engine {
   readonly keys: KeySpace;
   readonly committer: GroupCommitter;
   readonly trading: TradingService;
+  readonly liquidation: LiquidationService;
   readonly accounts: AccountsView;
   readonly marks: MarksService;
   /** Pings both stores; reports each one's state. */
@@ -71,15 +75,20 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const markBook = new MarkBook(redis, keys);
   const gate = new AccountGate(redis, keys, markBook, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
 
+  const risk = new RiskKeys(keys);
+  const writer = new AccountWriter({ redis, sql, keys, risk, gate, committer, rates, timeoutMs, log });
+  const liquidation = new LiquidationService({ redis, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
+
   return {
     config,
     redis,
     sql,
     keys,
     committer,
-    trading: new TradingService({ redis, sql, keys, gate, committer, rates, timeoutMs, log }),
+    trading: new TradingService({ writer, liquidation, rates }),
+    liquidation,
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
-    marks: new MarksService({ redis, sql, keys, timeoutMs, committer }),
+    marks: new MarksService({ redis, sql, keys, risk, liquidation, timeoutMs, committer }),
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
         try {

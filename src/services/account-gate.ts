@@ -19,6 +19,8 @@ import { redisCall } from './dependencies.js';
 export interface Snapshot {
   readonly account: StoredAccount;
   readonly marks: Marks;
+  /** The marks' change counter when they were read. */
+  readonly marksEpoch: string | null;
   /** The stored result of this client order id, when it was booked before. */
   readonly clientOrder: string | null;
 }
@@ -69,7 +71,8 @@ export class AccountGate {
       );
       if (got.acquired) {
         try {
-          return await operation({ account: got.account, marks: got.marks, clientOrder: got.clientOrder }, lease);
+          const snapshot = { account: got.account, marks: got.marks, marksEpoch: got.marksEpoch, clientOrder: got.clientOrder };
+          return await operation(snapshot, lease);
         } finally {
           if (!lease.settled) await this.release(accountId, lease);
         }

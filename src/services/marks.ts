@@ -1,6 +1,7 @@
 /**
- * Mark prices: the operator's tick is recorded in PostgreSQL, then published
- * to Redis, where every margin computation reads it.
+ * Mark prices: the operator's tick is recorded in PostgreSQL, published to
+ * Redis, and then every account it endangers is liquidated before the
+ * response (so `liquidated` lists committed liquidations).
  */
 import type { Redis } from 'ioredis';
 import { type Dec, str } from '../domain/decimal.js';
@@ -9,7 +10,9 @@ import { storeMark } from '../store/accounts.js';
 import { upsertMark } from '../store/marks.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
+import { endangeredBy, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
+import type { LiquidationService } from './liquidation.js';
 
 export interface MarkResult {
   readonly symbol: string;
@@ -21,6 +24,8 @@ export interface MarksDeps {
   readonly redis: Redis;
   readonly sql: Sql;
   readonly keys: KeySpace;
+  readonly risk: RiskKeys;
+  readonly liquidation: LiquidationService;
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
   readonly committer: { readonly unavailable: boolean };
@@ -30,10 +35,17 @@ export class MarksService {
   constructor(private readonly deps: MarksDeps) {}
 
   async setMark(symbol: string, price: Dec): Promise<MarkResult> {
-    const { redis, sql, keys, timeoutMs, committer } = this.deps;
+    const { redis, sql, keys, risk, timeoutMs, committer, liquidation } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
     const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
-    await redisCall(() => storeMark(redis, keys, symbol, str(price), version));
-    return { symbol, price: str(price), liquidated: [] };
+    // Publish the mark, then look for the accounts it endangers: an account
+    // indexed after this read sees the new mark when it re-checks itself.
+    const endangered = await redisCall(async () => {
+      await storeMark(redis, keys, symbol, str(price), version);
+      await redis.incr(risk.rev);
+      return endangeredBy(redis, risk, symbol, price);
+    });
+    const liquidated = await liquidation.afterTick(symbol, price, endangered);
+    return { symbol, price: str(price), liquidated };
   }
 }

@@ -4,11 +4,11 @@
  * order ids it has booked. Lua keeps each step atomic; the math stays in
  * TypeScript (Lua numbers are binary floats), so scripts only move strings.
  */
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
 import type { Position, Marks } from '../domain/margin.js';
 import type { AccountKeys, KeySpace } from './redis.js';
-import { defineScript, runScript } from './scripts.js';
+import { defineScript, isNoScript, loadScripts, runScript } from './scripts.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
 export interface StoredAccount {
@@ -122,7 +122,14 @@ export function parseMarks(hash: Record<string, string>): Map<string, Dec> {
 
 export type Acquired =
   | { readonly acquired: false }
-  | { readonly acquired: true; readonly account: StoredAccount; readonly clientOrder: string | null; readonly marks: Marks };
+  | {
+      readonly acquired: true;
+      readonly account: StoredAccount;
+      readonly clientOrder: string | null;
+      readonly marks: Marks;
+      /** The marks' change counter when they were read (null: no mark posted yet). */
+      readonly marksEpoch: string | null;
+    };
 
 /**
  * One round trip: try the lock; if taken, read the account and the client
@@ -142,11 +149,17 @@ export async function acquireAccount(
   const k = keys.account(accountId);
   const [reply, current] = await Promise.all([
     runScript(redis, SCRIPTS.acquire, [k.lock, k.lockWaiter, k.state, k.clientOrders, token, ttlMs, waiterId, clientOrderId ?? '']),
-    marks.current(),
+    marks.snapshot(),
   ]);
   const [ok, state, order] = reply as [number, string[]?, (string | null)?];
   if (ok !== 1) return { acquired: false };
-  return { acquired: true, account: parseAccount(accountId, state ?? []), clientOrder: order ?? null, marks: current };
+  return {
+    acquired: true,
+    account: parseAccount(accountId, state ?? []),
+    clientOrder: order ?? null,
+    marks: current.marks,
+    marksEpoch: current.epoch,
+  };
 }
 
 /**
@@ -163,12 +176,18 @@ export class MarkBook {
   ) {}
 
   async current(): Promise<Marks> {
+    return (await this.snapshot()).marks;
+  }
+
+  async snapshot(): Promise<{ marks: Marks; epoch: string | null }> {
     const epoch = await this.redis.hget(this.keys.marks, '#epoch');
-    if (epoch !== null && epoch === this.epoch) return this.marks;
+    if (epoch !== null && epoch === this.epoch) return { marks: this.marks, epoch };
     const hash = await this.redis.hgetall(this.keys.marks);
-    this.marks = parseMarks(hash);
-    this.epoch = hash['#epoch'] ?? null;
-    return this.marks;
+    const marks = parseMarks(hash);
+    const read = hash['#epoch'] ?? null;
+    this.marks = marks;
+    this.epoch = read;
+    return { marks, epoch: read };
   }
 }
 
@@ -195,13 +214,40 @@ function applyArgs(update: AccountUpdate): (string | number)[] {
  * in one round trip; a new account also joins the account set. Returns whether
  * the state was at `expectedSeq` (false: Redis was behind or ahead; catch-up fixes it).
  */
-export async function applyAccount(redis: Redis, keys: KeySpace, token: string, update: AccountUpdate, isNew: boolean): Promise<boolean> {
+export async function applyAccount(
+  redis: Redis,
+  keys: KeySpace,
+  token: string,
+  update: AccountUpdate,
+  isNew: boolean,
+  /** More commands for the same write (index updates, counters); their replies come back in order. */
+  extra?: (p: ChainableCommander) => void,
+): Promise<{ applied: boolean; extra: unknown[] }> {
   const k: AccountKeys = keys.account(update.accountId);
-  const [applied] = await Promise.all([
-    runScript(redis, SCRIPTS.apply, [k.lock, k.state, k.clientOrders, token, ...applyArgs(update)]),
-    isNew ? redis.sadd(keys.accounts, String(update.accountId)) : null,
-  ]);
-  return applied === 1;
+  const build = () => {
+    const p = redis.pipeline();
+    p.evalsha(SCRIPTS.apply.sha, SCRIPTS.apply.numberOfKeys, k.lock, k.state, k.clientOrders, token, ...applyArgs(update));
+    if (isNew) p.sadd(keys.accounts, String(update.accountId));
+    extra?.(p);
+    return p;
+  };
+  // The apply script is guarded by the sequence, so running it again after a reload is harmless.
+  const replies = await execPipeline(redis, build);
+  return { applied: replies[0] === 1, extra: replies.slice(isNew ? 2 : 1) };
+}
+
+async function execPipeline(redis: Redis, build: () => ChainableCommander): Promise<unknown[]> {
+  for (let attempt = 0; ; attempt++) {
+    const results = await build().exec();
+    if (!results) throw new Error('redis pipeline returned no results');
+    const failed = results.find(([error]) => error);
+    if (!failed) return results.map(([, value]) => value);
+    if (attempt === 0 && isNoScript(failed[0])) {
+      await loadScripts(redis);
+      continue;
+    }
+    throw failed[0];
+  }
 }
 
 export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: number, token: string): Promise<void> {

@@ -5,7 +5,7 @@
 import type { Sql } from './postgres.js';
 import type { Side } from '../domain/margin.js';
 
-export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL';
+export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL' | 'INSURANCE';
 
 /** One row to write. Decimal values are already plain decimal strings. */
 export interface LedgerRow {
@@ -41,8 +41,25 @@ export class LedgerConflict extends Error {
   }
 }
 
+/** The record of one liquidation, committed with its closing rows. */
+export interface LiquidationRecord {
+  readonly liquidationId: number;
+  readonly accountId: number;
+  readonly reason: 'mark_price' | 'trade' | 'withdrawal';
+  readonly triggerSymbol: string | null;
+  readonly triggerPrice: string | null;
+  readonly equity: string;
+  readonly maintenanceMargin: string;
+  readonly realisedPnl: string;
+  readonly shortfall: string;
+  readonly positions: readonly { symbol: string; quantity: string; entry_price: string; mark_price: string }[];
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+}
+
 interface Pending {
   readonly rows: readonly LedgerRow[];
+  readonly liquidation: LiquidationRecord | undefined;
   readonly resolve: (rows: CommittedRow[]) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -108,12 +125,12 @@ export class GroupCommitter {
    * row collides, LedgerUnavailable when PostgreSQL is down; may stay pending
    * as long as PostgreSQL hangs (callers bound their own wait).
    */
-  submit(rows: readonly LedgerRow[]): Promise<CommittedRow[]> {
+  submit(rows: readonly LedgerRow[], liquidation?: LiquidationRecord): Promise<CommittedRow[]> {
     if (this.down || this.closed) {
       return Promise.reject(new LedgerUnavailable('postgres is unavailable', false));
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ rows, resolve, reject });
+      this.queue.push({ rows, liquidation, resolve, reject });
       this.schedule();
     });
   }
@@ -186,7 +203,7 @@ export class GroupCommitter {
 
   private async commit(batch: Pending[]): Promise<void> {
     try {
-      const committed = await insertRows(this.sql, batch.flatMap((p) => p.rows));
+      const committed = await insertBatch(this.sql, batch);
       for (const p of batch) p.resolve(pick(committed, p.rows));
       return;
     } catch (error) {
@@ -199,7 +216,7 @@ export class GroupCommitter {
     // one by one so only the colliding ones fail.
     for (const p of batch) {
       try {
-        p.resolve(await insertRows(this.sql, p.rows));
+        p.resolve(await insertBatch(this.sql, [p]));
       } catch (error) {
         p.reject(this.classify(error));
       }
@@ -258,6 +275,32 @@ function isUniqueViolation(error: unknown): boolean {
 
 function constraintOf(error: unknown): string {
   return (error as { constraint_name?: string }).constraint_name ?? 'unique';
+}
+
+/** One statement (one commit) for plain rows; a transaction when liquidation records come too. */
+async function insertBatch(sql: Sql, batch: readonly Pending[]): Promise<CommittedRow[]> {
+  const rows = batch.flatMap((p) => p.rows);
+  const liquidations = batch.flatMap((p) => (p.liquidation ? [p.liquidation] : []));
+  if (liquidations.length === 0) return insertRows(sql, rows);
+  return sql.begin(async (tx) => {
+    // A transaction's handle runs the same tagged queries; its type just lacks the pool's methods.
+    const q = tx as unknown as Sql;
+    const committed = await insertRows(q, rows);
+    await insertLiquidations(q, liquidations);
+    return committed;
+  }) as Promise<CommittedRow[]>;
+}
+
+async function insertLiquidations(sql: Sql, records: readonly LiquidationRecord[]): Promise<void> {
+  const col = <T>(f: (r: LiquidationRecord) => T) => records.map(f);
+  await sql`
+    INSERT INTO liquidations (liquidation_id, account_id, reason, trigger_symbol, trigger_price, equity, maintenance_margin,
+                              realised_pnl, shortfall, positions, first_seq, last_seq)
+    SELECT * FROM unnest(
+      ${col((r) => r.liquidationId)}::bigint[], ${col((r) => r.accountId)}::bigint[], ${col((r) => r.reason)}::text[],
+      ${col((r) => r.triggerSymbol)}::text[], ${col((r) => r.triggerPrice)}::numeric[], ${col((r) => r.equity)}::numeric[],
+      ${col((r) => r.maintenanceMargin)}::numeric[], ${col((r) => r.realisedPnl)}::numeric[], ${col((r) => r.shortfall)}::numeric[],
+      ${col((r) => JSON.stringify(r.positions))}::jsonb[], ${col((r) => r.firstSeq)}::bigint[], ${col((r) => r.lastSeq)}::bigint[])`;
 }
 
 /** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */
@@ -373,4 +416,80 @@ export async function entryByClientOrderId(sql: Sql, accountId: number, clientOr
   const rows = await sql<EntryRecord[]>`
     SELECT * FROM ledger WHERE account_id = ${accountId} AND client_order_id = ${clientOrderId}`;
   return rows[0] ? toEntry(rows[0]) : null;
+}
+
+/** Hands out liquidation ids from the PostgreSQL sequence, fetched in blocks (one round trip per block). */
+export class LiquidationIds {
+  private pool: number[] = [];
+  private refill: Promise<void> | null = null;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly block = 256,
+  ) {}
+
+  async next(): Promise<number> {
+    while (this.pool.length === 0) {
+      this.refill ??= this.sql<{ id: string }[]>`SELECT nextval('liquidation_ids') AS id FROM generate_series(1, ${this.block})`
+        .then((rows) => {
+          this.pool.push(...rows.map((r) => Number(r.id)));
+        })
+        .finally(() => {
+          this.refill = null;
+        });
+      await this.refill;
+    }
+    return this.pool.shift()!;
+  }
+}
+
+export interface LiquidationView {
+  readonly liquidation_id: number;
+  readonly account_id: number;
+  readonly reason: string;
+  readonly equity: string;
+  readonly maintenance_margin: string;
+  readonly realised_pnl: string;
+  readonly shortfall: string;
+  readonly positions: { symbol: string; quantity: string; entry_price: string; mark_price: string }[];
+  readonly created_at: string;
+}
+
+/** A page of liquidations, newest first; `before` is the cursor (a liquidation id). */
+export async function liquidationPage(
+  sql: Sql,
+  accountId: number | null,
+  limit: number,
+  before: number | null,
+): Promise<{ liquidations: LiquidationView[]; nextCursor: number | null }> {
+  const rows = await sql<
+    {
+      liquidation_id: string;
+      account_id: string;
+      reason: string;
+      equity: string;
+      maintenance_margin: string;
+      realised_pnl: string;
+      shortfall: string;
+      positions: LiquidationView['positions'];
+      created_at: Date;
+    }[]
+  >`
+    SELECT liquidation_id, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, created_at
+    FROM liquidations
+    WHERE true ${accountId === null ? sql`` : sql`AND account_id = ${accountId}`}
+               ${before === null ? sql`` : sql`AND liquidation_id < ${before}`}
+    ORDER BY liquidation_id DESC LIMIT ${limit + 1}`;
+  const page = rows.slice(0, limit).map((r) => ({
+    liquidation_id: Number(r.liquidation_id),
+    account_id: Number(r.account_id),
+    reason: r.reason,
+    equity: r.equity,
+    maintenance_margin: r.maintenance_margin,
+    realised_pnl: r.realised_pnl,
+    shortfall: r.shortfall,
+    positions: r.positions,
+    created_at: r.created_at.toISOString(),
+  }));
+  return { liquidations: page, nextCursor: rows.length > limit ? page[page.length - 1]!.liquidation_id : null };
 }

@@ -30,7 +30,7 @@ export async function loadScripts(redis: Redis): Promise<void> {
   await Promise.all([...registry].map((s) => redis.script('LOAD', s.lua)));
 }
 
-const isNoScript = (error: unknown) => error instanceof Error && error.message.includes('NOSCRIPT');
+export const isNoScript = (error: unknown) => error instanceof Error && error.message.includes('NOSCRIPT');
 
 /**
  * EVALSHA with the script's keys and arguments. Commands issued in the same

@@ -1,0 +1,124 @@
+/**
+ * Pure liquidation math: when an account must be liquidated, what closing it
+ * out books, and each position's threshold mark (the mark at which the
+ * account would fall below maintenance, the other marks held fixed).
+ */
+import { type Dec, ZERO, divRound } from './decimal.js';
+import { applyFill, marginTotals, type AccountState, type MarginRates, type Marks, type Side } from './margin.js';
+
+/** Equity strictly below maintenance margin, with positions open. Exactly at maintenance is not liquidated. */
+export function isLiquidatable(state: AccountState, marks: Marks, rates: MarginRates): boolean {
+  if (state.positions.size === 0) return false;
+  const m = marginTotals(state, marks, rates);
+  return m.equity.lt(m.maintenanceMargin);
+}
+
+export interface ClosingFill {
+  readonly symbol: string;
+  readonly side: Side;
+  /** Unsigned: the position's full size. */
+  readonly quantity: Dec;
+  /** The mark (or, for a symbol with no mark yet, the entry price the position is valued at). */
+  readonly price: Dec;
+  readonly realisedPnl: Dec;
+  /** The position closed, as it was. */
+  readonly positionQuantity: Dec;
+  readonly entryPrice: Dec;
+  /** Balance after this fill. */
+  readonly balanceAfter: Dec;
+}
+
+export interface LiquidationPlan {
+  readonly equity: Dec;
+  readonly maintenanceMargin: Dec;
+  readonly fills: readonly ClosingFill[];
+  readonly realisedPnl: Dec;
+  /** Deficit left after closing everything, covered by the insurance fund (≥ 0). */
+  readonly shortfall: Dec;
+  readonly balanceAfter: Dec;
+}
+
+/**
+ * Closes every position at its mark. A negative balance afterwards is set to
+ * zero and the deficit becomes the shortfall. Returns null when the account
+ * is not liquidatable at these marks.
+ */
+export function planLiquidation(state: AccountState, marks: Marks, rates: MarginRates): LiquidationPlan | null {
+  if (!isLiquidatable(state, marks, rates)) return null;
+  const totals = marginTotals(state, marks, rates);
+  let balance = state.balance;
+  let realised = ZERO;
+  const fills: ClosingFill[] = [];
+  const symbols = [...state.positions.keys()].sort();
+  for (const symbol of symbols) {
+    const position = state.positions.get(symbol)!;
+    const price = marks.get(symbol) ?? position.entryPrice;
+    const side: Side = position.quantity.isPos() ? 'SELL' : 'BUY';
+    const quantity = position.quantity.abs();
+    const result = applyFill(position, side, quantity, price);
+    balance = balance.plus(result.realisedPnl);
+    realised = realised.plus(result.realisedPnl);
+    fills.push({
+      symbol,
+      side,
+      quantity,
+      price,
+      realisedPnl: result.realisedPnl,
+      positionQuantity: position.quantity,
+      entryPrice: position.entryPrice,
+      balanceAfter: balance,
+    });
+  }
+  const shortfall = balance.isNeg() ? balance.neg() : ZERO;
+  return {
+    equity: totals.equity,
+    maintenanceMargin: totals.maintenanceMargin,
+    fills,
+    realisedPnl: realised,
+    shortfall,
+    balanceAfter: balance.isNeg() ? ZERO : balance,
+  };
+}
+
+/**
+ * Where one position's mark would tip the account under maintenance:
+ * - `long`: liquidatable when the mark falls below `price`;
+ * - `short`: liquidatable when the mark rises above `price`;
+ * `price` null means never (on this symbol alone), 'always' means already.
+ */
+export interface Threshold {
+  readonly side: 'long' | 'short';
+  readonly price: Dec | null | 'always';
+}
+
+/**
+ * With the other marks fixed, equity − maintenance is linear in this symbol's
+ * mark m: f(m) = C − q·e + m·(q − r·|q|), where C is the rest of the account
+ * (balance plus the other positions' PnL less their maintenance). The
+ * account is liquidatable when f(m) < 0, so the threshold is (q·e − C) / (q − r·|q|).
+ */
+export function liquidationThresholds(state: AccountState, marks: Marks, rates: MarginRates): Map<string, Threshold> {
+  const r = rates.maintenance;
+  // Contribution of each position to f at current marks.
+  let total = state.balance;
+  const parts = new Map<string, Dec>();
+  for (const [symbol, p] of state.positions) {
+    const m = marks.get(symbol) ?? p.entryPrice;
+    const part = p.quantity.times(m.minus(p.entryPrice)).minus(p.quantity.abs().times(m).times(r));
+    parts.set(symbol, part);
+    total = total.plus(part);
+  }
+  const out = new Map<string, Threshold>();
+  for (const [symbol, p] of state.positions) {
+    const rest = total.minus(parts.get(symbol)!); // C
+    const slope = p.quantity.minus(p.quantity.abs().times(r)); // q − r·|q|
+    const intercept = rest.minus(p.quantity.times(p.entryPrice)); // C − q·e
+    const side = p.quantity.isPos() ? 'long' : 'short';
+    if (slope.isZero()) {
+      out.set(symbol, { side, price: intercept.isNeg() ? 'always' : null });
+      continue;
+    }
+    out.set(symbol, { side, price: divRound(intercept.neg(), slope) });
+  }
+  return out;
+}

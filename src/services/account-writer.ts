@@ -1,0 +1,169 @@
+/**
+ * Writes one operation's ledger rows and brings Redis along: the durable half
+ * of every trade, cash movement and liquidation.
+ *
+ * 1. Commit the rows through the group committer (PostgreSQL first: a 200 is durable).
+ * 2. In one Redis round trip: apply the new state (guarded by the sequence it
+ *    was computed from), release the lock, move the account's risk-index
+ *    entries, bump the global revision, and read the marks' epoch.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { str } from '../domain/decimal.js';
+import { DependencyUnavailable, EngineError } from '../domain/errors.js';
+import { liquidationThresholds } from '../domain/liquidation.js';
+import type { AccountState, MarginRates } from '../domain/margin.js';
+import { applyAccount, type AccountUpdate } from '../store/accounts.js';
+import { GroupCommitter, LedgerConflict, LedgerUnavailable, type CommittedRow, type LedgerEntry, type LedgerRow, type LiquidationRecord } from '../store/ledger.js';
+import type { Sql } from '../store/postgres.js';
+import type { KeySpace } from '../store/redis.js';
+import { queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
+import type { AccountGate, Lease, Snapshot } from './account-gate.js';
+import { TimeoutError, isPostgresUnavailable, withTimeout } from './dependencies.js';
+import { catchUp, storedClientOrder } from './ledger-sync.js';
+
+/** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
+export class StaleState extends Error {
+  constructor(readonly fromSeq: number) {
+    super('account state is behind the ledger');
+  }
+}
+
+export interface WriteResult {
+  readonly entries: LedgerEntry[];
+  /** A mark moved between this operation's read and its write: the account must be re-checked at the new marks. */
+  readonly marksMoved: boolean;
+}
+
+export interface AccountWriterDeps {
+  readonly redis: Redis;
+  readonly sql: Sql;
+  readonly keys: KeySpace;
+  readonly risk: RiskKeys;
+  readonly gate: AccountGate;
+  readonly committer: GroupCommitter;
+  readonly rates: MarginRates;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+}
+
+const MAX_ATTEMPTS = 3;
+
+export class AccountWriter {
+  constructor(private readonly deps: AccountWriterDeps) {}
+
+  /**
+   * Runs `op` under the account gate. When Redis turns out to be behind the
+   * ledger (the write met an existing row), replays the missing rows and runs
+   * `op` again on fresh state.
+   */
+  async serialised<T>(accountId: number, clientOrderId: string | null, op: (s: Snapshot, l: Lease) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      // During a PostgreSQL outage nothing can be booked: say so before queueing for the lock.
+      if (this.deps.committer.unavailable) throw new DependencyUnavailable('postgres');
+      try {
+        return await this.deps.gate.run(accountId, clientOrderId, op);
+      } catch (error) {
+        if (!(error instanceof StaleState)) throw error;
+        if (attempt >= MAX_ATTEMPTS) {
+          throw new EngineError('ACCOUNT_BUSY', `account ${accountId} kept changing under this request; nothing was booked, retry`, {
+            account_id: accountId,
+          });
+        }
+        const { redis, sql, keys, timeoutMs, log } = this.deps;
+        const replayed = await catchUp(redis, sql, keys, accountId, error.fromSeq, timeoutMs);
+        log.warn({ accountId, fromSeq: error.fromSeq, replayed }, 'redis was behind the ledger; caught up');
+      }
+    }
+  }
+
+  async write(lease: Lease, snapshot: Snapshot, rows: LedgerRow[], after: AccountState, liquidation?: LiquidationRecord): Promise<WriteResult> {
+    const { committer, timeoutMs, log } = this.deps;
+    const before = snapshot.account;
+    const accountId = before.accountId;
+    const pending = committer.submit(rows, liquidation);
+    const applyCommitted = async (committed: CommittedRow[]): Promise<WriteResult> => {
+      const entries = rows.map((row, i) => entryOf(row, committed[i]!));
+      const marksMoved = await this.apply(lease.token, snapshot, entries, after);
+      return { entries, marksMoved };
+    };
+    let committed: CommittedRow[];
+    try {
+      committed = await withTimeout(pending, timeoutMs, 'ledger commit');
+    } catch (error) {
+      if (error instanceof TimeoutError) {
+        // Still pending: keep the lock until PostgreSQL decides, then apply or
+        // release, so the account never runs ahead of its ledger.
+        lease.settled = true;
+        pending.then(applyCommitted, () => this.deps.gate.release(accountId, lease)).catch((e: unknown) =>
+          log.warn({ err: e, accountId }, 'late commit could not be applied to redis; catch-up will'),
+        );
+      }
+      // A connection that died mid-commit may have committed: the lock is
+      // released, and if the rows did land, the next writer meets them at the
+      // ledger's (account_id, seq) key and catches Redis up.
+      if (error instanceof LedgerConflict) throw new StaleState(before.seq);
+      if (error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error)) {
+        throw new DependencyUnavailable('postgres', error);
+      }
+      throw error;
+    }
+    lease.settled = true;
+    try {
+      return await applyCommitted(committed);
+    } catch (error) {
+      // Booked in PostgreSQL, so the answer is success; Redis catches up from
+      // the ledger on the account's next operation (its sequence is behind).
+      log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
+      return { entries: rows.map((row, i) => entryOf(row, committed[i]!)), marksMoved: true };
+    }
+  }
+
+  /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
+  private async apply(token: string, snapshot: Snapshot, entries: LedgerEntry[], after: AccountState): Promise<boolean> {
+    const { redis, keys, risk, rates } = this.deps;
+    const before = snapshot.account;
+    const last = entries[entries.length - 1]!;
+    const tradeWithOrder = entries.find((e) => e.kind === 'TRADE' && e.clientOrderId);
+    const update: AccountUpdate = {
+      accountId: before.accountId,
+      expectedSeq: before.seq,
+      seq: last.seq,
+      balance: str(after.balance),
+      set: [...after.positions]
+        .filter(([symbol, p]) => before.positions.get(symbol) !== p)
+        .map(([symbol, p]) => ({ symbol, quantity: str(p.quantity), entryPrice: str(p.entryPrice) })),
+      remove: [...before.positions.keys()].filter((symbol) => !after.positions.has(symbol)),
+      ...(tradeWithOrder ? { clientOrder: { id: tradeWithOrder.clientOrderId!, stored: storedClientOrder(tradeWithOrder) } } : {}),
+    };
+    const thresholds = liquidationThresholds(after, snapshot.marks, rates);
+    const { extra } = await applyAccount(redis, keys, token, update, before.seq === 0, (p) => {
+      queueIndexUpdate(p, risk, before.accountId, new Set(before.positions.keys()), thresholds);
+      p.incr(risk.rev);
+      p.hget(keys.marks, '#epoch');
+    });
+    return (extra[extra.length - 1] ?? null) !== snapshot.marksEpoch;
+  }
+}
+
+function entryOf(row: LedgerRow, c: CommittedRow): LedgerEntry {
+  return {
+    entryId: c.entryId,
+    accountId: row.accountId,
+    seq: row.seq,
+    kind: row.kind,
+    symbol: row.symbol ?? null,
+    side: row.side ?? null,
+    quantity: row.quantity ?? null,
+    price: row.price ?? null,
+    realisedPnl: row.realisedPnl ?? null,
+    clientOrderId: row.clientOrderId ?? null,
+    liquidationId: row.liquidationId ?? null,
+    positionQuantity: row.positionQuantity ?? null,
+    positionEntryPrice: row.positionEntryPrice ?? null,
+    equity: row.equity ?? null,
+    amount: row.amount ?? null,
+    balance: row.balance,
+    createdAt: c.createdAt,
+  };
+}

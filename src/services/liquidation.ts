@@ -1,0 +1,127 @@
+/**
+ * Liquidation (DESIGN §2): an account whose equity falls below maintenance is
+ * closed out at once, every position at its mark, as trades carrying the
+ * liquidation id; a negative balance is reset to zero and the deficit recorded
+ * as the shortfall the insurance fund absorbs. One record per event.
+ *
+ * It runs under the same account gate as trades, so a trade racing a
+ * liquidation lands wholly before it (and is closed by it) or wholly after
+ * it (on the flat account).
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { type Dec, str } from '../domain/decimal.js';
+import { liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
+import type { AccountState, MarginRates } from '../domain/margin.js';
+import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
+import { accountOf, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
+import type { AccountGate } from './account-gate.js';
+import type { AccountWriter } from './account-writer.js';
+import { postgresCall, redisCall } from './dependencies.js';
+
+export type LiquidationReason = { reason: 'mark_price'; symbol: string; price: Dec } | { reason: 'trade' } | { reason: 'withdrawal' };
+
+export interface LiquidationDeps {
+  readonly redis: Redis;
+  readonly risk: RiskKeys;
+  readonly gate: AccountGate;
+  readonly writer: AccountWriter;
+  readonly ids: LiquidationIds;
+  readonly rates: MarginRates;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+}
+
+export class LiquidationService {
+  constructor(private readonly deps: LiquidationDeps) {}
+
+  /**
+   * Liquidates the account if, under its lock and at the current marks, its
+   * equity is below maintenance. Returns the liquidation id, or null when the
+   * account is (no longer) liquidatable.
+   */
+  liquidate(accountId: number, why: LiquidationReason): Promise<number | null> {
+    return this.deps.writer.serialised(accountId, null, async (snapshot, lease) => {
+      const { account, marks } = snapshot;
+      const plan = planLiquidation(account, marks, this.deps.rates);
+      if (!plan) return null;
+      const liquidationId = await postgresCall(() => this.deps.ids.next(), this.deps.timeoutMs);
+      const rows: LedgerRow[] = plan.fills.map((f, i) => ({
+        accountId,
+        seq: account.seq + 1 + i,
+        kind: 'TRADE',
+        symbol: f.symbol,
+        side: f.side,
+        quantity: str(f.quantity),
+        price: str(f.price),
+        realisedPnl: str(f.realisedPnl),
+        clientOrderId: null,
+        liquidationId,
+        positionQuantity: '0',
+        positionEntryPrice: null,
+        equity: null,
+        balance: str(f.balanceAfter),
+      }));
+      if (plan.shortfall.gt(0)) {
+        rows.push({ accountId, seq: account.seq + 1 + rows.length, kind: 'INSURANCE', amount: str(plan.shortfall), balance: str(plan.balanceAfter) });
+      }
+      const record: LiquidationRecord = {
+        liquidationId,
+        accountId,
+        reason: why.reason,
+        triggerSymbol: why.reason === 'mark_price' ? why.symbol : null,
+        triggerPrice: why.reason === 'mark_price' ? str(why.price) : null,
+        equity: str(plan.equity),
+        maintenanceMargin: str(plan.maintenanceMargin),
+        realisedPnl: str(plan.realisedPnl),
+        shortfall: str(plan.shortfall),
+        positions: plan.fills.map((f) => ({
+          symbol: f.symbol,
+          quantity: str(f.positionQuantity),
+          entry_price: str(f.entryPrice),
+          mark_price: str(f.price),
+        })),
+        firstSeq: account.seq + 1,
+        lastSeq: account.seq + rows.length,
+      };
+      const flat: AccountState = { balance: plan.balanceAfter, positions: new Map() };
+      await this.deps.writer.write(lease, snapshot, rows, flat, record);
+      this.deps.log.info({ accountId, liquidationId, shortfall: record.shortfall, reason: why.reason }, 'account liquidated');
+      return liquidationId;
+    });
+  }
+
+  /**
+   * After a tick on `symbol`: liquidates every account the risk index says
+   * the new mark may endanger (each is checked exactly under its lock), then
+   * refreshes the thresholds that accounts holding this and other symbols
+   * have on those other symbols. Returns the liquidated account ids.
+   */
+  async afterTick(symbol: string, price: Dec, endangered: number[]): Promise<number[]> {
+    const results = await Promise.all(
+      endangered.map(async (accountId) => ((await this.liquidate(accountId, { reason: 'mark_price', symbol, price })) === null ? null : accountId)),
+    );
+    await this.refreshOtherThresholds(symbol);
+    return results.filter((id): id is number => id !== null).sort((a, b) => a - b);
+  }
+
+  /**
+   * A position's threshold depends on the marks of the account's other
+   * positions. When `symbol` moves, accounts that hold it and something else
+   * get their thresholds recomputed, under their lock so a concurrent trade's
+   * fresher entries are never overwritten.
+   */
+  private async refreshOtherThresholds(symbol: string): Promise<void> {
+    const { redis, risk, gate, rates } = this.deps;
+    const members = await redisCall(() => redis.smembers(risk.multiOf(symbol)));
+    await Promise.all(
+      members.map(accountOf).map((accountId) =>
+        gate.run(accountId, null, async ({ account, marks }) => {
+          const pipeline = redis.pipeline();
+          queueIndexUpdate(pipeline, risk, accountId, new Set(account.positions.keys()), liquidationThresholds(account, marks, rates));
+          await pipeline.exec();
+        }),
+      ),
+    );
+  }
+}
