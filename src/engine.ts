@@ -19,6 +19,7 @@ import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { MarksService } from './services/marks.js';
+import { MarginReportService } from './services/margin-report.js';
 import { TradingService } from './services/trading.js';
 
 export interface Engine {
@@ -31,6 +32,7 @@ export interface Engine {
   readonly liquidation: LiquidationService;
   readonly accounts: AccountsView;
   readonly marks: MarksService;
+  readonly report: MarginReportService;
   /** Pings both stores; reports each one's state. */
   readiness(): Promise<{ redis: boolean; postgres: boolean }>;
   close(): Promise<void>;
@@ -89,6 +91,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     liquidation,
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
     marks: new MarksService({ redis, sql, keys, risk, liquidation, timeoutMs, committer }),
+    report: new MarginReportService({ redis, keys, risk, marks: markBook, rates }),
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
         try {

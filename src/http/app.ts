@@ -12,6 +12,7 @@ import { registerJsonParser } from './json.js';
 import { accountRoutes } from './routes/accounts.js';
 import { healthRoutes } from './routes/health.js';
 import { markRoutes } from './routes/marks.js';
+import { riskRoutes } from './routes/risk.js';
 import { tradeRoutes } from './routes/trades.js';
 
 export interface AppOptions {
@@ -56,5 +57,6 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   await typed.register(accountRoutes, { engine });
   await typed.register(tradeRoutes, { engine });
   await typed.register(markRoutes, { engine });
+  await typed.register(riskRoutes, { engine });
   return app;
 }

@@ -79,6 +79,38 @@ export const pageQuery = z
 
 export const DEFAULT_PAGE_LIMIT = 100;
 
+const limitParam = z
+  .string()
+  .regex(/^[0-9]{1,7}$/, 'must be an integer from 1 to 1000')
+  .transform(Number)
+  .refine((n) => n >= 1 && n <= 1000, 'must be an integer from 1 to 1000')
+  .optional();
+
+export const marginReportQuery = z
+  .object({
+    limit: limitParam,
+    cursor: z.string().regex(/^[A-Za-z0-9_-]{1,4096}$/, 'must be a cursor returned by a previous page').optional(),
+    status: z.enum(['healthy', 'margin_call', 'liquidatable'], { error: 'must be healthy, margin_call or liquidatable' }).optional(),
+  })
+  .strict();
+
+export const liquidationsQuery = z
+  .object({
+    account_id: z
+      .string()
+      .regex(/^[1-9][0-9]{0,15}$/, 'must be a positive integer')
+      .transform(Number)
+      .refine((n) => n <= MAX_ID, 'is too large')
+      .optional(),
+    limit: limitParam,
+    cursor: z
+      .string()
+      .regex(/^[1-9][0-9]{0,15}$/, 'must be a cursor returned by a previous page')
+      .transform(Number)
+      .optional(),
+  })
+  .strict();
+
 export const amountBody = z.object({ amount: positiveDecimal }).strict();
 
 export const tradeBody = z
@@ -161,6 +193,42 @@ export const tradesResponse = z.object({
 });
 
 export const markResponse = z.object({ symbol: z.string(), price: amount, liquidated: z.array(z.number()) });
+
+export const marginReportResponse = z.object({
+  total_accounts: z.number(),
+  liquidation_candidates: z.array(z.number()),
+  accounts_detail: z.array(
+    z.object({
+      account_id: z.number(),
+      balance: amount,
+      equity: amount,
+      notional: amount,
+      initial_margin: amount,
+      maintenance_margin: amount,
+      margin_utilisation_pct: amount.nullable(),
+      status: z.enum(['healthy', 'margin_call', 'liquidatable']),
+      liquidation_risk: z.boolean(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
+});
+
+export const liquidationsResponse = z.object({
+  liquidations: z.array(
+    z.object({
+      liquidation_id: z.number(),
+      account_id: z.number(),
+      reason: z.string(),
+      equity: amount,
+      maintenance_margin: amount,
+      realised_pnl: amount,
+      shortfall: amount,
+      positions: z.array(z.object({ symbol: z.string(), quantity: amount, entry_price: amount, mark_price: amount })),
+      created_at: z.string(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
+});
 
 export const healthResponse = z.object({ status: z.literal('ok') });
 export const readyResponse = z.object({ status: z.literal('ready'), redis: z.literal('up'), postgres: z.literal('up') });

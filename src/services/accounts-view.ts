@@ -7,7 +7,7 @@ import { str } from '../domain/decimal.js';
 import { accountNotFound } from '../domain/errors.js';
 import { valueAccount, type MarginRates, type MarginStatus } from '../domain/margin.js';
 import { accountExists, readAccount, type MarkBook } from '../store/accounts.js';
-import { tradePage } from '../store/ledger.js';
+import { liquidationPage, tradePage, type LiquidationView } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { postgresCall, redisCall } from './dependencies.js';
@@ -83,6 +83,12 @@ export class AccountsView {
         unrealised_pnl: str(p.unrealisedPnl),
       })),
     };
+  }
+
+  /** Newest first, optionally for one account. The cursor is the last liquidation id of the previous page. */
+  async liquidations(accountId: number | null, limit: number, cursor: number | null): Promise<{ liquidations: LiquidationView[]; next_cursor: string | null }> {
+    const page = await postgresCall(() => liquidationPage(this.deps.sql, accountId, limit, cursor), this.deps.timeoutMs);
+    return { liquidations: page.liquidations, next_cursor: page.nextCursor === null ? null : String(page.nextCursor) };
   }
 
   /** Newest first. The cursor is the sequence number of the last trade of the previous page. */

@@ -296,11 +296,13 @@ async function insertLiquidations(sql: Sql, records: readonly LiquidationRecord[
   await sql`
     INSERT INTO liquidations (liquidation_id, account_id, reason, trigger_symbol, trigger_price, equity, maintenance_margin,
                               realised_pnl, shortfall, positions, first_seq, last_seq)
-    SELECT * FROM unnest(
+    SELECT id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions::jsonb, first_seq, last_seq
+    FROM unnest(
       ${col((r) => r.liquidationId)}::bigint[], ${col((r) => r.accountId)}::bigint[], ${col((r) => r.reason)}::text[],
       ${col((r) => r.triggerSymbol)}::text[], ${col((r) => r.triggerPrice)}::numeric[], ${col((r) => r.equity)}::numeric[],
       ${col((r) => r.maintenanceMargin)}::numeric[], ${col((r) => r.realisedPnl)}::numeric[], ${col((r) => r.shortfall)}::numeric[],
-      ${col((r) => JSON.stringify(r.positions))}::jsonb[], ${col((r) => r.firstSeq)}::bigint[], ${col((r) => r.lastSeq)}::bigint[])`;
+      ${col((r) => JSON.stringify(r.positions))}::text[], ${col((r) => r.firstSeq)}::bigint[], ${col((r) => r.lastSeq)}::bigint[])
+      AS t(id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions, first_seq, last_seq)`;
 }
 
 /** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */

@@ -1,0 +1,281 @@
+/**
+ * GET /margin-report: every account, riskiest first, paged.
+ *
+ * Nothing is scanned to answer a page. For accounts holding one symbol,
+ * margin utilisation at the current mark is monotonic in the position's
+ * threshold (a long's utilisation m·r / (m − (1−r)·T) rises with T, a short's
+ * m·r / ((1+r)·T − m) falls with it), so the risk index's sorted sets already
+ * list them riskiest first. A page merges those lists, by exact decimal
+ * utilisation, with two small sources sorted on the spot: accounts holding
+ * several symbols (and holders of a symbol with no mark yet, whose
+ * valuation price is each one's own entry), and accounts with no position
+ * (utilisation 0) in id order. Reading a page writes nothing.
+ *
+ * The cursor records how far each source has been consumed; pages read at
+ * different times see the accounts as they are then.
+ */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { str } from '../domain/decimal.js';
+import { EngineError } from '../domain/errors.js';
+import { valueAccount, type AccountMargin, type MarginRates, type MarginStatus, type Marks } from '../domain/margin.js';
+import { accountExists, parseAccount, type MarkBook } from '../store/accounts.js';
+import type { KeySpace } from '../store/redis.js';
+import { accountOf, type RiskKeys } from '../store/risk-index.js';
+import { redisCall } from './dependencies.js';
+
+export interface ReportRow {
+  readonly account_id: number;
+  readonly balance: string;
+  readonly equity: string;
+  readonly notional: string;
+  readonly initial_margin: string;
+  readonly maintenance_margin: string;
+  readonly margin_utilisation_pct: string | null;
+  readonly status: MarginStatus;
+  readonly liquidation_risk: boolean;
+}
+
+export interface MarginReportPage {
+  readonly total_accounts: number;
+  readonly liquidation_candidates: number[];
+  readonly accounts_detail: ReportRow[];
+  readonly next_cursor: string | null;
+}
+
+export interface ReportQuery {
+  readonly limit: number;
+  readonly cursor: string | null;
+  readonly status: MarginStatus | null;
+}
+
+interface Item {
+  readonly accountId: number;
+  readonly margin: AccountMargin;
+}
+
+/** Riskiest first: null utilisation (equity ≤ 0 with positions), then utilisation descending, then account id. */
+function riskier(a: Item, b: Item): number {
+  const ua = a.margin.utilisationPct;
+  const ub = b.margin.utilisationPct;
+  if (ua === null || ub === null) {
+    if (ua === null && ub !== null) return -1;
+    if (ub === null && ua !== null) return 1;
+  } else {
+    const c = ub.cmp(ua);
+    if (c !== 0) return c;
+  }
+  return a.accountId - b.accountId;
+}
+
+interface Source {
+  readonly key: string;
+  /** Consumed so far (the cursor's record for this source). */
+  consumed: number;
+  peek(): Promise<Item | undefined>;
+  take(): void;
+}
+
+const CHUNK_MAX = 1000;
+
+const badCursor = () => new EngineError('VALIDATION_ERROR', 'invalid cursor', { fields: [{ field: 'querystring.cursor', message: 'must be a cursor returned by a previous page' }] });
+
+export interface MarginReportDeps {
+  readonly redis: Redis;
+  readonly keys: KeySpace;
+  readonly risk: RiskKeys;
+  readonly marks: MarkBook;
+  readonly rates: MarginRates;
+}
+
+export class MarginReportService {
+  constructor(private readonly deps: MarginReportDeps) {}
+
+  /** The revision of everything the report shows; changes whenever an account or a mark changes. */
+  async etag(query: ReportQuery): Promise<string> {
+    const rev = await redisCall(() => this.deps.redis.get(this.deps.risk.rev));
+    const q = createHash('sha1').update(`${query.limit}|${query.cursor ?? ''}|${query.status ?? ''}`).digest('base64url').slice(0, 12);
+    return `"r${rev ?? '0'}-${q}"`;
+  }
+
+  async page(query: ReportQuery): Promise<MarginReportPage> {
+    return redisCall(() => this.build(query));
+  }
+
+  private async build(query: ReportQuery): Promise<MarginReportPage> {
+    const { redis, keys, risk } = this.deps;
+    const consumed = decodeCursor(query.cursor);
+    const [marks, symbols, total] = await Promise.all([this.deps.marks.current(), redis.smembers(risk.symbols), redis.scard(keys.accounts)]);
+    const sources = this.sources(symbols.sort(), marks, consumed, Math.min(CHUNK_MAX, query.limit + 1));
+    const rows: ReportRow[] = [];
+    const wanted = query.status;
+    for (;;) {
+      const next = await headOf(sources);
+      if (!next) break;
+      const { item, source } = next;
+      // Sources run riskiest first: once past the wanted band, nothing later matches.
+      if (wanted && isPast(item.margin.status, wanted)) break;
+      if (!wanted || item.margin.status === wanted) {
+        if (rows.length === query.limit) {
+          const candidates = await this.candidates(symbols, marks);
+          return { total_accounts: total, liquidation_candidates: candidates, accounts_detail: rows, next_cursor: encodeCursor(sources) };
+        }
+        rows.push(toRow(item));
+      }
+      source.take();
+    }
+    return { total_accounts: total, liquidation_candidates: await this.candidates(symbols, marks), accounts_detail: rows, next_cursor: null };
+  }
+
+  /** Every account liquidatable right now (normally none: ticks liquidate at once), riskiest first, at most 1000. */
+  private async candidates(symbols: string[], marks: Marks): Promise<number[]> {
+    const sources = this.sources(symbols, marks, new Map(), 64);
+    const ids: number[] = [];
+    for (;;) {
+      const next = await headOf(sources);
+      if (!next || next.item.margin.status !== 'liquidatable' || ids.length >= 1000) return ids;
+      next.source.take();
+      ids.push(next.item.accountId);
+    }
+  }
+
+  private sources(symbols: string[], marks: Marks, consumed: Map<string, number>, chunk: number): Source[] {
+    const { risk } = this.deps;
+    const out: Source[] = [];
+    const materialisedSymbols: string[] = [];
+    for (const symbol of symbols) {
+      if (!marks.has(symbol)) {
+        materialisedSymbols.push(symbol);
+        continue;
+      }
+      for (const side of ['long', 'short'] as const) {
+        const key = side === 'long' ? risk.long(symbol) : risk.short(symbol);
+        out.push(this.indexSource(`${side[0]}:${symbol}`, key, marks, (item) => onlyPosition(item, symbol, side), consumed, chunk));
+      }
+    }
+    out.push(this.materialisedSource('m', marks, consumed, materialisedSymbols));
+    out.push(this.indexSource('f', risk.flat, marks, (item) => item.margin.positions.length === 0, consumed, chunk));
+    return out;
+  }
+
+  /** A sorted set read in chunks from the risky end; members that belong to another source are passed over. */
+  private indexSource(key: string, zkey: string, marks: Marks, belongs: (item: Item) => boolean, consumed: Map<string, number>, chunk: number): Source {
+    let next = consumed.get(key) ?? 0; // rank of the next member to read
+    let exhausted = false;
+    const buffer: { item: Item; rank: number }[] = [];
+    const source: Source = {
+      key,
+      consumed: next,
+      peek: async () => {
+        while (buffer.length === 0 && !exhausted) {
+          const members = await this.deps.redis.zrange(zkey, next, next + chunk - 1);
+          if (members.length < chunk) exhausted = true;
+          const items = await this.read(members.map(accountOf), marks);
+          items.forEach((item, i) => {
+            if (item && belongs(item)) buffer.push({ item, rank: next + i });
+          });
+          next += members.length;
+        }
+        return buffer[0]?.item;
+      },
+      take: () => {
+        const taken = buffer.shift();
+        if (taken) source.consumed = taken.rank + 1;
+      },
+    };
+    return source;
+  }
+
+  /** Multi-symbol accounts and holders of unmarked symbols: read all, sorted exactly, served by offset. */
+  private materialisedSource(key: string, marks: Marks, consumed: Map<string, number>, unmarkedSymbols: string[]): Source {
+    const { redis, risk } = this.deps;
+    let sorted: Item[] | null = null;
+    const source: Source = {
+      key,
+      consumed: consumed.get(key) ?? 0,
+      peek: async () => {
+        if (!sorted) {
+          const lists = await Promise.all([
+            redis.smembers(risk.multi),
+            ...unmarkedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
+          ]);
+          const ids = [...new Set(lists.flat().map(accountOf))];
+          const items = await this.read(ids, marks);
+          const unmarked = new Set(unmarkedSymbols);
+          sorted = items
+            .filter((item): item is Item => item !== null && item.margin.positions.length > 0)
+            .filter((item) => item.margin.positions.length > 1 || unmarked.has(item.margin.positions[0]!.symbol))
+            .sort(riskier);
+        }
+        return sorted[source.consumed];
+      },
+      take: () => {
+        source.consumed++;
+      },
+    };
+    return source;
+  }
+
+  private async read(ids: number[], marks: Marks): Promise<(Item | null)[]> {
+    const { redis, keys, rates } = this.deps;
+    const states = await Promise.all(ids.map((id) => redis.hgetall(keys.account(id).state)));
+    return states.map((hash, i) => {
+      const account = parseAccount(ids[i]!, hash);
+      return accountExists(account) ? { accountId: account.accountId, margin: valueAccount(account, marks, rates) } : null;
+    });
+  }
+}
+
+/** An item of a per-symbol list belongs to it only while it holds just that symbol, on that side. */
+function onlyPosition(item: Item, symbol: string, side: 'long' | 'short'): boolean {
+  const ps = item.margin.positions;
+  return ps.length === 1 && ps[0]!.symbol === symbol && ps[0]!.quantity.isPos() === (side === 'long');
+}
+
+const BAND: Record<MarginStatus, number> = { liquidatable: 0, margin_call: 1, healthy: 2 };
+/** Statuses get safer down the list: liquidatable, then margin call, then healthy. */
+function isPast(status: MarginStatus, wanted: MarginStatus): boolean {
+  return BAND[status] > BAND[wanted];
+}
+
+async function headOf(sources: Source[]): Promise<{ item: Item; source: Source } | null> {
+  let best: { item: Item; source: Source } | null = null;
+  for (const source of sources) {
+    const item = await source.peek();
+    if (item && (!best || riskier(item, best.item) < 0)) best = { item, source };
+  }
+  return best;
+}
+
+function toRow({ accountId, margin: m }: Item): ReportRow {
+  return {
+    account_id: accountId,
+    balance: str(m.balance),
+    equity: str(m.equity),
+    notional: str(m.notional),
+    initial_margin: str(m.initialMargin),
+    maintenance_margin: str(m.maintenanceMargin),
+    margin_utilisation_pct: m.utilisationPct === null ? null : str(m.utilisationPct),
+    status: m.status,
+    liquidation_risk: m.status === 'liquidatable',
+  };
+}
+
+function encodeCursor(sources: Source[]): string {
+  const state: Record<string, number> = {};
+  for (const s of sources) if (s.consumed > 0) state[s.key] = s.consumed;
+  return Buffer.from(JSON.stringify(state)).toString('base64url');
+}
+
+function decodeCursor(cursor: string | null): Map<string, number> {
+  if (cursor === null) return new Map();
+  try {
+    const state = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (typeof state !== 'object' || state === null || Array.isArray(state)) throw badCursor();
+    const entries = Object.entries(state as Record<string, unknown>);
+    if (!entries.every(([, v]) => Number.isSafeInteger(v) && (v as number) >= 0)) throw badCursor();
+    return new Map(entries as [string, number][]);
+  } catch {
+    throw badCursor();
+  }
+}
