@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { MarginRates } from './domain/margin.js';
-import { MarkBook } from './store/accounts.js';
+import { BOOT_FIELD, MarkBook } from './store/accounts.js';
 import { loadScripts } from './store/scripts.js';
 import { GroupCommitter, LiquidationIds } from './store/ledger.js';
 import { RiskKeys } from './store/risk-index.js';
@@ -20,6 +20,7 @@ import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { MarksService } from './services/marks.js';
 import { MarginReportService } from './services/margin-report.js';
+import { Recovery } from './services/recovery.js';
 import { TradingService } from './services/trading.js';
 
 export interface Engine {
@@ -33,6 +34,7 @@ export interface Engine {
   readonly accounts: AccountsView;
   readonly marks: MarksService;
   readonly report: MarginReportService;
+  readonly recovery: Recovery;
   /** Pings both stores; reports each one's state. */
   readiness(): Promise<{ redis: boolean; postgres: boolean }>;
   close(): Promise<void>;
@@ -41,6 +43,8 @@ export interface Engine {
 export interface EngineOptions {
   /** Apply the SQL migrations before serving (default true). */
   readonly migrate?: boolean;
+  /** Rebuild or catch up Redis at start and watch for state loss (default true). */
+  readonly recover?: boolean;
 }
 
 export async function createEngine(config: Config, log: Logger, options: EngineOptions = {}): Promise<Engine> {
@@ -78,6 +82,16 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const gate = new AccountGate(redis, keys, markBook, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
 
   const risk = new RiskKeys(keys);
+  const recovery = new Recovery({ redis, sql, keys, risk, rates, timeoutMs, log });
+  if (options.recover ?? true) {
+    try {
+      await recovery.start();
+    } catch (error) {
+      redis.disconnect();
+      await sql.end({ timeout: 1 });
+      throw error;
+    }
+  }
   const writer = new AccountWriter({ redis, sql, keys, risk, gate, committer, rates, timeoutMs, log });
   const liquidation = new LiquidationService({ redis, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
 
@@ -92,6 +106,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
     marks: new MarksService({ redis, sql, keys, risk, liquidation, timeoutMs, committer }),
     report: new MarginReportService({ redis, keys, risk, marks: markBook, rates }),
+    recovery,
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
         try {
@@ -101,10 +116,16 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
           return false;
         }
       };
-      const [r, pg] = await Promise.all([ping(() => redis.ping()), ping(() => sql`SELECT 1`)]);
-      return { redis: r, postgres: pg };
+      // Redis is ready when it answers and holds a complete state (the boot marker).
+      const redisReady = async () => {
+        if ((await redis.hexists(keys.marks, BOOT_FIELD)) !== 1) throw new Error('no boot marker');
+      };
+      const [r, pg] = await Promise.all([ping(redisReady), ping(() => sql`SELECT 1`)]);
+      return { redis: r && recovery.ready, postgres: pg && !committer.unavailable };
     },
     async close() {
+      recovery.stop();
+      await recovery.idle();
       await committer.close();
       redis.disconnect();
       await sql.end({ timeout: 5 });

@@ -6,6 +6,7 @@
  */
 import type { ChainableCommander, Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
+import { DependencyUnavailable } from '../domain/errors.js';
 import type { Position, Marks } from '../domain/margin.js';
 import type { AccountKeys, KeySpace } from './redis.js';
 import { defineScript, isNoScript, loadScripts, runScript } from './scripts.js';
@@ -180,7 +181,10 @@ export class MarkBook {
   }
 
   async snapshot(): Promise<{ marks: Marks; epoch: string | null }> {
-    const epoch = await this.redis.hget(this.keys.marks, '#epoch');
+    const [epoch, boot] = await this.redis.hmget(this.keys.marks, '#epoch', BOOT_FIELD);
+    // No boot marker: this Redis lost the engine's state (flushed, or restarted
+    // without persistence). Nothing may be read or decided until it is rebuilt.
+    if (boot === null) throw new RedisStateLost();
     if (epoch !== null && epoch === this.epoch) return { marks: this.marks, epoch };
     const hash = await this.redis.hgetall(this.keys.marks);
     const marks = parseMarks(hash);
@@ -188,6 +192,17 @@ export class MarkBook {
     this.marks = marks;
     this.epoch = read;
     return { marks, epoch: read };
+  }
+}
+
+/** The field of the marks hash that says Redis holds a complete state (set last by a rebuild). */
+export const BOOT_FIELD = '#boot';
+
+/** Redis answers, but its state is gone until the engine rebuilds it from PostgreSQL. */
+export class RedisStateLost extends DependencyUnavailable {
+  constructor() {
+    super('redis');
+    this.message = 'redis lost its state; the engine is rebuilding it from postgresql, retry shortly';
   }
 }
 

@@ -348,7 +348,8 @@ export interface LedgerEntry {
   readonly createdAt: Date;
 }
 
-interface EntryRecord {
+/** A ledger row as postgres.js returns it. */
+export interface EntryRecord {
   entry_id: string;
   account_id: string;
   seq: string;
@@ -368,7 +369,7 @@ interface EntryRecord {
   created_at: Date;
 }
 
-function toEntry(r: EntryRecord): LedgerEntry {
+export function toEntry(r: EntryRecord): LedgerEntry {
   return {
     entryId: Number(r.entry_id),
     accountId: Number(r.account_id),

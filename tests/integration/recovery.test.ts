@@ -1,0 +1,143 @@
+/**
+ * Rebuildable (DESIGN §4): Redis can be rebuilt from PostgreSQL and then
+ * equals what it was; the engine notices a Redis that lost its state, reports
+ * not-ready, rebuilds and serves again; reconcile lists every difference.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+
+let iso: Isolation;
+let t: TestEngine;
+let db: Inspector;
+
+beforeAll(async () => {
+  iso = newIsolation();
+  t = await startEngine(iso);
+  db = inspector(iso);
+});
+afterAll(async () => {
+  await t?.close();
+  await db?.destroy();
+});
+
+const post = (url: string, body: unknown) => call(t.app, 'POST', url, body);
+const get = (url: string) => call(t.app, 'GET', url);
+
+/** Everything a client can read about the accounts and the risk picture. */
+async function observable(ids: number[]) {
+  const positions = await Promise.all(ids.map((id) => get(`/positions/${id}`)));
+  const report = await get('/margin-report?limit=1000');
+  return { positions: positions.map((p) => p.body), report: report.body };
+}
+
+/** Deletes every key of this engine's prefix: what a FLUSHALL or a restart without persistence does to it. */
+async function wipeRedis(): Promise<void> {
+  const keys = await db.redis.keys(`${iso.prefix}:*`);
+  if (keys.length) await db.redis.del(...keys);
+}
+
+async function until(f: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await f()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+describe('Redis losing its state', () => {
+  const ids = [1, 2, 3, 4];
+  let firstTrade: { status: number; body: any };
+
+  beforeAll(async () => {
+    await post('/mark-price', { symbol: 'BTC-PERP', price: 50000 });
+    await post('/mark-price', { symbol: 'ETH-PERP', price: 3000 });
+    for (const id of ids) await post(`/accounts/${id}/deposit`, { amount: 10000 });
+    firstTrade = await post('/trade', { account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.1', price: 50000, client_order_id: 'keep-me' });
+    await post('/trade', { account_id: 2, symbol: 'ETH-PERP', side: 'SELL', quantity: '1.5', price: 3010 });
+    await post('/trade', { account_id: 3, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.05', price: 49000 });
+    await post('/trade', { account_id: 3, symbol: 'ETH-PERP', side: 'BUY', quantity: '1', price: '2999.5' });
+    await post('/accounts/4/withdraw', { amount: '123.45' });
+    // account 5 is liquidated: its history must survive a rebuild too
+    await post('/accounts/5/deposit', { amount: 600 });
+    await post('/trade', { account_id: 5, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.06', price: 50000 });
+    // 600 − 0.06·(50000 − m) < 0.1·0.06·m  ⇔  m < 44444.4…: a tick at 44000 liquidates it
+    expect((await post('/mark-price', { symbol: 'BTC-PERP', price: 44000 })).body.liquidated).toEqual([5]);
+    ids.push(5);
+  });
+
+  it('is noticed: the engine reports not-ready and answers 503, then rebuilds and serves the same state', async () => {
+    const before = await observable(ids);
+    expect(before.positions[4].positions).toEqual([]); // account 5 was liquidated
+    expect(await t.engine.recovery.reconcile()).toEqual([]);
+
+    await wipeRedis();
+    const during = await get('/positions/1');
+    expect(during.status).toBe(503);
+    const notReady = await get('/ready');
+    expect(notReady.status).toBe(503);
+    expect(notReady.body.error.details).toEqual({ redis: 'down', postgres: 'up' });
+    expect(await until(async () => (await get('/ready')).status === 200)).toBe(true);
+
+    expect(await observable(ids)).toEqual(before);
+    expect(await t.engine.recovery.reconcile()).toEqual([]);
+  });
+
+  it('keeps client order ids idempotent across the rebuild', async () => {
+    const rows = (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    const again = await post('/trade', { account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.1', price: 50000, client_order_id: 'keep-me' });
+    expect(again).toEqual(firstTrade);
+    expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
+  });
+
+  it('trades, ticks and liquidates normally after the rebuild', async () => {
+    const trade = await post('/trade', { account_id: 2, symbol: 'ETH-PERP', side: 'BUY', quantity: '0.5', price: 3000 });
+    expect(trade.status).toBe(200);
+    // account 2 is short 1.0 ETH @ 3010 after that; 10000 + realised 5 → a tick at 12000 ruins it
+    const tick = await post('/mark-price', { symbol: 'ETH-PERP', price: 12000 });
+    expect(tick.body.liquidated).toContain(2);
+    expect(await t.engine.recovery.reconcile()).toEqual([]);
+  });
+});
+
+describe('reconcile', () => {
+  it('lists a balance, a position and a mark that Redis got wrong, and nothing else', async () => {
+    await post('/accounts/7/deposit', { amount: 1000 });
+    await post('/trade', { account_id: 7, symbol: 'BTC-PERP', side: 'SELL', quantity: '0.01', price: 49000 });
+    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    const state = `${iso.prefix}:{a7}:state`;
+    await db.redis.hset(state, 'bal', '999999');
+    await db.redis.hset(state, 'q:BTC-PERP', '-0.02');
+    await db.redis.hset(`${iso.prefix}:marks`, 'ETH-PERP', '1');
+    const diffs = await t.engine.recovery.reconcile();
+    expect(diffs).toHaveLength(3);
+    expect(diffs.join('\n')).toMatch(/account 7: balance redis 999999, ledger /);
+    expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 49000, ledger -0.01 @ 49000/);
+    expect(diffs.join('\n')).toMatch(/mark ETH-PERP: redis 1, ledger 12000/);
+    // an on-demand rebuild (what `npm run rebuild` does) repairs all of it
+    await db.redis.hdel(`${iso.prefix}:marks`, '#boot');
+    expect(await t.engine.recovery.rebuildOrWait()).toMatchObject({ accounts: expect.any(Number) });
+    expect(await t.engine.recovery.reconcile()).toEqual([]);
+  });
+});
+
+describe('a process that died between its PostgreSQL commit and its Redis apply', () => {
+  it('is completed on restart: the next engine catches Redis up with the ledger', async () => {
+    await post('/accounts/8/deposit', { amount: 5000 });
+    // Rows committed by a writer that died before touching Redis.
+    await db.sql`
+      INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, position_quantity, position_entry_price, equity, balance)
+      VALUES (8, 2, 'TRADE', 'BTC-PERP', 'BUY', 0.02, 50000, 0, 0.02, 50000, 5000, 5000)`;
+    await db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (8, 3, 'DEPOSIT', 10, 5010)`;
+    expect((await t.engine.recovery.reconcile()).filter((d) => d.startsWith('account 8'))).not.toEqual([]);
+
+    const restarted = await startEngine(iso);
+    try {
+      const view = await call(restarted.app, 'GET', '/positions/8');
+      expect(view.body).toMatchObject({ balance: '5010', positions: [{ symbol: 'BTC-PERP', quantity: '0.02', entry_price: '50000' }] });
+      expect(await restarted.engine.recovery.reconcile()).toEqual([]);
+    } finally {
+      await restarted.close();
+    }
+  });
+});
