@@ -181,7 +181,7 @@ export class Recovery {
     }
     await redis.incr(risk.rev);
     await redis.hset(keys.marks, BOOT_FIELD, randomUUID()); // last: the state is complete
-    const stats = { accounts: expected.accounts.size, positions, clientOrders, marks: expected.marks.size, ms: Math.round(performance.now() - started) };
+    const stats = { accounts: expected.accounts.size, positions, clientOrders, marks: expected.marks.size, ms: Math.trunc(performance.now() - started) };
     log.info(stats, 'rebuilt redis from postgresql');
     return stats;
   }
