@@ -28,8 +28,15 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
     try {
+      // Keep-alive sockets that finish their request during shutdown become
+      // idle after close() began; close those too, or close() waits for the
+      // keep-alive timeout.
+      const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
       await app.close(); // stops accepting and waits for in-flight requests
+      clearInterval(reaper);
+      log.info('http server closed; flushing pending writes');
       await engine.close(); // flushes pending ledger writes, closes clients
+      log.info('stopped');
       process.exit(0);
     } catch (error) {
       log.error({ err: error }, 'shutdown failed');
