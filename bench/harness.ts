@@ -171,3 +171,37 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(cells[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n');
 }
+
+export interface Timed {
+  readonly status: number;
+  readonly json: any;
+  /** Wall time of the HTTP round trip, body read included. */
+  readonly ms: number;
+}
+
+/** One HTTP request with a deadline; returns status, parsed body and wall time. Throws only on a network error or timeout. */
+export async function request(base: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000): Promise<Timed> {
+  const start = performance.now();
+  const res = await fetch(base + path, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.text();
+  const ms = performance.now() - start;
+  let json: any = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json, ms };
+}
+
+/** Nearest-rank percentile (p in 0..100) of a list of numbers. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}

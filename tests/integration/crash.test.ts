@@ -110,8 +110,9 @@ describe('SIGKILL under load', () => {
       expect(res.status).toBe(200);
       if (booked.has(s.clientOrderId)) expect(res.body.trade_id).toBe(booked.get(s.clientOrderId));
     }
-    const [{ n, distinct }] = await db.sql<{ n: number; distinct: number }[]>`
+    const [counts] = await db.sql<{ n: number; distinct: number }[]>`
       SELECT count(*)::int AS n, count(DISTINCT (account_id, client_order_id))::int AS distinct FROM trades WHERE client_order_id IS NOT NULL`;
+    const { n, distinct } = counts!;
     expect(n).toBe(distinct);
     expect(n).toBe(booked.size + unanswered.filter((s) => !booked.has(s.clientOrderId)).length);
     expect(await reconcile()).toEqual([]);
