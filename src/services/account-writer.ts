@@ -17,10 +17,10 @@ import { applyAccount, type AccountUpdate } from '../store/accounts.js';
 import { GroupCommitter, LedgerConflict, LedgerUnavailable, type CommittedRow, type LedgerEntry, type LedgerRow, type LiquidationRecord } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
-import { queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
+import { queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
 import type { AccountGate, Lease, Snapshot } from './account-gate.js';
 import { TimeoutError, isPostgresUnavailable, withTimeout } from './dependencies.js';
-import { catchUp, storedClientOrder } from './ledger-sync.js';
+import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
 
 /** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
 export class StaleState extends Error {
@@ -72,7 +72,8 @@ export class AccountWriter {
         }
         const { redis, sql, keys, timeoutMs, log } = this.deps;
         const replayed = await catchUp(redis, sql, keys, accountId, error.fromSeq, timeoutMs);
-        log.warn({ accountId, fromSeq: error.fromSeq, replayed }, 'redis was behind the ledger; caught up');
+        await reindexAccount(redis, keys, this.deps.risk, this.deps.rates, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
+        log.warn({ accountId, fromSeq: error.fromSeq, replayed: replayed.length }, 'redis was behind the ledger; caught up');
       }
     }
   }
@@ -138,7 +139,7 @@ export class AccountWriter {
     };
     const thresholds = liquidationThresholds(after, snapshot.marks, rates);
     const { extra } = await applyAccount(redis, keys, token, update, before.seq === 0, (p) => {
-      queueIndexUpdate(p, risk, before.accountId, new Set(before.positions.keys()), thresholds);
+      queueIndexUpdate(p, risk, before.accountId, before.seq === 0 ? null : sidesOf(before.positions), thresholds);
       p.incr(risk.rev);
       p.hget(keys.marks, '#epoch');
     });

@@ -4,10 +4,13 @@
  */
 import type { Redis } from 'ioredis';
 import { D } from '../domain/decimal.js';
-import { applyAccount, type AccountUpdate } from '../store/accounts.js';
+import { liquidationThresholds } from '../domain/liquidation.js';
+import type { MarginRates } from '../domain/margin.js';
+import { applyAccount, parseAccount, parseMarks, type AccountUpdate } from '../store/accounts.js';
 import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
+import { queueIndexRemoval, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
 /** The trade response, as first booked; what a repeated client order id gets back. */
@@ -84,12 +87,34 @@ export function updateFromEntry(e: LedgerEntry, expectedSeq: number): AccountUpd
  * account. Each apply is conditional on the sequence it expects, so a
  * concurrent catch-up or a late writer cannot apply a row twice.
  */
-export async function catchUp(redis: Redis, sql: Sql, keys: KeySpace, accountId: number, fromSeq: number, timeoutMs: number): Promise<number> {
+export async function catchUp(redis: Redis, sql: Sql, keys: KeySpace, accountId: number, fromSeq: number, timeoutMs: number): Promise<LedgerEntry[]> {
   const entries = await postgresCall(() => entriesAfter(sql, accountId, fromSeq), timeoutMs);
   let expected = fromSeq;
   for (const e of entries) {
     await redisCall(() => applyAccount(redis, keys, '', updateFromEntry(e, expected), expected === 0));
     expected = e.seq;
   }
-  return entries.length;
+  return entries;
+}
+
+/**
+ * Rewrites an account's risk-index entries from its state in Redis (after
+ * rows were replayed without the index). `maybeStale`: symbols it may still
+ * be indexed under though it no longer holds them.
+ */
+export async function reindexAccount(
+  redis: Redis,
+  keys: KeySpace,
+  risk: RiskKeys,
+  rates: MarginRates,
+  accountId: number,
+  maybeStale: Iterable<string>,
+): Promise<void> {
+  const [hash, marksHash] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), redis.hgetall(keys.marks)]));
+  const account = parseAccount(accountId, hash);
+  const p = redis.pipeline();
+  queueIndexRemoval(p, risk, accountId, [...maybeStale].filter((s) => !account.positions.has(s)));
+  queueIndexUpdate(p, risk, accountId, null, liquidationThresholds(account, parseMarks(marksHash), rates));
+  p.incr(risk.rev);
+  await redisCall(() => p.exec());
 }

@@ -14,7 +14,7 @@ import { type Dec, str } from '../domain/decimal.js';
 import { liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
 import type { AccountState, MarginRates } from '../domain/margin.js';
 import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
-import { accountOf, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
+import { accountOf, queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
 import type { AccountGate } from './account-gate.js';
 import type { AccountWriter } from './account-writer.js';
 import { postgresCall, redisCall } from './dependencies.js';
@@ -118,7 +118,7 @@ export class LiquidationService {
       members.map(accountOf).map((accountId) =>
         gate.run(accountId, null, async ({ account, marks }) => {
           const pipeline = redis.pipeline();
-          queueIndexUpdate(pipeline, risk, accountId, new Set(account.positions.keys()), liquidationThresholds(account, marks, rates));
+          queueIndexUpdate(pipeline, risk, accountId, sidesOf(account.positions), liquidationThresholds(account, marks, rates));
           await pipeline.exec();
         }),
       ),

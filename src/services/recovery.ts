@@ -26,7 +26,7 @@ import { toEntry, type EntryRecord } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { member, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
-import { catchUp, storedClientOrder } from './ledger-sync.js';
+import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
 
 export interface RecoveryDeps {
   readonly redis: Redis;
@@ -171,7 +171,7 @@ export class Recovery {
         p.hset(keys.account(accountId).state, fields);
         p.sadd(keys.accounts, String(accountId));
         if (a.clientOrders.size > 0) p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
-        queueIndexUpdate(p, risk, accountId, new Set(), liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rates));
+        queueIndexUpdate(p, risk, accountId, null, liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rates));
         positions += a.positions.size;
         clientOrders += a.clientOrders.size;
       }
@@ -200,23 +200,12 @@ export class Recovery {
           behind++;
           const accountId = Number(h.account_id);
           await catchUp(redis, sql, keys, accountId, inRedis, timeoutMs);
-          await this.reindex(accountId);
+          await reindexAccount(redis, keys, this.deps.risk, this.deps.rates, accountId, await this.indexedSymbols(accountId));
         }
       }
     }
     if (behind > 0) log.warn({ behind }, 'caught up accounts that were behind the ledger');
     return behind;
-  }
-
-  private async reindex(accountId: number): Promise<void> {
-    const { redis, keys, risk, rates } = this.deps;
-    const [hash, marksHash] = await Promise.all([redis.hgetall(keys.account(accountId).state), redis.hgetall(keys.marks)]);
-    const account = parseAccount(accountId, hash);
-    const p = redis.pipeline();
-    const symbols = await this.indexedSymbols(accountId);
-    queueIndexUpdate(p, risk, accountId, symbols, liquidationThresholds(account, parseMarks(marksHash), rates));
-    p.incr(risk.rev);
-    await p.exec();
   }
 
   private async indexedSymbols(accountId: number): Promise<Set<string>> {

@@ -73,39 +73,62 @@ function scoreOf(t: Threshold): number {
   return t.side === 'long' ? -scoreAtLeast(t.price) : scoreAtMost(t.price);
 }
 
+export type IndexedSides = ReadonlyMap<string, 'long' | 'short'>;
+
+/** The sides an account's positions are indexed under. */
+export function sidesOf(positions: ReadonlyMap<string, { quantity: Dec }>): IndexedSides {
+  return new Map([...positions].map(([symbol, p]) => [symbol, p.quantity.isPos() ? 'long' : 'short']));
+}
+
 /**
- * Queues on `p` the commands that move an account's index entries from its
- * old symbols to its new thresholds. `before` lists the symbols it was indexed
- * under; `after` its thresholds now (empty: no positions).
+ * Queues on `p` the commands that move an account's index entries from how
+ * it was indexed (`before`: symbol → side) to its thresholds now (`after`;
+ * empty: no positions). Only what changed is written: a trade that keeps a
+ * position on its side costs one ZADD. `before` null means unknown (a new
+ * account, a rebuild): everything for `after` is written.
  */
 export function queueIndexUpdate(
-  p: ChainableCommander | Redis,
+  p: ChainableCommander,
   rk: RiskKeys,
   accountId: number,
-  before: ReadonlySet<string>,
+  before: IndexedSides | null,
   after: ReadonlyMap<string, Threshold>,
 ): void {
   const m = member(accountId);
-  for (const symbol of before) {
-    if (!after.has(symbol)) {
-      void p.zrem(rk.long(symbol), m);
-      void p.zrem(rk.short(symbol), m);
-      void p.srem(rk.multiOf(symbol), m);
-    }
-  }
+  const full = before === null;
+  const wasMulti = !full && before.size > 1;
   const isMulti = after.size > 1;
-  for (const [symbol, t] of after) {
-    const [add, remove] = t.side === 'long' ? [rk.long(symbol), rk.short(symbol)] : [rk.short(symbol), rk.long(symbol)];
-    void p.zadd(add, scoreOf(t), m);
-    if (before.has(symbol)) void p.zrem(remove, m); // the position may have flipped
-    if (!before.has(symbol)) void p.sadd(rk.symbols, symbol);
-    if (isMulti) void p.sadd(rk.multiOf(symbol), m);
-    else if (before.has(symbol)) void p.srem(rk.multiOf(symbol), m);
+  for (const [symbol, side] of before ?? []) {
+    if (after.has(symbol)) continue;
+    p.zrem(side === 'long' ? rk.long(symbol) : rk.short(symbol), m);
+    if (wasMulti) p.srem(rk.multiOf(symbol), m);
   }
-  if (isMulti) void p.sadd(rk.multi, m);
-  else void p.srem(rk.multi, m);
-  if (after.size === 0) void p.zadd(rk.flat, 0, m);
-  else void p.zrem(rk.flat, m);
+  for (const [symbol, t] of after) {
+    const previous = before?.get(symbol);
+    const [list, other] = t.side === 'long' ? [rk.long(symbol), rk.short(symbol)] : [rk.short(symbol), rk.long(symbol)];
+    p.zadd(list, scoreOf(t), m);
+    if (full || (previous !== undefined && previous !== t.side)) p.zrem(other, m); // the position flipped
+    if (previous === undefined) p.sadd(rk.symbols, symbol);
+    if (isMulti && (full || !wasMulti || previous === undefined)) p.sadd(rk.multiOf(symbol), m);
+    if (!isMulti && (full || wasMulti)) p.srem(rk.multiOf(symbol), m);
+  }
+  if (full || isMulti !== wasMulti) {
+    if (isMulti) p.sadd(rk.multi, m);
+    else p.srem(rk.multi, m);
+  }
+  const wasFlat = !full && before.size === 0;
+  if (after.size === 0 && !wasFlat) p.zadd(rk.flat, 0, m);
+  if (after.size > 0 && (full || wasFlat)) p.zrem(rk.flat, m);
+}
+
+/** Removes an account from the lists of symbols it no longer holds (when how it was indexed is unknown). */
+export function queueIndexRemoval(p: ChainableCommander, rk: RiskKeys, accountId: number, symbols: Iterable<string>): void {
+  const m = member(accountId);
+  for (const symbol of symbols) {
+    p.zrem(rk.long(symbol), m);
+    p.zrem(rk.short(symbol), m);
+    p.srem(rk.multiOf(symbol), m);
+  }
 }
 
 /** Accounts whose threshold on `symbol` says the mark `price` may put them under maintenance. */
