@@ -11,7 +11,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Dec, str } from '../domain/decimal.js';
-import { liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
+import { isLiquidatable, liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
 import type { AccountState, MarginRates } from '../domain/margin.js';
 import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
 import { accountOf, queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
@@ -98,30 +98,49 @@ export class LiquidationService {
    * have on those other symbols. Returns the liquidated account ids.
    */
   async afterTick(symbol: string, price: Dec, endangered: number[]): Promise<number[]> {
-    const results = await Promise.all(
-      endangered.map(async (accountId) => ((await this.liquidate(accountId, { reason: 'mark_price', symbol, price })) === null ? null : accountId)),
-    );
-    await this.refreshOtherThresholds(symbol);
-    return results.filter((id): id is number => id !== null).sort((a, b) => a - b);
+    const why: LiquidationReason = { reason: 'mark_price', symbol, price };
+    const liquidated = await this.liquidateAll(endangered, why);
+    // Accounts holding this symbol and others: their thresholds on the other
+    // symbols moved. Refreshing them also catches an account that only this
+    // tick and a concurrent tick on another symbol, together, put under
+    // maintenance (each tick's index read may predate the other's mark).
+    const underWater = await this.refreshOtherThresholds(symbol, new Set(liquidated));
+    liquidated.push(...(await this.liquidateAll(underWater, why)));
+    return liquidated.sort((a, b) => a - b);
+  }
+
+  private async liquidateAll(accountIds: number[], why: LiquidationReason): Promise<number[]> {
+    const results = await Promise.all(accountIds.map(async (accountId) => ((await this.liquidate(accountId, why)) === null ? null : accountId)));
+    return results.filter((id): id is number => id !== null);
   }
 
   /**
    * A position's threshold depends on the marks of the account's other
    * positions. When `symbol` moves, accounts that hold it and something else
-   * get their thresholds recomputed, under their lock so a concurrent trade's
-   * fresher entries are never overwritten.
+   * get their thresholds recomputed at the current marks, under their lock
+   * so a concurrent trade's fresher entries are never overwritten. Returns
+   * the ones that are liquidatable at the current marks.
    */
-  private async refreshOtherThresholds(symbol: string): Promise<void> {
+  private async refreshOtherThresholds(symbol: string, skip: ReadonlySet<number>): Promise<number[]> {
     const { redis, risk, gate, rates } = this.deps;
     const members = await redisCall(() => redis.smembers(risk.multiOf(symbol)));
+    const underWater: number[] = [];
     await Promise.all(
-      members.map(accountOf).map((accountId) =>
-        gate.run(accountId, null, async ({ account, marks }) => {
-          const pipeline = redis.pipeline();
-          queueIndexUpdate(pipeline, risk, accountId, sidesOf(account.positions), liquidationThresholds(account, marks, rates));
-          await pipeline.exec();
-        }),
-      ),
+      members
+        .map(accountOf)
+        .filter((id) => !skip.has(id))
+        .map((accountId) =>
+          gate.run(accountId, null, async ({ account, marks }) => {
+            if (isLiquidatable(account, marks, rates)) {
+              underWater.push(accountId);
+              return;
+            }
+            const pipeline = redis.pipeline();
+            queueIndexUpdate(pipeline, risk, accountId, sidesOf(account.positions), liquidationThresholds(account, marks, rates));
+            await pipeline.exec();
+          }),
+        ),
     );
+    return underWater;
   }
 }

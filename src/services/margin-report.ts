@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import { str } from '../domain/decimal.js';
 import { EngineError } from '../domain/errors.js';
 import { valueAccount, type AccountMargin, type MarginRates, type MarginStatus, type Marks } from '../domain/margin.js';
-import { accountExists, parseAccount, type MarkBook } from '../store/accounts.js';
+import { accountExists, readAccounts, type MarkBook } from '../store/accounts.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
 import { redisCall } from './dependencies.js';
@@ -76,7 +76,7 @@ interface Source {
   take(): void;
 }
 
-const CHUNK_MAX = 1000;
+const CHUNK_MAX = 256;
 
 const badCursor = () => new EngineError('VALIDATION_ERROR', 'invalid cursor', { fields: [{ field: 'querystring.cursor', message: 'must be a cursor returned by a previous page' }] });
 
@@ -106,6 +106,7 @@ export class MarginReportService {
     const { redis, keys, risk } = this.deps;
     const consumed = decodeCursor(query.cursor);
     const [marks, symbols, total] = await Promise.all([this.deps.marks.current(), redis.smembers(risk.symbols), redis.scard(keys.accounts)]);
+    // Small chunks: a page merges several lists, and what a list read past the page is read again by the next one.
     const sources = this.sources(symbols.sort(), marks, consumed, Math.min(CHUNK_MAX, query.limit + 1));
     const rows: ReportRow[] = [];
     const wanted = query.status;
@@ -129,7 +130,7 @@ export class MarginReportService {
 
   /** Every account liquidatable right now (normally none: ticks liquidate at once), riskiest first, at most 1000. */
   private async candidates(symbols: string[], marks: Marks): Promise<number[]> {
-    const sources = this.sources(symbols, marks, new Map(), 64);
+    const sources = this.sources(symbols, marks, new Map(), 16);
     const ids: number[] = [];
     for (;;) {
       const next = await headOf(sources);
@@ -218,11 +219,8 @@ export class MarginReportService {
 
   private async read(ids: number[], marks: Marks): Promise<(Item | null)[]> {
     const { redis, keys, rates } = this.deps;
-    const states = await Promise.all(ids.map((id) => redis.hgetall(keys.account(id).state)));
-    return states.map((hash, i) => {
-      const account = parseAccount(ids[i]!, hash);
-      return accountExists(account) ? { accountId: account.accountId, margin: valueAccount(account, marks, rates) } : null;
-    });
+    const accounts = await readAccounts(redis, keys, ids);
+    return accounts.map((account) => (accountExists(account) ? { accountId: account.accountId, margin: valueAccount(account, marks, rates) } : null));
   }
 }
 
@@ -239,11 +237,12 @@ function isPast(status: MarginStatus, wanted: MarginStatus): boolean {
 }
 
 async function headOf(sources: Source[]): Promise<{ item: Item; source: Source } | null> {
+  // Sources whose buffers ran dry refill at the same time.
+  const heads = await Promise.all(sources.map((s) => s.peek()));
   let best: { item: Item; source: Source } | null = null;
-  for (const source of sources) {
-    const item = await source.peek();
-    if (item && (!best || riskier(item, best.item) < 0)) best = { item, source };
-  }
+  heads.forEach((item, i) => {
+    if (item && (!best || riskier(item, best.item) < 0)) best = { item, source: sources[i]! };
+  });
   return best;
 }
 

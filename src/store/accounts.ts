@@ -83,7 +83,17 @@ end
 return 0
 `;
 
+// KEYS: account state hashes. Many accounts' hashes in one command (the
+// margin report reads hundreds per page). On a cluster, callers would group
+// keys by slot first; here there is one node.
+const READ_MANY = `
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+`;
+
 const SCRIPTS = {
+  readMany: defineScript('readMany', READ_MANY, -1),
   acquire: defineScript('acquire', ACQUIRE, 4),
   apply: defineScript('apply', APPLY, 3),
   release: defineScript('release', RELEASE, 1),
@@ -267,6 +277,14 @@ async function execPipeline(redis: Redis, build: () => ChainableCommander): Prom
 
 export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: number, token: string): Promise<void> {
   await runScript(redis, SCRIPTS.release, [keys.account(accountId).lock, token]);
+}
+
+/** Several accounts' states in one round trip and one command, without locking. */
+export async function readAccounts(redis: Redis, keys: KeySpace, accountIds: readonly number[]): Promise<StoredAccount[]> {
+  if (accountIds.length === 0) return [];
+  const stateKeys = accountIds.map((id) => keys.account(id).state);
+  const replies = (await runScript(redis, SCRIPTS.readMany, [stateKeys.length, ...stateKeys])) as string[][];
+  return replies.map((flat, i) => parseAccount(accountIds[i]!, flat));
 }
 
 /** The account and all marks, without locking (reads only). */

@@ -37,11 +37,13 @@ export const isNoScript = (error: unknown) => error instanceof Error && error.me
  * tick share one socket write (the client auto-pipelines).
  */
 export async function runScript(redis: Redis, script: LuaScript, keysAndArgs: (string | number)[]): Promise<unknown> {
+  // A script defined with numberOfKeys -1 takes its key count as the first argument.
+  const args = script.numberOfKeys >= 0 ? [script.numberOfKeys, ...keysAndArgs] : keysAndArgs;
   try {
-    return await redis.evalsha(script.sha, script.numberOfKeys, ...keysAndArgs);
+    return await redis.evalsha(script.sha, ...(args as [number, ...(string | number)[]]));
   } catch (error) {
     if (!isNoScript(error)) throw error;
     await loadScripts(redis);
-    return redis.evalsha(script.sha, script.numberOfKeys, ...keysAndArgs);
+    return redis.evalsha(script.sha, ...(args as [number, ...(string | number)[]]));
   }
 }
