@@ -82,8 +82,10 @@ describe('SIGKILL under load', () => {
     for (let id = 1; id <= 20; id++) await send(engine.base, 'POST', `/accounts/${id}/deposit`, { amount: 1_000_000 });
     await send(engine.base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
 
-    const load = loadUntilStopped(16, 20, 400);
-    await new Promise((r) => setTimeout(r, 700));
+    const load = loadUntilStopped(16, 20, 2000);
+    // Kill once a good number is acknowledged (bounded), with requests still in flight.
+    const deadline = Date.now() + 15_000;
+    while (load.sent.filter((s) => s.status === 200).length < 100 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await engine.kill(); // mid-flight: some requests are committed but never answered
     load.stop();
     await load.done;
@@ -153,5 +155,50 @@ describe('SIGTERM', () => {
     }
     expect(await reconcile()).toEqual([]);
     await engine.start();
+  });
+});
+
+describe('PostgreSQL cut off from an engine process', () => {
+  it('answers 503 within a second, applies nothing, and resumes by itself when the connection returns', async () => {
+    const { TcpProxy, targetOf, viaProxy } = await import('../helpers/tcp-proxy.js');
+    const pg = targetOf(iso.databaseUrl, 5432);
+    const proxy = new TcpProxy(pg.host, pg.port);
+    const proxyPort = await proxy.start();
+    const viaPg = new EngineProcess(
+      { REDIS_URL: iso.redisUrl, DATABASE_URL: viaProxy(iso.databaseUrl, proxyPort), DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix },
+      await freePort(),
+    );
+    await viaPg.start();
+    try {
+      const trade = (i: number) =>
+        send(viaPg.base, 'POST', '/trade', { account_id: 2, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.001', price: 50000, client_order_id: `cut-${i}` });
+      expect((await trade(0)).status).toBe(200);
+      const rows = (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+      const before = await send(viaPg.base, 'GET', '/positions/2');
+
+      proxy.cut();
+      const during = await Promise.all([trade(1), send(viaPg.base, 'POST', '/accounts/2/deposit', { amount: 1 }), send(viaPg.base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50001 })]);
+      for (const r of during) {
+        expect(r.status).toBe(503);
+        expect(r.ms).toBeLessThan(1000);
+      }
+      expect((await send(viaPg.base, 'GET', '/ready')).status).toBe(503);
+      expect((await send(viaPg.base, 'GET', '/positions/2')).body).toEqual(before.body);
+
+      await proxy.restore();
+      const deadline = Date.now() + 10_000;
+      let after = await trade(1);
+      while (after.status !== 200 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await trade(1);
+      }
+      expect(after.status).toBe(200);
+      expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows + 1);
+      expect((await send(viaPg.base, 'GET', '/ready')).status).toBe(200);
+    } finally {
+      await viaPg.kill();
+      await proxy.close();
+    }
+    expect(await reconcile()).toEqual([]);
   });
 });
