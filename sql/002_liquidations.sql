@@ -4,7 +4,10 @@
 CREATE SEQUENCE liquidation_ids;
 
 CREATE TABLE liquidations (
-  liquidation_id     bigint      PRIMARY KEY,
+  liquidation_id     bigint      PRIMARY KEY,  -- handed out in blocks per engine process
+  -- Assigned as the record is inserted: the order GET /liquidations calls
+  -- newest first, across engine processes (liquidation ids are not).
+  record_seq         bigserial   NOT NULL UNIQUE,
   account_id         bigint      NOT NULL CHECK (account_id > 0),
   reason             text        NOT NULL CHECK (reason IN ('mark_price', 'trade', 'withdrawal')),
   trigger_symbol     text,                     -- the tick that set it off (mark_price)
@@ -20,5 +23,5 @@ CREATE TABLE liquidations (
   UNIQUE (account_id, first_seq)
 );
 
-CREATE INDEX liquidations_account ON liquidations (account_id, liquidation_id DESC);
+CREATE INDEX liquidations_account ON liquidations (account_id, record_seq DESC);
 CREATE INDEX ledger_liquidation ON ledger (liquidation_id) WHERE liquidation_id IS NOT NULL;

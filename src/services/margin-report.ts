@@ -159,29 +159,65 @@ export class MarginReportService {
     return out;
   }
 
-  /** A sorted set read in chunks from the risky end; members that belong to another source are passed over. */
+  /**
+   * A sorted set read in chunks from the risky end. Scores are doubles, so
+   * members with equal scores are read as a whole run and ordered exactly;
+   * members that belong to another source (or no longer exist) go to the
+   * end of their run. `consumed` counts members in that exact order.
+   */
   private indexSource(key: string, zkey: string, marks: Marks, belongs: (item: Item) => boolean, consumed: Map<string, number>, chunk: number): Source {
-    let next = consumed.get(key) ?? 0; // rank of the next member to read
+    const { redis } = this.deps;
+    const start = consumed.get(key) ?? 0;
+    let next = -1; // rank of the next member to read (-1: not positioned yet)
+    let skip = 0; // entries of the first run that earlier pages consumed
     let exhausted = false;
-    const buffer: { item: Item; rank: number }[] = [];
+    const buffer: (Item | null)[] = [];
+    const position = async () => {
+      next = start;
+      if (start === 0) return;
+      const at = await redis.zrange(zkey, start, start, 'WITHSCORES');
+      if (at.length === 0) return; // past the end
+      next = await redis.zcount(zkey, '-inf', `(${at[1]!}`); // where the run holding it starts
+      skip = start - next;
+    };
     const source: Source = {
       key,
-      consumed: next,
+      consumed: start,
       peek: async () => {
-        while (buffer.length === 0 && !exhausted) {
-          const members = await this.deps.redis.zrange(zkey, next, next + chunk - 1);
+        for (;;) {
+          while (buffer.length > 0 && buffer[0] === null) {
+            buffer.shift();
+            source.consumed++;
+          }
+          if (buffer.length > 0 || exhausted) return buffer[0] ?? undefined;
+          if (next < 0) await position();
+          const raw = await redis.zrange(zkey, next, next + chunk - 1, 'WITHSCORES');
+          const members: [string, string][] = [];
+          for (let i = 0; i < raw.length; i += 2) members.push([raw[i]!, raw[i + 1]!]);
           if (members.length < chunk) exhausted = true;
-          const items = await this.read(members.map(accountOf), marks);
-          items.forEach((item, i) => {
-            if (item && belongs(item)) buffer.push({ item, rank: next + i });
-          });
+          else {
+            // Complete the last score's run, so no run is split across chunks.
+            const last = members[members.length - 1]![1];
+            const have = new Set(members.map(([m]) => m));
+            const run = await redis.zrangebyscore(zkey, last, last);
+            for (const m of run) if (!have.has(m)) members.push([m, last]);
+          }
           next += members.length;
+          const items = await this.read(members.map(([m]) => accountOf(m)), marks);
+          for (let i = 0; i < members.length; ) {
+            let j = i;
+            while (j < members.length && members[j]![1] === members[i]![1]) j++;
+            const run = items.slice(i, j);
+            const kept = run.filter((item): item is Item => item !== null && belongs(item)).sort(riskier);
+            const entries: (Item | null)[] = [...kept, ...Array<null>(run.length - kept.length).fill(null)];
+            buffer.push(...entries.slice(skip)); // the skipped ones are already counted in `start`
+            skip = 0;
+            i = j;
+          }
         }
-        return buffer[0]?.item;
       },
       take: () => {
-        const taken = buffer.shift();
-        if (taken) source.consumed = taken.rank + 1;
+        if (buffer.shift()) source.consumed++;
       },
     };
     return source;

@@ -458,7 +458,7 @@ export interface LiquidationView {
   readonly created_at: string;
 }
 
-/** A page of liquidations, newest first; `before` is the cursor (a liquidation id). */
+/** A page of liquidations, newest first (by insertion); `before` is the cursor (a record sequence). */
 export async function liquidationPage(
   sql: Sql,
   accountId: number | null,
@@ -468,6 +468,7 @@ export async function liquidationPage(
   const rows = await sql<
     {
       liquidation_id: string;
+      record_seq: string;
       account_id: string;
       reason: string;
       equity: string;
@@ -478,21 +479,24 @@ export async function liquidationPage(
       created_at: Date;
     }[]
   >`
-    SELECT liquidation_id, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, created_at
+    SELECT liquidation_id, record_seq, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, created_at
     FROM liquidations
     WHERE true ${accountId === null ? sql`` : sql`AND account_id = ${accountId}`}
-               ${before === null ? sql`` : sql`AND liquidation_id < ${before}`}
-    ORDER BY liquidation_id DESC LIMIT ${limit + 1}`;
-  const page = rows.slice(0, limit).map((r) => ({
-    liquidation_id: Number(r.liquidation_id),
-    account_id: Number(r.account_id),
-    reason: r.reason,
-    equity: r.equity,
-    maintenance_margin: r.maintenance_margin,
-    realised_pnl: r.realised_pnl,
-    shortfall: r.shortfall,
-    positions: r.positions,
-    created_at: r.created_at.toISOString(),
-  }));
-  return { liquidations: page, nextCursor: rows.length > limit ? page[page.length - 1]!.liquidation_id : null };
+               ${before === null ? sql`` : sql`AND record_seq < ${before}`}
+    ORDER BY record_seq DESC LIMIT ${limit + 1}`;
+  const page = rows.slice(0, limit);
+  return {
+    liquidations: page.map((r) => ({
+      liquidation_id: Number(r.liquidation_id),
+      account_id: Number(r.account_id),
+      reason: r.reason,
+      equity: r.equity,
+      maintenance_margin: r.maintenance_margin,
+      realised_pnl: r.realised_pnl,
+      shortfall: r.shortfall,
+      positions: r.positions,
+      created_at: r.created_at.toISOString(),
+    })),
+    nextCursor: rows.length > limit ? Number(page[page.length - 1]!.record_seq) : null,
+  };
 }
