@@ -40,6 +40,8 @@ const envSchema = z
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
     COMMIT_CONCURRENCY: positiveInt(3),
+    /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
+    WORKERS: z.coerce.number().int().min(1).max(64).default(1),
   });
 
 export interface Config {
@@ -57,6 +59,7 @@ export interface Config {
   readonly accountLockTtlMs: number;
   readonly commitBatchMax: number;
   readonly commitConcurrency: number;
+  readonly workers: number;
 }
 
 export class ConfigError extends Error {}
@@ -92,5 +95,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
     commitBatchMax: e.COMMIT_BATCH_MAX,
     commitConcurrency: e.COMMIT_CONCURRENCY,
+    workers: e.WORKERS,
   };
 }

@@ -2,7 +2,8 @@
  * Start-up: parse the configuration, build the engine and the app, listen,
  * and shut down gracefully on SIGTERM/SIGINT.
  */
-import { pino } from 'pino';
+import cluster from 'node:cluster';
+import { pino, type Logger } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { createEngine } from './engine.js';
 import { buildApp } from './http/app.js';
@@ -19,6 +20,10 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = pino({ level: config.logLevel });
+  if (config.workers > 1 && cluster.isPrimary) {
+    superviseWorkers(config.workers, log);
+    return;
+  }
   const engine = await createEngine(config, log);
   const app = await buildApp(engine, { logger: log });
 
@@ -47,6 +52,33 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 
   await app.listen({ host: config.host, port: config.port });
+}
+
+/**
+ * WORKERS > 1: this process only supervises. Each worker is a complete engine
+ * (its own clients, its own lock identity) sharing the listening port; they
+ * coordinate through Redis and PostgreSQL exactly as separate hosts would.
+ */
+function superviseWorkers(count: number, log: Logger): void {
+  let stopping = false;
+  const fork = () => cluster.fork();
+  for (let i = 0; i < count; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    log.error({ pid: worker.process.pid, code, signal }, 'engine worker died; starting another');
+    fork();
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping engine workers');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
 
 main().catch((error: unknown) => {

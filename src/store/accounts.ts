@@ -4,12 +4,12 @@
  * order ids it has booked. Lua keeps each step atomic; the math stays in
  * TypeScript (Lua numbers are binary floats), so scripts only move strings.
  */
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
 import type { Position, Marks } from '../domain/margin.js';
 import type { AccountKeys, KeySpace } from './redis.js';
-import { defineScript, isNoScript, loadScripts, runScript } from './scripts.js';
+import { defineScript, runScript } from './scripts.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
 export interface StoredAccount {
@@ -239,40 +239,61 @@ function applyArgs(update: AccountUpdate): (string | number)[] {
  * in one round trip; a new account also joins the account set. Returns whether
  * the state was at `expectedSeq` (false: Redis was behind or ahead; catch-up fixes it).
  */
+/**
+ * Commands issued on the auto-pipelined client, their replies collected in
+ * order. They leave in the same socket write as every other request's
+ * commands of this tick.
+ */
+export class Commands {
+  readonly replies: Promise<unknown>[] = [];
+  constructor(private readonly redis: Redis) {}
+  private add<T>(p: Promise<T>): void {
+    this.replies.push(p);
+  }
+  zadd(key: string, score: number, member: string): void {
+    this.add(this.redis.zadd(key, score, member));
+  }
+  zrem(key: string, member: string): void {
+    this.add(this.redis.zrem(key, member));
+  }
+  sadd(key: string, member: string): void {
+    this.add(this.redis.sadd(key, member));
+  }
+  srem(key: string, member: string): void {
+    this.add(this.redis.srem(key, member));
+  }
+  incr(key: string): void {
+    this.add(this.redis.incr(key));
+  }
+  hget(key: string, field: string): void {
+    this.add(this.redis.hget(key, field));
+  }
+}
+
+/**
+ * Applies a committed ledger row's effect and releases the lock (if `token`);
+ * a new account also joins the account set; `extra` adds commands (index
+ * updates, counters) to the same write, their replies returned in order.
+ * `applied` says whether the state was at `expectedSeq` (false: Redis was
+ * behind or ahead; catch-up fixes it).
+ */
 export async function applyAccount(
   redis: Redis,
   keys: KeySpace,
   token: string,
   update: AccountUpdate,
   isNew: boolean,
-  /** More commands for the same write (index updates, counters); their replies come back in order. */
-  extra?: (p: ChainableCommander) => void,
+  extra?: (c: Commands) => void,
 ): Promise<{ applied: boolean; extra: unknown[] }> {
   const k: AccountKeys = keys.account(update.accountId);
-  const build = () => {
-    const p = redis.pipeline();
-    p.evalsha(SCRIPTS.apply.sha, SCRIPTS.apply.numberOfKeys, k.lock, k.state, k.clientOrders, token, ...applyArgs(update));
-    if (isNew) p.sadd(keys.accounts, String(update.accountId));
-    extra?.(p);
-    return p;
-  };
   // The apply script is guarded by the sequence, so running it again after a reload is harmless.
-  const replies = await execPipeline(redis, build);
-  return { applied: replies[0] === 1, extra: replies.slice(isNew ? 2 : 1) };
-}
-
-async function execPipeline(redis: Redis, build: () => ChainableCommander): Promise<unknown[]> {
-  for (let attempt = 0; ; attempt++) {
-    const results = await build().exec();
-    if (!results) throw new Error('redis pipeline returned no results');
-    const failed = results.find(([error]) => error);
-    if (!failed) return results.map(([, value]) => value);
-    if (attempt === 0 && isNoScript(failed[0])) {
-      await loadScripts(redis);
-      continue;
-    }
-    throw failed[0];
-  }
+  const applied = runScript(redis, SCRIPTS.apply, [k.lock, k.state, k.clientOrders, token, ...applyArgs(update)]);
+  const commands = new Commands(redis);
+  if (isNew) commands.sadd(keys.accounts, String(update.accountId));
+  const first = commands.replies.length;
+  extra?.(commands);
+  const [reply, others] = await Promise.all([applied, Promise.all(commands.replies)]);
+  return { applied: reply === 1, extra: others.slice(first) };
 }
 
 export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: number, token: string): Promise<void> {

@@ -17,7 +17,7 @@
  *   symbols             set   every symbol ever indexed
  *   rev                 counter, bumped by every change to an account or a mark
  */
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Dec } from '../domain/decimal.js';
 import type { Threshold } from '../domain/liquidation.js';
 import type { KeySpace } from './redis.js';
@@ -75,6 +75,14 @@ function scoreOf(t: Threshold): number {
 
 export type IndexedSides = ReadonlyMap<string, 'long' | 'short'>;
 
+/** Where index commands go: an explicit pipeline, or a Commands collector on the auto-pipelined client. */
+export interface IndexWriter {
+  zadd(key: string, score: number, member: string): unknown;
+  zrem(key: string, member: string): unknown;
+  sadd(key: string, member: string): unknown;
+  srem(key: string, member: string): unknown;
+}
+
 /** The sides an account's positions are indexed under. */
 export function sidesOf(positions: ReadonlyMap<string, { quantity: Dec }>): IndexedSides {
   return new Map([...positions].map(([symbol, p]) => [symbol, p.quantity.isPos() ? 'long' : 'short']));
@@ -88,7 +96,7 @@ export function sidesOf(positions: ReadonlyMap<string, { quantity: Dec }>): Inde
  * account, a rebuild): everything for `after` is written.
  */
 export function queueIndexUpdate(
-  p: ChainableCommander,
+  p: IndexWriter,
   rk: RiskKeys,
   accountId: number,
   before: IndexedSides | null,
@@ -122,7 +130,7 @@ export function queueIndexUpdate(
 }
 
 /** Removes an account from the lists of symbols it no longer holds (when how it was indexed is unknown). */
-export function queueIndexRemoval(p: ChainableCommander, rk: RiskKeys, accountId: number, symbols: Iterable<string>): void {
+export function queueIndexRemoval(p: IndexWriter, rk: RiskKeys, accountId: number, symbols: Iterable<string>): void {
   const m = member(accountId);
   for (const symbol of symbols) {
     p.zrem(rk.long(symbol), m);
