@@ -77,6 +77,8 @@ interface Source {
 }
 
 const CHUNK_MAX = 256;
+/** Longest run of equal index scores read whole and sorted exactly. */
+const RUN_MAX = 1024;
 
 const badCursor = () => new EngineError('VALIDATION_ERROR', 'invalid cursor', { fields: [{ field: 'querystring.cursor', message: 'must be a cursor returned by a previous page' }] });
 
@@ -160,24 +162,35 @@ export class MarginReportService {
   }
 
   /**
-   * A sorted set read in chunks from the risky end. Scores are doubles, so
-   * members with equal scores are read as a whole run and ordered exactly;
-   * members that belong to another source (or no longer exist) go to the
-   * end of their run. `consumed` counts members in that exact order.
+   * A sorted set read in chunks from the risky end. Scores are doubles, so a
+   * run of equal scores (up to RUN_MAX members) is read whole and ordered
+   * exactly; members that belong to another source (or no longer exist) go to
+   * the end of their run. A longer run is served in the set's own order (by
+   * account id): exact whenever its members' thresholds are truly equal, as
+   * they are in practice — thresholds that differ beyond a double's 15–17
+   * digits in a run of over RUN_MAX accounts may come out in id order.
+   * `consumed` counts members in this order.
    */
   private indexSource(key: string, zkey: string, marks: Marks, belongs: (item: Item) => boolean, consumed: Map<string, number>, chunk: number): Source {
     const { redis } = this.deps;
     const start = consumed.get(key) ?? 0;
     let next = -1; // rank of the next member to read (-1: not positioned yet)
     let skip = 0; // entries of the first run that earlier pages consumed
+    let longRun: string | null = null; // score of a run too long to sort, while inside it
     let exhausted = false;
     const buffer: (Item | null)[] = [];
+    const runLength = (score: string) => redis.zcount(zkey, score, score);
     const position = async () => {
       next = start;
       if (start === 0) return;
       const at = await redis.zrange(zkey, start, start, 'WITHSCORES');
       if (at.length === 0) return; // past the end
-      next = await redis.zcount(zkey, '-inf', `(${at[1]!}`); // where the run holding it starts
+      const score = at[1]!;
+      if ((await runLength(score)) > RUN_MAX) {
+        longRun = score; // served in set order: resume right here
+        return;
+      }
+      next = await redis.zcount(zkey, '-inf', `(${score}`); // where the run holding it starts
       skip = start - next;
     };
     const source: Source = {
@@ -196,24 +209,33 @@ export class MarginReportService {
           for (let i = 0; i < raw.length; i += 2) members.push([raw[i]!, raw[i + 1]!]);
           if (members.length < chunk) exhausted = true;
           else {
-            // Complete the last score's run, so no run is split across chunks.
             const last = members[members.length - 1]![1];
-            const have = new Set(members.map(([m]) => m));
-            const run = await redis.zrangebyscore(zkey, last, last);
-            for (const m of run) if (!have.has(m)) members.push([m, last]);
+            if (last !== longRun && (await runLength(last)) <= RUN_MAX) {
+              // Complete the last score's run, so no sortable run is split across chunks.
+              const have = new Set(members.map(([m]) => m));
+              for (const m of await redis.zrangebyscore(zkey, last, last)) if (!have.has(m)) members.push([m, last]);
+            } else {
+              longRun = last;
+            }
           }
           next += members.length;
           const items = await this.read(members.map(([m]) => accountOf(m)), marks);
           for (let i = 0; i < members.length; ) {
+            const score = members[i]![1];
             let j = i;
-            while (j < members.length && members[j]![1] === members[i]![1]) j++;
+            while (j < members.length && members[j]![1] === score) j++;
             const run = items.slice(i, j);
-            const kept = run.filter((item): item is Item => item !== null && belongs(item)).sort(riskier);
-            const entries: (Item | null)[] = [...kept, ...Array<null>(run.length - kept.length).fill(null)];
+            let entries: (Item | null)[];
+            if (score === longRun) entries = run.map((item) => (item !== null && belongs(item) ? item : null));
+            else {
+              const kept = run.filter((item): item is Item => item !== null && belongs(item)).sort(riskier);
+              entries = [...kept, ...Array<null>(run.length - kept.length).fill(null)];
+            }
             buffer.push(...entries.slice(skip)); // the skipped ones are already counted in `start`
             skip = 0;
             i = j;
           }
+          if (members.length > 0 && members[members.length - 1]![1] !== longRun) longRun = null;
         }
       },
       take: () => {

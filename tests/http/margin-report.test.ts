@@ -354,3 +354,45 @@ describe('GET /margin-report with utilisation null (equity ≤ 0 with positions)
     expect(ids(first.body)).toEqual([3]);
   });
 });
+
+describe('GET /margin-report through a run of equal scores longer than it sorts whole', () => {
+  // 1,100 identical longs (1 @ 50000 on 14000: threshold 40000 each) form one run of
+  // equal index scores, longer than the 1,024 the report reads whole; it is served in
+  // id order, which is the exact order here (equal utilisation, ties by account id).
+  let isoL: Isolation;
+  let tl: TestEngine;
+  let dbl: Inspector;
+  const N = 1100;
+  beforeAll(async () => {
+    isoL = newIsolation();
+    tl = await startEngine(isoL);
+    dbl = inspector(isoL);
+    await expectOk(call(tl.app, 'POST', '/mark-price', { symbol: 'R-PERP', price: 50000 }));
+    const ids = Array.from({ length: N }, (_, i) => i + 1);
+    for (let i = 0; i < ids.length; i += 100) {
+      await Promise.all(
+        ids.slice(i, i + 100).map(async (id) => {
+          await expectOk(call(tl.app, 'POST', `/accounts/${id}/deposit`, { amount: '14000' }));
+          await expectOk(call(tl.app, 'POST', '/trade', { account_id: id, symbol: 'R-PERP', side: 'BUY', quantity: 1, price: 50000 }));
+        }),
+      );
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await tl?.close();
+    await dbl?.destroy();
+  });
+
+  it('pages through it in id order, every account once, with page boundaries inside the run', async () => {
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 20; page++) {
+      const res = await call(tl.app, 'GET', `/margin-report?limit=300${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.status).toBe(200);
+      seen.push(...res.body.accounts_detail.map((r: any) => r.account_id));
+      cursor = res.body.next_cursor;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+  });
+});
