@@ -172,6 +172,24 @@ export function valueAccount(state: AccountState, marks: Marks, rates: MarginRat
   };
 }
 
+export interface RiskSummary extends MarginTotals {
+  readonly balance: Dec;
+  /** null when equity ≤ 0 while positions exist. */
+  readonly utilisationPct: Dec | null;
+  readonly status: MarginStatus;
+}
+
+/** What the margin report shows per account: valueAccount without the per-position detail. */
+export function riskSummary(state: AccountState, marks: Marks, rates: MarginRates): RiskSummary {
+  const totals = marginTotals(state, marks, rates);
+  const { equity, maintenanceMargin, initialMargin } = totals;
+  let utilisationPct: Dec | null;
+  if (state.positions.size === 0) utilisationPct = ZERO;
+  else if (equity.lte(0)) utilisationPct = null;
+  else utilisationPct = divRound(maintenanceMargin.times(HUNDRED), equity);
+  return { ...totals, balance: state.balance, utilisationPct, status: marginStatus(equity, initialMargin, maintenanceMargin) };
+}
+
 export type TradeDecision =
   | { readonly accepted: true; readonly outcome: TradeOutcome; readonly margin: MarginTotals }
   | { readonly accepted: false; readonly outcome: TradeOutcome; readonly margin: MarginTotals; readonly required: Dec; readonly available: Dec };

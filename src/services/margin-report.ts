@@ -18,8 +18,8 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { str } from '../domain/decimal.js';
 import { EngineError } from '../domain/errors.js';
-import { valueAccount, type AccountMargin, type MarginRates, type MarginStatus, type Marks } from '../domain/margin.js';
-import { accountExists, readAccounts, type MarkBook } from '../store/accounts.js';
+import { riskSummary, type MarginRates, type MarginStatus, type Marks, type RiskSummary } from '../domain/margin.js';
+import { accountExists, readAccounts, type MarkBook, type StoredAccount } from '../store/accounts.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
 import { redisCall } from './dependencies.js';
@@ -51,7 +51,8 @@ export interface ReportQuery {
 
 interface Item {
   readonly accountId: number;
-  readonly margin: AccountMargin;
+  readonly account: StoredAccount;
+  readonly margin: RiskSummary;
 }
 
 /** Riskiest first: null utilisation (equity ≤ 0 with positions), then utilisation descending, then account id. */
@@ -72,7 +73,12 @@ interface Source {
   readonly key: string;
   /** Consumed so far (the cursor's record for this source). */
   consumed: number;
-  peek(): Promise<Item | undefined>;
+  /** Reads more when the buffer has run dry (the merge awaits only sources that need it). */
+  fill(): Promise<void>;
+  /** True when head() can answer without reading. */
+  ready(): boolean;
+  /** The next item, or undefined when the source is exhausted (only meaningful when ready). */
+  head(): Item | undefined;
   take(): void;
 }
 
@@ -157,7 +163,7 @@ export class MarginReportService {
       }
     }
     out.push(this.materialisedSource('m', marks, consumed, materialisedSymbols));
-    out.push(this.indexSource('f', risk.flat, marks, (item) => item.margin.positions.length === 0, consumed, chunk));
+    out.push(this.indexSource('f', risk.flat, marks, (item) => item.account.positions.size === 0, consumed, chunk));
     return out;
   }
 
@@ -193,16 +199,24 @@ export class MarginReportService {
       next = await redis.zcount(zkey, '-inf', `(${score}`); // where the run holding it starts
       skip = start - next;
     };
+    const dropPassedOver = () => {
+      while (buffer.length > 0 && buffer[0] === null) {
+        buffer.shift();
+        source.consumed++;
+      }
+    };
     const source: Source = {
       key,
       consumed: start,
-      peek: async () => {
+      ready: () => {
+        dropPassedOver();
+        return buffer.length > 0 || exhausted;
+      },
+      head: () => buffer[0] ?? undefined,
+      fill: async () => {
         for (;;) {
-          while (buffer.length > 0 && buffer[0] === null) {
-            buffer.shift();
-            source.consumed++;
-          }
-          if (buffer.length > 0 || exhausted) return buffer[0] ?? undefined;
+          dropPassedOver();
+          if (buffer.length > 0 || exhausted) return;
           if (next < 0) await position();
           const raw = await redis.zrange(zkey, next, next + chunk - 1, 'WITHSCORES');
           const members: [string, string][] = [];
@@ -252,21 +266,21 @@ export class MarginReportService {
     const source: Source = {
       key,
       consumed: consumed.get(key) ?? 0,
-      peek: async () => {
-        if (!sorted) {
-          const lists = await Promise.all([
-            redis.smembers(risk.multi),
-            ...unmarkedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
-          ]);
-          const ids = [...new Set(lists.flat().map(accountOf))];
-          const items = await this.read(ids, marks);
-          const unmarked = new Set(unmarkedSymbols);
-          sorted = items
-            .filter((item): item is Item => item !== null && item.margin.positions.length > 0)
-            .filter((item) => item.margin.positions.length > 1 || unmarked.has(item.margin.positions[0]!.symbol))
-            .sort(riskier);
-        }
-        return sorted[source.consumed];
+      ready: () => sorted !== null,
+      head: () => sorted?.[source.consumed],
+      fill: async () => {
+        if (sorted) return;
+        const lists = await Promise.all([
+          redis.smembers(risk.multi),
+          ...unmarkedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
+        ]);
+        const ids = [...new Set(lists.flat().map(accountOf))];
+        const items = await this.read(ids, marks);
+        const unmarked = new Set(unmarkedSymbols);
+        sorted = items
+          .filter((item): item is Item => item !== null && item.account.positions.size > 0)
+          .filter((item) => item.account.positions.size > 1 || [...item.account.positions.keys()].some((s) => unmarked.has(s)))
+          .sort(riskier);
       },
       take: () => {
         source.consumed++;
@@ -278,14 +292,15 @@ export class MarginReportService {
   private async read(ids: number[], marks: Marks): Promise<(Item | null)[]> {
     const { redis, keys, rates } = this.deps;
     const accounts = await readAccounts(redis, keys, ids);
-    return accounts.map((account) => (accountExists(account) ? { accountId: account.accountId, margin: valueAccount(account, marks, rates) } : null));
+    return accounts.map((account) => (accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, rates) } : null));
   }
 }
 
 /** An item of a per-symbol list belongs to it only while it holds just that symbol, on that side. */
 function onlyPosition(item: Item, symbol: string, side: 'long' | 'short'): boolean {
-  const ps = item.margin.positions;
-  return ps.length === 1 && ps[0]!.symbol === symbol && ps[0]!.quantity.isPos() === (side === 'long');
+  const ps = item.account.positions;
+  const p = ps.get(symbol);
+  return ps.size === 1 && p !== undefined && p.quantity.isPos() === (side === 'long');
 }
 
 const BAND: Record<MarginStatus, number> = { liquidatable: 0, margin_call: 1, healthy: 2 };
@@ -295,12 +310,14 @@ function isPast(status: MarginStatus, wanted: MarginStatus): boolean {
 }
 
 async function headOf(sources: Source[]): Promise<{ item: Item; source: Source } | null> {
-  // Sources whose buffers ran dry refill at the same time.
-  const heads = await Promise.all(sources.map((s) => s.peek()));
+  // Only sources whose buffers ran dry read, and they read at the same time.
+  const dry = sources.filter((s) => !s.ready());
+  if (dry.length > 0) await Promise.all(dry.map((s) => s.fill()));
   let best: { item: Item; source: Source } | null = null;
-  heads.forEach((item, i) => {
-    if (item && (!best || riskier(item, best.item) < 0)) best = { item, source: sources[i]! };
-  });
+  for (const source of sources) {
+    const item = source.head();
+    if (item && (!best || riskier(item, best.item) < 0)) best = { item, source };
+  }
   return best;
 }
 

@@ -84,11 +84,13 @@ return 0
 `;
 
 // KEYS: account state hashes. Many accounts' hashes in one command (the
-// margin report reads hundreds per page). On a cluster, callers would group
-// keys by slot first; here there is one node.
+// margin report reads hundreds per page), each flattened to one string
+// (fields and values joined by newlines; none contains one), which is far
+// cheaper to send and parse than nested arrays. On a cluster, callers would
+// group keys by slot first; here there is one node.
 const READ_MANY = `
 local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+for i, key in ipairs(KEYS) do out[i] = table.concat(redis.call('HGETALL', key), '\\n') end
 return out
 `;
 
@@ -304,8 +306,8 @@ export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: nu
 export async function readAccounts(redis: Redis, keys: KeySpace, accountIds: readonly number[]): Promise<StoredAccount[]> {
   if (accountIds.length === 0) return [];
   const stateKeys = accountIds.map((id) => keys.account(id).state);
-  const replies = (await runScript(redis, SCRIPTS.readMany, [stateKeys.length, ...stateKeys])) as string[][];
-  return replies.map((flat, i) => parseAccount(accountIds[i]!, flat));
+  const replies = (await runScript(redis, SCRIPTS.readMany, [stateKeys.length, ...stateKeys])) as string[];
+  return replies.map((joined, i) => parseAccount(accountIds[i]!, joined === '' ? [] : joined.split('\n')));
 }
 
 /** The account and all marks, without locking (reads only). */
