@@ -41,13 +41,15 @@ export const accountIdBody = z
   .max(MAX_ID, ACCOUNT_ID_RULE)
   .meta({ description: 'Account id, a positive integer', examples: [1] });
 
-export const accountIdParams = z.object({
-  account_id: z
+/** A positive integer in a path or query string. */
+const idText = (message: string) =>
+  z
     .string()
-    .regex(/^[1-9][0-9]{0,15}$/, 'must be a positive integer')
+    .regex(/^[1-9][0-9]{0,15}$/, message)
     .transform(Number)
-    .refine((n) => n <= MAX_ID, 'is too large'),
-});
+    .refine((n) => n <= MAX_ID, 'is too large');
+
+export const accountIdParams = z.object({ account_id: idText('must be a positive integer') });
 
 export const symbol = z
   .string({ error: required('must be a string') })
@@ -61,22 +63,6 @@ export const clientOrderId = z
   .regex(/^[\x21-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without spaces')
   .meta({ description: 'Makes the trade idempotent per account' });
 
-export const pageQuery = z
-  .object({
-    limit: z
-      .string()
-      .regex(/^[0-9]{1,7}$/, 'must be an integer from 1 to 1000')
-      .transform(Number)
-      .refine((n) => n >= 1 && n <= 1000, 'must be an integer from 1 to 1000')
-      .optional(),
-    cursor: z
-      .string()
-      .regex(/^[1-9][0-9]{0,15}$/, 'must be a cursor returned by a previous page')
-      .transform(Number)
-      .optional(),
-  })
-  .strict();
-
 export const DEFAULT_PAGE_LIMIT = 100;
 
 const limitParam = z
@@ -85,6 +71,10 @@ const limitParam = z
   .transform(Number)
   .refine((n) => n >= 1 && n <= 1000, 'must be an integer from 1 to 1000')
   .optional();
+
+const sequenceCursor = idText('must be a cursor returned by a previous page').optional();
+
+export const pageQuery = z.object({ limit: limitParam, cursor: sequenceCursor }).strict();
 
 export const marginReportQuery = z
   .object({
@@ -95,20 +85,7 @@ export const marginReportQuery = z
   .strict();
 
 export const liquidationsQuery = z
-  .object({
-    account_id: z
-      .string()
-      .regex(/^[1-9][0-9]{0,15}$/, 'must be a positive integer')
-      .transform(Number)
-      .refine((n) => n <= MAX_ID, 'is too large')
-      .optional(),
-    limit: limitParam,
-    cursor: z
-      .string()
-      .regex(/^[1-9][0-9]{0,15}$/, 'must be a cursor returned by a previous page')
-      .transform(Number)
-      .optional(),
-  })
+  .object({ account_id: idText('must be a positive integer').optional(), limit: limitParam, cursor: sequenceCursor })
   .strict();
 
 export const amountBody = z.object({ amount: positiveDecimal }).strict();
