@@ -21,7 +21,7 @@ import { EngineError } from '../domain/errors.js';
 import { riskSummary, type MarginRates, type MarginStatus, type Marks, type RiskSummary } from '../domain/margin.js';
 import { accountExists, readAccounts, type MarkBook, type StoredAccount } from '../store/accounts.js';
 import type { KeySpace } from '../store/redis.js';
-import { accountOf, type RiskKeys } from '../store/risk-index.js';
+import { accountOf, endangeredBy, type RiskKeys } from '../store/risk-index.js';
 import { redisCall } from './dependencies.js';
 
 export interface ReportRow {
@@ -136,16 +136,26 @@ export class MarginReportService {
     return { total_accounts: total, liquidation_candidates: await this.candidates(symbols, marks), accounts_detail: rows, next_cursor: null };
   }
 
-  /** Every account liquidatable right now (normally none: ticks liquidate at once), riskiest first, at most 1000. */
+  /**
+   * Every account liquidatable right now (normally none: ticks liquidate at
+   * once), riskiest first, at most 1,000. Found the way a tick finds them —
+   * one threshold range query per side of each marked symbol — plus the
+   * multi-symbol accounts and holders of unmarked symbols, each checked exactly.
+   */
   private async candidates(symbols: string[], marks: Marks): Promise<number[]> {
-    const sources = this.sources(symbols, marks, new Map(), 16);
-    const ids: number[] = [];
-    for (;;) {
-      const next = await headOf(sources);
-      if (!next || next.item.margin.status !== 'liquidatable' || ids.length >= 1000) return ids;
-      next.source.take();
-      ids.push(next.item.accountId);
-    }
+    const { redis, risk } = this.deps;
+    const unmarked = symbols.filter((s) => !marks.has(s));
+    const found = await Promise.all([
+      ...symbols.flatMap((s) => {
+        const mark = marks.get(s);
+        return mark ? [endangeredBy(redis, risk, s, mark)] : [];
+      }),
+      redis.smembers(risk.multi).then((ms) => ms.map(accountOf)),
+      ...unmarked.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)].map((p) => p.then((ms) => ms.map(accountOf)))),
+    ]);
+    const ids = [...new Set(found.flat())];
+    const items = (await this.read(ids, marks)).filter((item): item is Item => item !== null && item.margin.status === 'liquidatable');
+    return items.sort(riskier).slice(0, 1000).map((item) => item.accountId);
   }
 
   private sources(symbols: string[], marks: Marks, consumed: Map<string, number>, chunk: number): Source[] {

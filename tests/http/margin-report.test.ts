@@ -19,6 +19,8 @@
  *
  * Riskiest first: 2 (60), 4 (55), 6 (40), 3 (25.71…), 1 (10), 5 (5.238…), 9 (5), then 7 and 8 (0).
  */
+import { reindexAccount } from '../../src/services/ledger-sync.js';
+import { RiskKeys } from '../../src/store/risk-index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 
@@ -394,5 +396,43 @@ describe('GET /margin-report through a run of equal scores longer than it sorts 
       if (!cursor) break;
     }
     expect(seen).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+  });
+});
+
+describe('GET /margin-report liquidation candidates', () => {
+  // Between a change and the liquidation it triggers, an account can be liquidatable.
+  // The test makes one directly in Redis (the balance of account 2 drops to 1):
+  //   account 2: long 1 @ 50000 at mark 50000, balance 1 → equity 1 < maintenance 5000.
+  let isoC: Isolation;
+  let tc: TestEngine;
+  let dbc: Inspector;
+  beforeAll(async () => {
+    isoC = newIsolation();
+    tc = await startEngine(isoC);
+    dbc = inspector(isoC);
+    await expectOk(call(tc.app, 'POST', '/mark-price', { symbol: 'C-PERP', price: 50000 }));
+    for (const id of [1, 2, 3]) {
+      await expectOk(call(tc.app, 'POST', `/accounts/${id}/deposit`, { amount: '20000' }));
+      await expectOk(call(tc.app, 'POST', '/trade', { account_id: id, symbol: 'C-PERP', side: id === 3 ? 'SELL' : 'BUY', quantity: 1, price: 50000 }));
+    }
+    await dbc.redis.hset(`${isoC.prefix}:{a2}:state`, 'bal', '1');
+    // ...and its index entry, as the write that changed it would have (threshold (50000 − 1) / 0.9)
+    const { engine, config } = tc;
+    const rates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
+    await reindexAccount(engine.redis, engine.keys, new RiskKeys(engine.keys), rates, 2, []);
+  });
+  afterAll(async () => {
+    await tc?.close();
+    await dbc?.destroy();
+  });
+
+  it('lists a liquidatable account as a candidate, first, with liquidation_risk', async () => {
+    const res = await call(tc.app, 'GET', '/margin-report');
+    expect(res.body.liquidation_candidates).toEqual([2]);
+    // utilisation 5000 / 1 · 100 = 500000
+    expect(res.body.accounts_detail[0]).toMatchObject({ account_id: 2, status: 'liquidatable', liquidation_risk: true, margin_utilisation_pct: '500000' });
+    expect(res.body.accounts_detail.slice(1).every((r: any) => r.liquidation_risk === false)).toBe(true);
+    const filtered = await call(tc.app, 'GET', '/margin-report?status=liquidatable');
+    expect(filtered.body.accounts_detail.map((r: any) => r.account_id)).toEqual([2]);
   });
 });
