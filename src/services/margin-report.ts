@@ -83,6 +83,8 @@ interface Source {
 }
 
 const CHUNK_MAX = 256;
+/** Most accounts kept valued between pages of one revision (a few pages' look-ahead). */
+const CACHE_MAX = 10_000;
 /** Longest run of equal index scores read whole and sorted exactly. */
 const RUN_MAX = 1024;
 
@@ -113,7 +115,13 @@ export class MarginReportService {
   private async build(query: ReportQuery): Promise<MarginReportPage> {
     const { redis, keys, risk } = this.deps;
     const consumed = decodeCursor(query.cursor);
-    const [marks, symbols, total] = await Promise.all([this.deps.marks.current(), redis.smembers(risk.symbols), redis.scard(keys.accounts)]);
+    const [rev, marks, symbols, total] = await Promise.all([
+      redis.get(risk.rev),
+      this.deps.marks.current(),
+      redis.smembers(risk.symbols),
+      redis.scard(keys.accounts),
+    ]);
+    this.useRevision(rev ?? '0');
     // Small chunks: a page merges several lists, and what a list read past the page is read again by the next one.
     const sources = this.sources(symbols.sort(), marks, consumed, Math.min(CHUNK_MAX, query.limit + 1));
     const rows: ReportRow[] = [];
@@ -194,9 +202,11 @@ export class MarginReportService {
     let skip = 0; // entries of the first run that earlier pages consumed
     let longRun: string | null = null; // score of a run too long to sort, while inside it
     let exhausted = false;
-    // The flat accounts only come at the end of the report: start that list
-    // small and double, so a page that never reaches them reads few of them.
-    let size = key === 'f' ? Math.min(16, chunk) : chunk;
+    // The first read is small: a page often barely touches a list (flat
+    // accounts only come at the end; after a big move one side of a symbol is
+    // far safer than the other), and what it reads but does not use is read
+    // again by the next page. Lists the page does consume then read full chunks.
+    let size = Math.min(32, chunk);
     const buffer: (Item | null)[] = [];
     const runLength = (score: string) => redis.zcount(zkey, score, score);
     const position = async () => {
@@ -235,7 +245,7 @@ export class MarginReportService {
           const members: [string, string][] = [];
           for (let i = 0; i < raw.length; i += 2) members.push([raw[i]!, raw[i + 1]!]);
           const full = members.length === size;
-          size = Math.min(chunk, size * 2);
+          size = chunk;
           if (!full) exhausted = true;
           else {
             const last = members[members.length - 1]![1];
@@ -304,10 +314,37 @@ export class MarginReportService {
     return source;
   }
 
+  /**
+   * Accounts valued at one revision are kept (the most recent CACHE_MAX)
+   * until the revision moves (any account or mark change bumps it before a
+   * page reads it), so paging through the report does not read again what the
+   * previous page read ahead.
+   */
+  private cacheRev = '';
+  private readonly cache = new Map<number, Item | null>();
+
+  private useRevision(rev: string): void {
+    if (rev !== this.cacheRev) {
+      this.cache.clear();
+      this.cacheRev = rev;
+    }
+    // Oldest first: what a later page reads again is what the last one read ahead.
+    if (this.cache.size > CACHE_MAX) {
+      for (const id of this.cache.keys()) {
+        this.cache.delete(id);
+        if (this.cache.size <= CACHE_MAX / 2) break;
+      }
+    }
+  }
+
   private async read(ids: number[], marks: Marks): Promise<(Item | null)[]> {
     const { redis, keys, rates } = this.deps;
-    const accounts = await readAccounts(redis, keys, ids);
-    return accounts.map((account) => (accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, rates) } : null));
+    const missing = ids.filter((id) => !this.cache.has(id));
+    const accounts = await readAccounts(redis, keys, missing);
+    for (const account of accounts) {
+      this.cache.set(account.accountId, accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, rates) } : null);
+    }
+    return ids.map((id) => this.cache.get(id) ?? null);
   }
 }
 

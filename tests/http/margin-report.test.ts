@@ -435,4 +435,13 @@ describe('GET /margin-report liquidation candidates', () => {
     const filtered = await call(tc.app, 'GET', '/margin-report?status=liquidatable');
     expect(filtered.body.accounts_detail.map((r: any) => r.account_id)).toEqual([2]);
   });
+
+  it('shows a change made after the previous read (nothing stale is served between pages)', async () => {
+    const before = await call(tc.app, 'GET', '/margin-report');
+    const row = (body: any, id: number) => body.accounts_detail.find((r: any) => r.account_id === id);
+    expect(row(before.body, 3).balance).toBe('20000');
+    await expectOk(call(tc.app, 'POST', '/accounts/3/deposit', { amount: '5' }));
+    const after = await call(tc.app, 'GET', '/margin-report');
+    expect(row(after.body, 3).balance).toBe('20005');
+  });
 });
