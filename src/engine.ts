@@ -101,7 +101,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     sql,
     keys,
     committer,
-    trading: new TradingService({ writer, liquidation, rates }),
+    trading: new TradingService({ writer, liquidation, rates, log }),
     liquidation,
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
     marks: new MarksService({ redis, sql, keys, risk, liquidation, timeoutMs, committer }),

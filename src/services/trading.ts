@@ -6,6 +6,7 @@
  * the AccountWriter (durable commit, then one Redis round trip). A failure
  * before the commit leaves nothing anywhere.
  */
+import type { Logger } from 'pino';
 import { type Dec, str } from '../domain/decimal.js';
 import { accountNotFound, idempotencyConflict, insufficientMargin } from '../domain/errors.js';
 import { decideTrade, decideWithdrawal, type MarginRates, type Side } from '../domain/margin.js';
@@ -33,6 +34,7 @@ export interface TradingDeps {
   readonly writer: AccountWriter;
   readonly liquidation: LiquidationService;
   readonly rates: MarginRates;
+  readonly log: Logger;
 }
 
 export class TradingService {
@@ -45,7 +47,7 @@ export class TradingService {
     // A trade can leave the account under maintenance (a reduce-only trade on
     // an account under water, or a mark that moved while it was booked): it
     // is liquidated at once, before the trader hears back.
-    if (recheck) await this.deps.liquidation.liquidate(cmd.accountId, { reason: 'trade' });
+    if (recheck) await this.recheck(cmd.accountId, 'trade');
     return result;
   }
 
@@ -76,7 +78,7 @@ export class TradingService {
       const { marksMoved } = await this.deps.writer.write(lease, snapshot, [row], { balance: decision.balanceAfter, positions: account.positions });
       return { result: { account_id: accountId, balance: str(decision.balanceAfter) }, recheck: marksMoved };
     });
-    if (recheck) await this.deps.liquidation.liquidate(accountId, { reason: 'withdrawal' });
+    if (recheck) await this.recheck(accountId, 'withdrawal');
     return result;
   }
 
@@ -121,6 +123,19 @@ export class TradingService {
     const { entries, marksMoved } = await this.deps.writer.write(lease, snapshot, [row], outcome.after);
     const underMaintenance = outcome.after.positions.size > 0 && margin.equity.lt(margin.maintenanceMargin);
     return { result: tradeResultFromEntry(entries[0]!), recheck: marksMoved || underMaintenance };
+  }
+
+  /**
+   * The operation is booked; its follow-up liquidation check must not turn a
+   * committed 200 into an error. If the check cannot run now (a store is
+   * down), the next tick or operation on the account runs it.
+   */
+  private async recheck(accountId: number, reason: 'trade' | 'withdrawal'): Promise<void> {
+    try {
+      await this.deps.liquidation.liquidate(accountId, { reason });
+    } catch (error) {
+      this.deps.log.warn({ err: error, accountId }, 'post-trade liquidation check failed; it will run on the next tick or operation');
+    }
   }
 
   private serialised<T>(accountId: number, clientOrderId: string | null, op: (s: Snapshot, l: Lease) => Promise<T>): Promise<T> {

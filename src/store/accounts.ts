@@ -160,11 +160,18 @@ export async function acquireAccount(
   clientOrderId: string | null,
 ): Promise<Acquired> {
   const k = keys.account(accountId);
-  const [reply, current] = await Promise.all([
+  const [acquired, read] = await Promise.allSettled([
     runScript(redis, SCRIPTS.acquire, [k.lock, k.lockWaiter, k.state, k.clientOrders, token, ttlMs, waiterId, clientOrderId ?? '']),
     marks.snapshot(),
   ]);
-  const [ok, state, order] = reply as [number, string[]?, (string | null)?];
+  if (acquired.status === 'rejected') throw acquired.reason;
+  const [ok, state, order] = acquired.value as [number, string[]?, (string | null)?];
+  if (read.status === 'rejected') {
+    // The lock may be ours; do not leave it to expire.
+    if (ok === 1) await runScript(redis, SCRIPTS.release, [k.lock, token]).catch(() => undefined);
+    throw read.reason;
+  }
+  const current = read.value;
   if (ok !== 1) return { acquired: false };
   return {
     acquired: true,
