@@ -23,6 +23,13 @@ async function waitUntil(check: () => Promise<boolean>, ms: number, what: string
   throw new Error(`${what} did not come up within ${ms} ms`);
 }
 
+/** SIGKILL and wait for the exit (no-op without a process). */
+async function killHard(proc: ChildProcess | null): Promise<void> {
+  if (!proc) return;
+  proc.kill('SIGKILL');
+  await exited(proc);
+}
+
 function exited(proc: ChildProcess): Promise<void> {
   return proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise((r) => proc.once('exit', () => r()));
 }
@@ -53,10 +60,7 @@ export class EngineProcess {
 
   /** SIGKILL: no shutdown hooks, no flush, as in a crash. */
   async kill(): Promise<void> {
-    if (!this.proc) return;
-    const p = this.proc;
-    p.kill('SIGKILL');
-    await exited(p);
+    await killHard(this.proc);
     this.proc = null;
   }
 
@@ -99,10 +103,7 @@ export class PrivateRedis {
   }
 
   async kill(): Promise<void> {
-    if (!this.proc) return;
-    const p = this.proc;
-    p.kill('SIGKILL');
-    await exited(p);
+    await killHard(this.proc);
     this.proc = null;
   }
 }
