@@ -83,10 +83,10 @@ export class AccountWriter {
     const before = snapshot.account;
     const accountId = before.accountId;
     const pending = committer.submit(rows, liquidation);
+    const entriesOf = (committed: CommittedRow[]) => rows.map((row, i) => entryOf(row, committed[i]!));
     const applyCommitted = async (committed: CommittedRow[]): Promise<WriteResult> => {
-      const entries = rows.map((row, i) => entryOf(row, committed[i]!));
-      const marksMoved = await this.apply(lease.token, snapshot, entries, after);
-      return { entries, marksMoved };
+      const entries = entriesOf(committed);
+      return { entries, marksMoved: await this.apply(lease.token, snapshot, entries, after) };
     };
     let committed: CommittedRow[];
     try {
@@ -116,7 +116,7 @@ export class AccountWriter {
       // Booked in PostgreSQL, so the answer is success; Redis catches up from
       // the ledger on the account's next operation (its sequence is behind).
       log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
-      return { entries: rows.map((row, i) => entryOf(row, committed[i]!)), marksMoved: true };
+      return { entries: entriesOf(committed), marksMoved: true };
     }
   }
 

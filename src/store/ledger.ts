@@ -414,13 +414,6 @@ export async function tradePage(
   return { entries, nextCursor };
 }
 
-/** The first booking of a client order id, if any (idempotency's durable record). */
-export async function entryByClientOrderId(sql: Sql, accountId: number, clientOrderId: string): Promise<LedgerEntry | null> {
-  const rows = await sql<EntryRecord[]>`
-    SELECT * FROM ledger WHERE account_id = ${accountId} AND client_order_id = ${clientOrderId}`;
-  return rows[0] ? toEntry(rows[0]) : null;
-}
-
 /** Hands out liquidation ids from the PostgreSQL sequence, fetched in blocks (one round trip per block). */
 export class LiquidationIds {
   private pool: number[] = [];
