@@ -36,6 +36,8 @@ const envSchema = z
     DEPENDENCY_TIMEOUT_MS: positiveInt(800),
     /** Lease of the cross-process account lock; a crashed holder frees it after this. */
     ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
+    /** Accounts whose last committed state each process keeps in memory (0: none; every operation parses Redis's copy). */
+    ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
@@ -57,6 +59,7 @@ export interface Config {
   readonly databasePoolSize: number;
   readonly dependencyTimeoutMs: number;
   readonly accountLockTtlMs: number;
+  readonly accountCacheSize: number;
   readonly commitBatchMax: number;
   readonly commitConcurrency: number;
   readonly workers: number;
@@ -93,6 +96,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     databasePoolSize: e.DATABASE_POOL_SIZE,
     dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
+    accountCacheSize: e.ACCOUNT_CACHE_SIZE,
     commitBatchMax: e.COMMIT_BATCH_MAX,
     commitConcurrency: e.COMMIT_CONCURRENCY,
     workers: e.WORKERS,

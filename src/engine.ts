@@ -15,6 +15,7 @@ import { LiquidationService } from './services/liquidation.js';
 import { migrate } from './store/migrate.js';
 import { createSql, type Sql } from './store/postgres.js';
 import { createRedis, KeySpace } from './store/redis.js';
+import { AccountCache } from './services/account-cache.js';
 import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
@@ -79,7 +80,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     isConnectionError: isPostgresUnavailable,
   });
   const markBook = new MarkBook(redis, keys);
-  const gate = new AccountGate(redis, keys, markBook, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
+  const cache = new AccountCache(config.accountCacheSize);
+  const gate = new AccountGate(redis, keys, markBook, cache, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
 
   const risk = new RiskKeys(keys);
   const recovery = new Recovery({ redis, sql, keys, risk, rates, timeoutMs, log });
@@ -92,8 +94,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       throw error;
     }
   }
-  const writer = new AccountWriter({ redis, sql, keys, risk, gate, committer, rates, timeoutMs, log });
-  const liquidation = new LiquidationService({ redis, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
+  const writer = new AccountWriter({ redis, sql, keys, risk, gate, cache, committer, rates, timeoutMs, log });
+  const liquidation = new LiquidationService({ redis, keys, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
 
   return {
     config,

@@ -85,10 +85,33 @@ export function planLiquidation(state: AccountState, marks: Marks, rates: Margin
  * - `long`: liquidatable when the mark falls below `price`;
  * - `short`: liquidatable when the mark rises above `price`;
  * `price` null means never (on this symbol alone), 'always' means already.
+ *
+ * Held as the exact quotient numerator / slope; `price` divides (exactly,
+ * 18 places) only when asked, and `approx()` gives the double the risk index
+ * stores, within 1.5 units in the last place (each operand is converted with
+ * one rounding, then divided with one more).
  */
-export interface Threshold {
-  readonly side: 'long' | 'short';
-  readonly price: Dec | null | 'always';
+export class Threshold {
+  private exact: Dec | undefined;
+
+  constructor(
+    readonly side: 'long' | 'short',
+    /** q·e − C */
+    readonly numerator: Dec,
+    /** q − r·|q| (zero: the mark does not move this account's cushion) */
+    readonly slope: Dec,
+  ) {}
+
+  get price(): Dec | null | 'always' {
+    if (this.slope.isZero()) return this.numerator.isPos() ? 'always' : null;
+    return (this.exact ??= divRound(this.numerator, this.slope));
+  }
+
+  /** The threshold as a double (see above), or 'always' / null like `price`. */
+  approx(): number | null | 'always' {
+    if (this.slope.isZero()) return this.numerator.isPos() ? 'always' : null;
+    return Number(this.numerator.toString()) / Number(this.slope.toString());
+  }
 }
 
 /**
@@ -113,12 +136,7 @@ export function liquidationThresholds(state: AccountState, marks: Marks, rates: 
     const rest = total.minus(parts.get(symbol)!); // C
     const slope = p.quantity.minus(p.quantity.abs().times(r)); // q − r·|q|
     const intercept = rest.minus(p.quantity.times(p.entryPrice)); // C − q·e
-    const side = p.quantity.isPos() ? 'long' : 'short';
-    if (slope.isZero()) {
-      out.set(symbol, { side, price: intercept.isNeg() ? 'always' : null });
-      continue;
-    }
-    out.set(symbol, { side, price: divRound(intercept.neg(), slope) });
+    out.set(symbol, new Threshold(p.quantity.isPos() ? 'long' : 'short', intercept.neg(), slope));
   }
   return out;
 }

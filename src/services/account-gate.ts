@@ -3,17 +3,25 @@
  * processes sharing one Redis.
  *
  * Inside a process, operations on one account queue on a promise chain, so they
- * never contend with each other. Across processes, a Redis lease lock (taken
- * in the same round trip that reads the account) serialises them; the lock is
- * an optimisation, not the last line of defence: the ledger's primary key
- * (account_id, seq) refuses a second writer that computed from the same state.
+ * never contend with each other. Across processes, the last line of defence is
+ * the ledger's primary key (account_id, seq): it refuses a second writer that
+ * computed from the same state, and that writer catches up and runs again.
+ *
+ * Two ways in:
+ * - optimistic (trades, cash): one lock-free read (PEEK) of the account's seq
+ *   and the marks; the state comes from this process's cache when Redis is
+ *   still at the cached seq. Defers to the lock when another writer holds it.
+ * - locked (liquidations, threshold refreshes, and a retry after a conflict): a
+ *   Redis lease lock taken in the same round trip that reads the account, so
+ *   slow or contended work takes turns instead of colliding.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { EngineError } from '../domain/errors.js';
 import type { Marks } from '../domain/margin.js';
-import { acquireAccount, releaseAccount, type MarkBook, type StoredAccount } from '../store/accounts.js';
+import { acquireAccount, peekAccount, releaseAccount, type MarkBook, type StoredAccount } from '../store/accounts.js';
 import type { KeySpace } from '../store/redis.js';
+import type { AccountCache } from './account-cache.js';
 import { redisCall } from './dependencies.js';
 
 export interface Snapshot {
@@ -25,12 +33,14 @@ export interface Snapshot {
   readonly clientOrder: string | null;
 }
 
-/** What an operation holds while it runs: the lock's token, and whether the lock has been dealt with. */
+/** What an operation holds while it runs: the lock's token ('' on the optimistic path), and whether the lock has been dealt with. */
 export class Lease {
   /** Set once the lock was released (or handed to a background completion). */
   settled = false;
   constructor(readonly token: string) {}
 }
+
+export type GateMode = 'optimistic' | 'locked';
 
 export interface GateOptions {
   readonly lockTtlMs: number;
@@ -46,19 +56,39 @@ export class AccountGate {
     private readonly redis: Redis,
     private readonly keys: KeySpace,
     private readonly marks: MarkBook,
+    private readonly cache: AccountCache,
     private readonly options: GateOptions,
   ) {}
 
-  /** Runs `operation` with the account locked and its state (plus all marks) read under the lock. */
-  run<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {
+  /** Runs `operation` on the account's current state (plus all marks), one at a time per account. */
+  run<T>(
+    accountId: number,
+    clientOrderId: string | null,
+    operation: (snapshot: Snapshot, lease: Lease) => Promise<T>,
+    mode: GateMode = 'locked',
+  ): Promise<T> {
     const previous = this.tails.get(accountId) ?? Promise.resolve();
-    const current = previous.then(() => this.locked(accountId, clientOrderId, operation));
+    const current = previous.then(() =>
+      mode === 'optimistic' ? this.optimistic(accountId, clientOrderId, operation) : this.locked(accountId, clientOrderId, operation),
+    );
     const tail = current.catch(() => undefined);
     this.tails.set(accountId, tail);
     void tail.then(() => {
       if (this.tails.get(accountId) === tail) this.tails.delete(accountId);
     });
     return current;
+  }
+
+  private async optimistic<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {
+    const cached = this.cache.get(accountId);
+    const peeked = await redisCall(() => peekAccount(this.redis, this.keys, this.marks, accountId, cached?.seq ?? null, clientOrderId));
+    if (!peeked.free) return this.locked(accountId, clientOrderId, operation);
+    let account = peeked.account;
+    if (account === null) account = cached!;
+    else if (account.seq > 0) this.cache.set(account);
+    const lease = new Lease('');
+    lease.settled = true;
+    return operation({ account, marks: peeked.marks, marksEpoch: peeked.marksEpoch, clientOrder: peeked.clientOrder }, lease);
   }
 
   private async locked<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {

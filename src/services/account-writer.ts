@@ -13,13 +13,14 @@ import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError } from '../domain/errors.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { AccountState, MarginRates } from '../domain/margin.js';
-import { applyAccount, type AccountUpdate } from '../store/accounts.js';
+import { applyAccount, markContended, type AccountUpdate } from '../store/accounts.js';
 import { GroupCommitter, LedgerConflict, LedgerUnavailable, type CommittedRow, type LedgerEntry, type LedgerRow, type LiquidationRecord } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
-import type { AccountGate, Lease, Snapshot } from './account-gate.js';
-import { TimeoutError, isPostgresUnavailable, withTimeout } from './dependencies.js';
+import type { AccountCache } from './account-cache.js';
+import type { AccountGate, GateMode, Lease, Snapshot } from './account-gate.js';
+import { TimeoutError, isPostgresUnavailable, redisCall, withTimeout } from './dependencies.js';
 import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
 
 /** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
@@ -41,30 +42,37 @@ export interface AccountWriterDeps {
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
   readonly gate: AccountGate;
+  readonly cache: AccountCache;
   readonly committer: GroupCommitter;
   readonly rates: MarginRates;
   readonly timeoutMs: number;
   readonly log: Logger;
 }
 
-const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 4;
+/** How long an account stays on the locked path after writers collided on it. */
+const CONTENDED_MS = 2000;
 
 export class AccountWriter {
   constructor(private readonly deps: AccountWriterDeps) {}
 
   /**
-   * Runs `op` under the account gate. When Redis turns out to be behind the
-   * ledger (the write met an existing row), replays the missing rows and runs
-   * `op` again on fresh state.
+   * Runs `op` under the account gate (`mode` for the first attempt). When the
+   * write met an existing row (Redis was behind the ledger, or another engine
+   * wrote first), replays the missing rows and runs `op` again on fresh state,
+   * under the account's lock.
    */
-  async serialised<T>(accountId: number, clientOrderId: string | null, op: (s: Snapshot, l: Lease) => Promise<T>): Promise<T> {
+  async serialised<T>(accountId: number, clientOrderId: string | null, op: (s: Snapshot, l: Lease) => Promise<T>, mode: GateMode = 'locked'): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       // During a PostgreSQL outage nothing can be booked: say so before queueing for the lock.
       if (this.deps.committer.unavailable) throw new DependencyUnavailable('postgres');
       try {
-        return await this.deps.gate.run(accountId, clientOrderId, op);
+        return await this.deps.gate.run(accountId, clientOrderId, op, attempt === 1 ? mode : 'locked');
       } catch (error) {
         if (!(error instanceof StaleState)) throw error;
+        this.deps.cache.delete(accountId);
+        // Writers collided here: for a while every writer of this account queues for its lock instead.
+        await redisCall(() => markContended(this.deps.redis, this.deps.keys, accountId, CONTENDED_MS));
         if (attempt >= MAX_ATTEMPTS) {
           throw new EngineError('ACCOUNT_BUSY', `account ${accountId} kept changing under this request; nothing was booked, retry`, {
             account_id: accountId,
@@ -92,6 +100,7 @@ export class AccountWriter {
     try {
       committed = await withTimeout(pending, timeoutMs, 'ledger commit');
     } catch (error) {
+      this.deps.cache.delete(accountId);
       if (error instanceof TimeoutError) {
         // Still pending: keep the lock until PostgreSQL decides, then apply or
         // release, so the account never runs ahead of its ledger.
@@ -113,6 +122,7 @@ export class AccountWriter {
     try {
       return await applyCommitted(committed);
     } catch (error) {
+      this.deps.cache.delete(accountId);
       // Booked in PostgreSQL, so the answer is success; Redis catches up from
       // the ledger on the account's next operation (its sequence is behind).
       log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
@@ -122,7 +132,7 @@ export class AccountWriter {
 
   /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
   private async apply(token: string, snapshot: Snapshot, entries: LedgerEntry[], after: AccountState): Promise<boolean> {
-    const { redis, keys, risk, rates } = this.deps;
+    const { redis, keys, risk, rates, cache } = this.deps;
     const before = snapshot.account;
     const last = entries[entries.length - 1]!;
     const tradeWithOrder = entries.find((e) => e.kind === 'TRADE' && e.clientOrderId);
@@ -138,12 +148,12 @@ export class AccountWriter {
       ...(tradeWithOrder ? { clientOrder: { id: tradeWithOrder.clientOrderId!, stored: storedClientOrder(tradeWithOrder) } } : {}),
     };
     const thresholds = liquidationThresholds(after, snapshot.marks, rates);
-    const { extra } = await applyAccount(redis, keys, token, update, before.seq === 0, (p) => {
-      queueIndexUpdate(p, risk, before.accountId, before.seq === 0 ? null : sidesOf(before.positions), thresholds);
-      p.incr(risk.rev);
-      p.hget(keys.marks, '#epoch');
-    });
-    return (extra[extra.length - 1] ?? null) !== snapshot.marksEpoch;
+    const result = await applyAccount(redis, keys, token, update, before.seq === 0, (w) =>
+      queueIndexUpdate(w, risk, before.accountId, before.seq === 0 ? null : sidesOf(before.positions), thresholds),
+    );
+    if (result.applied) cache.set({ accountId: before.accountId, seq: last.seq, balance: after.balance, positions: after.positions });
+    else cache.delete(before.accountId);
+    return result.marksEpoch !== snapshot.marksEpoch;
   }
 }
 

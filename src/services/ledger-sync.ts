@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { D } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { MarginRates } from '../domain/margin.js';
-import { applyAccount, parseAccount, parseMarks, type AccountUpdate } from '../store/accounts.js';
+import { applyAccount, parseAccount, parseMarks, reindexAt, type AccountUpdate } from '../store/accounts.js';
 import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -28,14 +28,21 @@ export interface TradeResult {
   readonly equity: string;
 }
 
-const norm = (s: string) => new D(s).toString();
+const normalise = (s: string) => new D(s).toString();
+const same = (s: string) => s;
 
 /** Identifies a trade's parameters, so a reused client order id can be told apart from a retry. */
 export function tradeFingerprint(symbol: string, side: string, quantity: string, price: string): string {
-  return `${symbol}|${side}|${norm(quantity)}|${norm(price)}`;
+  return `${symbol}|${side}|${normalise(quantity)}|${normalise(price)}`;
 }
 
-export function tradeResultFromEntry(e: LedgerEntry): TradeResult {
+/**
+ * The trade response a ledger row stands for. `canonical`: the row's decimal
+ * strings were printed by this engine (str()), so they need no normalising;
+ * rows read back from PostgreSQL may carry a NUMERIC's trailing zeros.
+ */
+export function tradeResultFromEntry(e: LedgerEntry, canonical = false): TradeResult {
+  const norm = canonical ? same : normalise;
   if (e.kind !== 'TRADE' || !e.symbol || !e.side || !e.quantity || !e.price || !e.realisedPnl || !e.positionQuantity) {
     throw new Error(`ledger row ${e.accountId}/${e.seq} is not a trade`);
   }
@@ -70,6 +77,7 @@ export function parseStoredClientOrder(stored: string): { fp: string; result: Tr
 
 /** The Redis update a committed ledger row implies, applied on top of `expectedSeq`. */
 export function updateFromEntry(e: LedgerEntry, expectedSeq: number): AccountUpdate {
+  const norm = normalise;
   const base = { accountId: e.accountId, expectedSeq, seq: e.seq, balance: norm(e.balance) };
   if (e.kind !== 'TRADE') return { ...base, set: [], remove: [] };
   const symbol = e.symbol!;
@@ -112,9 +120,12 @@ export async function reindexAccount(
 ): Promise<void> {
   const [hash, marksHash] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), redis.hgetall(keys.marks)]));
   const account = parseAccount(accountId, hash);
-  const p = redis.pipeline();
-  queueIndexRemoval(p, risk, accountId, [...maybeStale].filter((s) => !account.positions.has(s)));
-  queueIndexUpdate(p, risk, accountId, null, liquidationThresholds(account, parseMarks(marksHash), rates));
-  p.incr(risk.rev);
-  await redisCall(() => p.exec());
+  const thresholds = liquidationThresholds(account, parseMarks(marksHash), rates);
+  // Guarded by the seq it was computed at: a writer that moved the account on meanwhile indexed it itself.
+  await redisCall(() =>
+    reindexAt(redis, keys, accountId, account.seq, (w) => {
+      queueIndexRemoval(w, risk, accountId, [...maybeStale].filter((s) => !account.positions.has(s)));
+      queueIndexUpdate(w, risk, accountId, null, thresholds);
+    }),
+  );
 }

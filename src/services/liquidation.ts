@@ -13,7 +13,9 @@ import type { Logger } from 'pino';
 import { type Dec, str } from '../domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
 import type { AccountState, MarginRates } from '../domain/margin.js';
+import { reindexAt } from '../store/accounts.js';
 import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
+import type { KeySpace } from '../store/redis.js';
 import { accountOf, queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
 import type { AccountGate } from './account-gate.js';
 import type { AccountWriter } from './account-writer.js';
@@ -23,6 +25,7 @@ export type LiquidationReason = { reason: 'mark_price'; symbol: string; price: D
 
 export interface LiquidationDeps {
   readonly redis: Redis;
+  readonly keys: KeySpace;
   readonly risk: RiskKeys;
   readonly gate: AccountGate;
   readonly writer: AccountWriter;
@@ -122,7 +125,7 @@ export class LiquidationService {
    * the ones that are liquidatable at the current marks.
    */
   private async refreshOtherThresholds(symbol: string, skip: ReadonlySet<number>): Promise<number[]> {
-    const { redis, risk, gate, rates } = this.deps;
+    const { redis, keys, risk, gate, rates } = this.deps;
     const members = await redisCall(() => redis.smembers(risk.multiOf(symbol)));
     const underWater: number[] = [];
     await Promise.all(
@@ -135,9 +138,8 @@ export class LiquidationService {
               underWater.push(accountId);
               return;
             }
-            const pipeline = redis.pipeline();
-            queueIndexUpdate(pipeline, risk, accountId, sidesOf(account.positions), liquidationThresholds(account, marks, rates));
-            await pipeline.exec();
+            const thresholds = liquidationThresholds(account, marks, rates);
+            await reindexAt(redis, keys, accountId, account.seq, (w) => queueIndexUpdate(w, risk, accountId, sidesOf(account.positions), thresholds));
           }),
         ),
     );

@@ -84,10 +84,9 @@ export class TradingService {
 
   private async tradeLocked(cmd: TradeCommand, snapshot: Snapshot, lease: Lease): Promise<{ result: TradeResult; recheck: boolean }> {
     const { account, marks, clientOrder } = snapshot;
-    const fingerprint = tradeFingerprint(cmd.symbol, cmd.side, str(cmd.quantity), str(cmd.price));
     if (clientOrder !== null && cmd.clientOrderId !== null) {
       const stored = parseStoredClientOrder(clientOrder);
-      if (stored.fp !== fingerprint) throw idempotencyConflict(cmd.clientOrderId);
+      if (stored.fp !== tradeFingerprint(cmd.symbol, cmd.side, str(cmd.quantity), str(cmd.price))) throw idempotencyConflict(cmd.clientOrderId);
       return { result: stored.result, recheck: false };
     }
     const fill = { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price };
@@ -122,7 +121,7 @@ export class TradingService {
     };
     const { entries, marksMoved } = await this.deps.writer.write(lease, snapshot, [row], outcome.after);
     const underMaintenance = outcome.after.positions.size > 0 && margin.equity.lt(margin.maintenanceMargin);
-    return { result: tradeResultFromEntry(entries[0]!), recheck: marksMoved || underMaintenance };
+    return { result: tradeResultFromEntry(entries[0]!, true), recheck: marksMoved || underMaintenance };
   }
 
   /**
@@ -139,6 +138,6 @@ export class TradingService {
   }
 
   private serialised<T>(accountId: number, clientOrderId: string | null, op: (s: Snapshot, l: Lease) => Promise<T>): Promise<T> {
-    return this.deps.writer.serialised(accountId, clientOrderId, op);
+    return this.deps.writer.serialised(accountId, clientOrderId, op, 'optimistic');
   }
 }

@@ -9,6 +9,7 @@ import { D, type Dec } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
 import type { Position, Marks } from '../domain/margin.js';
 import type { AccountKeys, KeySpace } from './redis.js';
+import type { IndexWriter } from './risk-index.js';
 import { defineScript, runScript } from './scripts.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
@@ -38,12 +39,31 @@ if ARGV[4] ~= '' then order = redis.call('HGET', KEYS[4], ARGV[4]) end
 return {1, redis.call('HGETALL', KEYS[3]), order}
 `;
 
-// KEYS: lock, state, client-orders
+// The index operations an apply or reindex carries: k, then (op, key number,
+// score, member)×k; op is za/zr/sa/sr (ZADD/ZREM/SADD/SREM), the key is KEYS[key number].
+const RUN_OPS = `
+local function run_ops(i)
+  local k = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, k do
+    local op, key, m = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
+    if op == 'za' then redis.call('ZADD', key, ARGV[i + 2], m)
+    elseif op == 'zr' then redis.call('ZREM', key, m)
+    elseif op == 'sa' then redis.call('SADD', key, m)
+    else redis.call('SREM', key, m) end
+    i = i + 4
+  end
+end
+`;
+
+// KEYS: lock, state, client-orders, marks, rev, then the keys the index operations name
 // ARGV: token ('' = no lock to release), expected seq, new seq, balance,
-//       n, (symbol, quantity, entry)×n, m, symbol×m, client order id ('' for none), stored result
+//       n, (symbol, quantity, entry)×n, m, symbol×m, client order id ('' for none), stored result,
+//       index operations (see RUN_OPS)
 // Applies only on top of the exact state it was computed from; PostgreSQL already
-// holds the row, so a stale apply is skipped and catch-up brings Redis level.
-const APPLY = `
+// holds the row, so a stale apply is skipped (index included) and catch-up brings
+// Redis level. Bumps the report revision and returns the marks' epoch and boot
+// marker, so the caller learns in the same round trip whether a mark moved.
+const APPLY = `${RUN_OPS}
 local applied = 0
 local current = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 local i = 5
@@ -58,10 +78,37 @@ if current == tonumber(ARGV[2]) then
     redis.call('HDEL', KEYS[2], 'q:' .. ARGV[i], 'e:' .. ARGV[i]); i = i + 1
   end
   if ARGV[i] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  run_ops(i + 2)
   applied = 1
 end
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return applied
+redis.call('INCR', KEYS[5])
+local marks = redis.call('HMGET', KEYS[4], '#epoch', '#boot')
+return {applied, marks[1], marks[2]}
+`;
+
+// KEYS: state, rev, then the keys the index operations name; ARGV: expected seq, index operations.
+// Rewrites index entries only while the account is still at the state they were computed from.
+const REINDEX = `${RUN_OPS}
+if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') ~= tonumber(ARGV[1]) then return 0 end
+run_ops(2)
+redis.call('INCR', KEYS[2])
+return 1
+`;
+
+// KEYS: state, client-orders, lock, marks, contended; ARGV: the seq of the caller's cached copy ('' for none), client order id ('' for none)
+// The lock-free read of the optimistic path: the marks' epoch and boot marker,
+// whether another writer holds the lock (or writers collided on it lately), the account's seq, its whole state
+// only when the caller's copy is not at that seq, and a booked client order.
+const PEEK = `
+local marks = redis.call('HMGET', KEYS[4], '#epoch', '#boot')
+if redis.call('EXISTS', KEYS[3], KEYS[5]) > 0 then return {0, marks[1], marks[2]} end
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+local state = false
+if seq ~= ARGV[1] then state = table.concat(redis.call('HGETALL', KEYS[1]), '\\n') end
+local order = false
+if ARGV[2] ~= '' then order = redis.call('HGET', KEYS[2], ARGV[2]) end
+return {1, marks[1], marks[2], seq, state, order}
 `;
 
 // KEYS: lock; ARGV: token
@@ -97,7 +144,9 @@ return out
 const SCRIPTS = {
   readMany: defineScript('readMany', READ_MANY, -1),
   acquire: defineScript('acquire', ACQUIRE, 4),
-  apply: defineScript('apply', APPLY, 3),
+  apply: defineScript('apply', APPLY, -1),
+  reindex: defineScript('reindex', REINDEX, -1),
+  peek: defineScript('peek', PEEK, 5),
   release: defineScript('release', RELEASE, 1),
   setMark: defineScript('setMark', SET_MARK, 1),
 };
@@ -201,6 +250,11 @@ export class MarkBook {
 
   async snapshot(): Promise<{ marks: Marks; epoch: string | null }> {
     const [epoch, boot] = await this.redis.hmget(this.keys.marks, '#epoch', BOOT_FIELD);
+    return this.at(epoch ?? null, boot ?? null);
+  }
+
+  /** The marks at `epoch`, given the epoch and boot marker just read with some other command. */
+  async at(epoch: string | null, boot: string | null): Promise<{ marks: Marks; epoch: string | null }> {
     // No boot marker: this Redis lost the engine's state (flushed, or restarted
     // without persistence). Nothing may be read or decided until it is rebuilt.
     if (boot === null) throw new RedisStateLost();
@@ -244,47 +298,54 @@ function applyArgs(update: AccountUpdate): (string | number)[] {
 }
 
 /**
- * Applies a committed ledger row's effect and releases the lock (if `token`),
- * in one round trip; a new account also joins the account set. Returns whether
- * the state was at `expectedSeq` (false: Redis was behind or ahead; catch-up fixes it).
+ * Index operations to run inside an apply or reindex script, with the keys
+ * they name collected for the script's KEYS.
  */
-/**
- * Commands issued on the auto-pipelined client, their replies collected in
- * order. They leave in the same socket write as every other request's
- * commands of this tick.
- */
-export class Commands {
-  readonly replies: Promise<unknown>[] = [];
-  constructor(private readonly redis: Redis) {}
-  private add<T>(p: Promise<T>): void {
-    this.replies.push(p);
+export class IndexOps implements IndexWriter {
+  readonly keys: string[] = [];
+  readonly args: (string | number)[] = [0];
+  private readonly slots = new Map<string, number>();
+
+  constructor(private readonly firstKey: number) {}
+
+  private add(op: string, key: string, score: number | string, member: string): void {
+    let slot = this.slots.get(key);
+    if (slot === undefined) {
+      slot = this.firstKey + this.keys.length;
+      this.keys.push(key);
+      this.slots.set(key, slot);
+    }
+    this.args.push(op, slot, score, member);
+    this.args[0] = (this.args[0] as number) + 1;
   }
   zadd(key: string, score: number, member: string): void {
-    this.add(this.redis.zadd(key, score, member));
+    this.add('za', key, score, member);
   }
   zrem(key: string, member: string): void {
-    this.add(this.redis.zrem(key, member));
+    this.add('zr', key, '', member);
   }
   sadd(key: string, member: string): void {
-    this.add(this.redis.sadd(key, member));
+    this.add('sa', key, '', member);
   }
   srem(key: string, member: string): void {
-    this.add(this.redis.srem(key, member));
-  }
-  incr(key: string): void {
-    this.add(this.redis.incr(key));
-  }
-  hget(key: string, field: string): void {
-    this.add(this.redis.hget(key, field));
+    this.add('sr', key, '', member);
   }
 }
 
+export interface Applied {
+  /** The state was at `expectedSeq` and now holds the update (false: Redis was behind or ahead; catch-up fixes it). */
+  readonly applied: boolean;
+  /** The marks' epoch after the apply. */
+  readonly marksEpoch: string | null;
+  /** The boot marker is still there (false: Redis lost its state meanwhile). */
+  readonly booted: boolean;
+}
+
 /**
- * Applies a committed ledger row's effect and releases the lock (if `token`);
- * a new account also joins the account set; `extra` adds commands (index
- * updates, counters) to the same write, their replies returned in order.
- * `applied` says whether the state was at `expectedSeq` (false: Redis was
- * behind or ahead; catch-up fixes it).
+ * One command: applies a committed ledger row's effect on top of
+ * `expectedSeq`, with the index operations `index` queues (a new account
+ * also joins the account set); releases the lock (if `token`); bumps the
+ * report revision; reads the marks' epoch.
  */
 export async function applyAccount(
   redis: Redis,
@@ -292,17 +353,90 @@ export async function applyAccount(
   token: string,
   update: AccountUpdate,
   isNew: boolean,
-  extra?: (c: Commands) => void,
-): Promise<{ applied: boolean; extra: unknown[] }> {
+  index?: (w: IndexWriter) => void,
+): Promise<Applied> {
   const k: AccountKeys = keys.account(update.accountId);
-  // The apply script is guarded by the sequence, so running it again after a reload is harmless.
-  const applied = runScript(redis, SCRIPTS.apply, [k.lock, k.state, k.clientOrders, token, ...applyArgs(update)]);
-  const commands = new Commands(redis);
-  if (isNew) commands.sadd(keys.accounts, String(update.accountId));
-  const first = commands.replies.length;
-  extra?.(commands);
-  const [reply, others] = await Promise.all([applied, Promise.all(commands.replies)]);
-  return { applied: reply === 1, extra: others.slice(first) };
+  const ops = new IndexOps(6);
+  if (isNew) ops.sadd(keys.accounts, String(update.accountId));
+  index?.(ops);
+  const reply = (await runScript(redis, SCRIPTS.apply, [
+    5 + ops.keys.length,
+    k.lock,
+    k.state,
+    k.clientOrders,
+    keys.marks,
+    keys.rev,
+    ...ops.keys,
+    token,
+    ...applyArgs(update),
+    ...ops.args,
+  ])) as [number, string | null, string | null];
+  return { applied: reply[0] === 1, marksEpoch: reply[1] ?? null, booted: reply[2] !== null && reply[2] !== undefined };
+}
+
+/**
+ * Writes index entries computed from the account at `seq`, only if it is
+ * still at `seq` (a newer state's writer indexed it itself). Returns whether it did.
+ */
+export async function reindexAt(redis: Redis, keys: KeySpace, accountId: number, seq: number, index: (w: IndexWriter) => void): Promise<boolean> {
+  const ops = new IndexOps(3);
+  index(ops);
+  const reply = await runScript(redis, SCRIPTS.reindex, [2 + ops.keys.length, keys.account(accountId).state, keys.rev, ...ops.keys, seq, ...ops.args]);
+  return reply === 1;
+}
+
+export type Peeked =
+  /** Another writer holds the account's lock: queue for it. */
+  | { readonly free: false }
+  | {
+      readonly free: true;
+      readonly seq: number;
+      /** The account's state, or null when it is at the caller's cached seq. */
+      readonly account: StoredAccount | null;
+      readonly clientOrder: string | null;
+      readonly marks: Marks;
+      readonly marksEpoch: string | null;
+    };
+
+/**
+ * One command, no lock: the account's seq (its state only when `cachedSeq`
+ * is stale), a booked client order, and the marks (from `marks`, re-read
+ * only when their epoch moved). Throws RedisStateLost when the boot marker is gone.
+ */
+export async function peekAccount(
+  redis: Redis,
+  keys: KeySpace,
+  marks: MarkBook,
+  accountId: number,
+  cachedSeq: number | null,
+  clientOrderId: string | null,
+): Promise<Peeked> {
+  const k = keys.account(accountId);
+  const reply = (await runScript(redis, SCRIPTS.peek, [k.state, k.clientOrders, k.lock, keys.marks, k.contended, cachedSeq ?? '', clientOrderId ?? ''])) as [
+    number,
+    string | null,
+    string | null,
+    string?,
+    (string | null)?,
+    (string | null)?,
+  ];
+  const book = await marks.at(reply[1] ?? null, reply[2] ?? null);
+  if (reply[0] !== 1) return { free: false };
+  const seq = Number.parseInt(reply[3]!, 10);
+  const state = reply[4] ?? null;
+  return {
+    free: true,
+    seq,
+    account: state === null ? null : parseAccount(accountId, state === '' ? [] : state.split('\n')),
+    clientOrder: reply[5] ?? null,
+    marks: book.marks,
+    marksEpoch: book.epoch,
+  };
+}
+
+/** After a collision: for `ms`, writers of this account take its lock instead of the optimistic path. */
+export async function markContended(redis: Redis, keys: KeySpace, accountId: number, ms: number): Promise<void> {
+  await redis.set(keys.account(accountId).contended, '1', 'PX', ms);
 }
 
 export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: number, token: string): Promise<void> {

@@ -36,15 +36,20 @@ export interface AccountKeys {
   readonly lock: string;
   readonly lockWaiter: string;
   readonly clientOrders: string;
+  /** Set for a while after writers collided on the account: until it expires, every writer takes the lock. */
+  readonly contended: string;
 }
 
 export class KeySpace {
   readonly marks: string;
   readonly accounts: string;
+  /** The report revision: bumped by every change to an account or a mark (see risk-index.ts). */
+  readonly rev: string;
 
   constructor(readonly prefix: string) {
     this.marks = `${prefix}:marks`;
     this.accounts = `${prefix}:accounts`;
+    this.rev = `${prefix}:rev`;
   }
 
   account(accountId: number): AccountKeys {
@@ -54,6 +59,7 @@ export class KeySpace {
       lock: `${tag}:lock`,
       lockWaiter: `${tag}:lockwait`,
       clientOrders: `${tag}:coid`,
+      contended: `${tag}:contended`,
     };
   }
 }

@@ -47,6 +47,9 @@ export function scoreAtMost(d: Dec): number {
   return step(step(Number(d.toString()), false), false);
 }
 
+/** Three steps outward from a double within 1.5 units in the last place of the true value. */
+const outward = (x: number, up: boolean) => step(step(step(x, up), up), up);
+
 export class RiskKeys {
   constructor(private readonly keys: KeySpace) {}
   long = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:long`;
@@ -62,15 +65,16 @@ export class RiskKeys {
     return `${this.keys.prefix}:symbols`;
   }
   get rev() {
-    return `${this.keys.prefix}:rev`;
+    return this.keys.rev;
   }
 }
 
 /** The score a threshold is stored under (see the key table above). */
-function scoreOf(t: Threshold): number {
-  if (t.price === 'always') return -Infinity; // riskiest of all on either side
-  if (t.price === null) return Infinity; // never liquidated by this symbol alone
-  return t.side === 'long' ? -scoreAtLeast(t.price) : scoreAtMost(t.price);
+export function scoreOf(t: Threshold): number {
+  const x = t.approx();
+  if (x === 'always') return -Infinity; // riskiest of all on either side
+  if (x === null) return Infinity; // never liquidated by this symbol alone
+  return t.side === 'long' ? -outward(x, true) : outward(x, false);
 }
 
 export type IndexedSides = ReadonlyMap<string, 'long' | 'short'>;

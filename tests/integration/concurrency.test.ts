@@ -9,6 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D, type Dec } from '../../src/domain/decimal.js';
+import { isLiquidatable } from '../../src/domain/liquidation.js';
 import { applyTrade, decideTrade, type AccountState, type Side } from '../../src/domain/margin.js';
 import { inspector, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
@@ -46,16 +47,27 @@ interface Row {
   amount: string | null;
   balance: string;
   entry_id: string;
+  liquidation_id: string | null;
 }
 
-/** Replays the ledger with the pure math, checking each trade's margin on the state it really followed. */
+/**
+ * Replays the ledger with the pure math, checking each trade's margin on the
+ * state it really followed, and that a liquidation only closed an account
+ * that was under maintenance.
+ */
 function replay(rows: Row[], marks: Map<string, Dec>): AccountState {
   let state: AccountState = { balance: new D(0), positions: new Map() };
   rows.forEach((r, i) => {
     expect(Number(r.seq)).toBe(i + 1); // no gaps, no duplicates
     if (r.kind === 'DEPOSIT') state = { ...state, balance: state.balance.plus(r.amount!) };
     else if (r.kind === 'WITHDRAWAL') state = { ...state, balance: state.balance.minus(r.amount!) };
-    else {
+    else if (r.kind === 'INSURANCE') state = { ...state, balance: state.balance.plus(r.amount!) };
+    else if (r.liquidation_id !== null) {
+      // A reduce-only trade (always accepted) can leave the account under maintenance: it is then closed at the marks.
+      if (rows[i - 1]?.liquidation_id !== r.liquidation_id) expect(isLiquidatable(state, marks, rates), `liquidation at seq ${r.seq}`).toBe(true);
+      expect(new D(r.price!).eq(marks.get(r.symbol!)!)).toBe(true);
+      state = applyTrade(state, { symbol: r.symbol!, side: r.side!, quantity: new D(r.quantity!), price: new D(r.price!) }).after;
+    } else {
       const fill = { symbol: r.symbol!, side: r.side!, quantity: new D(r.quantity!), price: new D(r.price!) };
       const decision = decideTrade(state, fill, marks, rates);
       expect(decision.accepted, `trade at seq ${r.seq} passed its margin check on stale state`).toBe(true);
@@ -93,9 +105,11 @@ describe('concurrent trades on one account through two engines', () => {
     expect(accepted.length).toBeGreaterThan(50);
 
     const rows = await db.sql<Row[]>`SELECT * FROM ledger WHERE account_id = ${id} ORDER BY seq`;
-    // Every accepted response is exactly one ledger row; nothing else was booked.
-    expect(rows.length).toBe(accepted.length + 1);
-    expect(new Set(rows.filter((r) => r.kind === 'TRADE').map((r) => Number(r.entry_id)))).toEqual(
+    // Every accepted response is exactly one ledger row; the only other rows
+    // are the deposit and liquidations (checked by the replay below).
+    const liquidationRows = rows.filter((r) => r.liquidation_id !== null || r.kind === 'INSURANCE');
+    expect(rows.length).toBe(accepted.length + 1 + liquidationRows.length);
+    expect(new Set(rows.filter((r) => r.kind === 'TRADE' && r.liquidation_id === null).map((r) => Number(r.entry_id)))).toEqual(
       new Set(accepted.map((r) => r.body.trade_id)),
     );
     // Each response reports the balance its own row recorded.
@@ -113,11 +127,15 @@ describe('concurrent trades on one account through two engines', () => {
     expect(view.positions.map((p: { symbol: string; quantity: string; entry_price: string }) => [p.symbol, p.quantity, p.entry_price])).toEqual(
       [...replayed.positions].sort(([x], [y]) => (x < y ? -1 : 1)).map(([s, p]) => [s, p.quantity.toString(), p.entryPrice.toString()]),
     );
-    // The final position is the signed sum of the accepted quantities.
+    // The final position is the signed sum of the accepted quantities (and of any liquidation's closing trades).
     for (const symbol of ['BTC-PERP', 'ETH-PERP']) {
-      const net = accepted
-        .filter((r) => r.body.symbol === symbol)
-        .reduce((acc, r) => (r.body.side === 'BUY' ? acc.plus(r.body.quantity) : acc.minus(r.body.quantity)), new D(0));
+      const fills = [
+        ...accepted.map((r) => r.body as { symbol: string; side: Side; quantity: string }),
+        ...liquidationRows.filter((r) => r.kind === 'TRADE').map((r) => ({ symbol: r.symbol!, side: r.side!, quantity: r.quantity! })),
+      ];
+      const net = fills
+        .filter((f) => f.symbol === symbol)
+        .reduce((acc, f) => (f.side === 'BUY' ? acc.plus(f.quantity) : acc.minus(f.quantity)), new D(0));
       const held = view.positions.find((p: { symbol: string }) => p.symbol === symbol)?.quantity ?? '0';
       expect(held).toBe(net.toString());
     }
@@ -151,6 +169,33 @@ describe('concurrent trades on one account through two engines', () => {
     expect(new Set(results.map((r) => r.body.trade_id)).size).toBe(1);
     const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
     expect(row!.n).toBe(1);
+  });
+
+  it("decides on the other engine's latest booking, never on a process's cached copy", async () => {
+    const id = 5;
+    await send(baseA, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
+    await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    // A books (and caches) the account; B then uses up the rest of its margin;
+    // A's next trade must be checked against B's booking, not A's cached state.
+    const buy = { account_id: id, symbol: 'SOL-PERP', side: 'BUY', quantity: 20, price: 100 }; // IM 400 each
+    expect((await send(baseA, 'POST', '/trade', buy)).status).toBe(200);
+    expect((await send(baseB, 'POST', '/trade', buy)).status).toBe(200);
+    const third = await send(baseA, 'POST', '/trade', buy);
+    expect(third.status).toBe(422); // IM 1200 > equity 1000 once B's trade counts
+    expect(third.body.error.code).toBe('INSUFFICIENT_MARGIN');
+    // A deposit through B, then a trade through A that only fits with it.
+    await send(baseB, 'POST', `/accounts/${id}/deposit`, { amount: 200 });
+    const fourth = await send(baseA, 'POST', '/trade', buy);
+    expect(fourth.status).toBe(200);
+    expect(fourth.body).toMatchObject({ balance: '1200', position: { symbol: 'SOL-PERP', quantity: '60', entry_price: '100' } });
+    const rows = await db.sql<{ seq: string; kind: string }[]>`SELECT seq, kind FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    expect(rows.map((r) => [Number(r.seq), r.kind])).toEqual([
+      [1, 'DEPOSIT'],
+      [2, 'TRADE'],
+      [3, 'TRADE'],
+      [4, 'DEPOSIT'],
+      [5, 'TRADE'],
+    ]);
   });
 
   it('keeps deposits and withdrawals exact under concurrency', async () => {

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation, type Threshold } from '../../src/domain/liquidation.js';
 import { marginTotals, type AccountState, type MarginRates, type Position } from '../../src/domain/margin.js';
+import { scoreOf } from '../../src/store/risk-index.js';
 
 const d = (v: string | number) => new D(v);
 const rates: MarginRates = { initial: d('0.2'), maintenance: d('0.1') };
@@ -183,6 +184,8 @@ const cushion = (a: AccountState, m: Map<string, Dec>) => {
   return t.equity.minus(t.maintenanceMargin);
 };
 
+const sideAndPrice = (t: Threshold | undefined) => ({ side: t?.side, price: t?.price });
+
 describe('liquidationThresholds', () => {
   it('puts a long at maintenance exactly at its threshold, liquidatable just below, safe just above', () => {
     // threshold = (q·e − C) / (q − r·|q|) = (50000 − 14000) / 0.9 = 40000
@@ -247,9 +250,9 @@ describe('liquidationThresholds', () => {
     // r = 1: a long's equity − maintenance = C − q·e + m·(q − q) does not depend on m
     const full: MarginRates = { initial: d('1'), maintenance: d('1') };
     // C − q·e = 100 − 1·50 = 50 ≥ 0 → never liquidated by this symbol
-    expect(liquidationThresholds(account('100', { X: pos('1', '50') }), marks(), full).get('X')).toEqual({ side: 'long', price: null });
+    expect(sideAndPrice(liquidationThresholds(account('100', { X: pos('1', '50') }), marks(), full).get('X'))).toEqual({ side: 'long', price: null });
     // C − q·e = 40 − 50 < 0 → already liquidatable whatever the mark
-    expect(liquidationThresholds(account('40', { X: pos('1', '50') }), marks(), full).get('X')).toEqual({ side: 'long', price: 'always' });
+    expect(sideAndPrice(liquidationThresholds(account('40', { X: pos('1', '50') }), marks(), full).get('X'))).toEqual({ side: 'long', price: 'always' });
   });
 });
 
@@ -290,6 +293,35 @@ describe('thresholds agree with isLiquidatable (property-based)', () => {
           if (mark.minus(price).abs().lte(price.abs().times('1e-9'))) continue;
           const byRule = t.side === 'long' ? mark.lt(price) : mark.gt(price);
           expect(byRule, `${symbol}: mark ${s(mark)} threshold ${s(price)} (${t.side})`).toBe(liquidatable);
+          checked++;
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    expect(checked).toBeGreaterThan(2000);
+  });
+
+  it('stores each threshold in the risk index under a double on its safe side (rounded outward)', () => {
+    let checked = 0;
+    fc.assert(
+      fc.property(accountArb, ({ balance, positions, marks: ms, maintenance }) => {
+        const r: MarginRates = { initial: d(maintenance).times(2), maintenance: d(maintenance) };
+        const state: AccountState = {
+          balance,
+          positions: new Map(positions.map((p, i) => [['A', 'B'][i]!, { quantity: p.long ? p.size : p.size.neg(), entryPrice: p.entry }])),
+        };
+        const m = new Map<string, Dec>();
+        if (ms[0]) m.set('A', ms[0]);
+        if (ms[1]) m.set('B', ms[1]);
+        for (const t of liquidationThresholds(state, m, r).values()) {
+          const exact = t.numerator.div(t.slope); // 200 significant digits: far finer than a double
+          const score = scoreOf(t);
+          // long: score = −(a double ≥ threshold); short: score = a double ≤ threshold
+          const bound = t.side === 'long' ? d(String(-score)) : d(String(score));
+          if (t.side === 'long') expect(bound.gte(exact), `long ${s(exact)} stored as ${-score}`).toBe(true);
+          else expect(bound.lte(exact), `short ${s(exact)} stored as ${score}`).toBe(true);
+          // and only a few units in the last place away
+          expect(bound.minus(exact).abs().lte(exact.abs().times('1e-14').plus('1e-300'))).toBe(true);
           checked++;
         }
       }),
