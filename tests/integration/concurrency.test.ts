@@ -196,6 +196,8 @@ describe('concurrent trades on one account through two engines', () => {
       [4, 'DEPOSIT'],
       [5, 'TRADE'],
     ]);
+    // Each of A's reads saw B's booking before deciding: no write collided at the ledger's key and fell back to the lock.
+    expect(await db.redis.exists(a.engine.keys.account(id).contended)).toBe(0);
   });
 
   it('keeps deposits and withdrawals exact under concurrency', async () => {
