@@ -8,6 +8,22 @@ import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEng
 
 const ACCOUNTS = 1000;
 
+/** The load's request bodies: accounts in a scattered order, mixed buys and sells of two symbols near their marks. */
+export function tradeBodies(accounts: number): () => string {
+  let n = 0;
+  return () => {
+    n++;
+    const btc = n % 3 !== 0;
+    return JSON.stringify({
+      account_id: 1 + ((n * 7919) % accounts),
+      symbol: btc ? 'BTC-PERP' : 'ETH-PERP',
+      side: n % 2 ? 'BUY' : 'SELL',
+      quantity: btc ? `0.0${1 + (n % 9)}` : `0.${1 + (n % 9)}`,
+      price: btc ? String(49900 + (n % 200)) : String(2990 + (n % 20)),
+    });
+  };
+}
+
 export async function benchTrades(seconds: number): Promise<string> {
   const iso = isolation();
   const engine = await startEngine(iso);
@@ -18,18 +34,7 @@ export async function benchTrades(seconds: number): Promise<string> {
     const ids = Array.from({ length: ACCOUNTS }, (_, i) => i + 1);
     await pool(ids, 32, (id) => post(engine.base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
 
-    let n = 0;
-    const body = () => {
-      n++;
-      const btc = n % 3 !== 0;
-      return JSON.stringify({
-        account_id: 1 + ((n * 7919) % ACCOUNTS),
-        symbol: btc ? 'BTC-PERP' : 'ETH-PERP',
-        side: n % 2 ? 'BUY' : 'SELL',
-        quantity: btc ? `0.0${1 + (n % 9)}` : `0.${1 + (n % 9)}`,
-        price: btc ? String(49900 + (n % 200)) : String(2990 + (n % 20)),
-      });
-    };
+    const body = tradeBodies(ACCOUNTS);
     const rows: (string | number)[][] = [];
     const count = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
     let engine64 = 0;

@@ -37,7 +37,7 @@ const envSchema = z
     /** Lease of the cross-process account lock; a crashed holder frees it after this. */
     ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
     /** Accounts whose last committed state each process keeps in memory (0: none; every operation parses Redis's copy). */
-    ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
+    ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
