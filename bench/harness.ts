@@ -76,10 +76,13 @@ export function isolation(): Isolation {
   return { schema: `bench_${id}`, prefix: `bench_${id}` };
 }
 
+/** Node's flags for the engine, as `npm start` passes them (a larger young generation: fewer scavenges per request). */
+export const ENGINE_NODE_FLAGS = ['--max-semi-space-size=32'];
+
 export async function startEngine(iso: Isolation, env: Record<string, string> = {}): Promise<Child> {
   return child(
     process.execPath,
-    ['dist/main.js'],
+    [...ENGINE_NODE_FLAGS, 'dist/main.js'],
     {
       REDIS_URL,
       DATABASE_URL,

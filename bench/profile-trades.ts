@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATABASE_URL, REDIS_URL, cleanup, freePort, isolation, load, pool, post } from './harness.js';
+import { DATABASE_URL, ENGINE_NODE_FLAGS, REDIS_URL, cleanup, freePort, isolation, load, pool, post } from './harness.js';
 import { tradeBodies } from './trades.js';
 
 interface ProfileNode {
@@ -27,7 +27,7 @@ const before = new Set(readdirSync(dir));
 const iso = isolation();
 const port = await freePort();
 const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, string>;
-const proc = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], {
+const proc = spawn(process.execPath, [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], {
   env: {
     ...process.env,
     REDIS_URL,
