@@ -10,6 +10,7 @@ import { DependencyUnavailable } from '../domain/errors.js';
 import type { Position, Marks } from '../domain/margin.js';
 import type { AccountKeys, KeySpace } from './redis.js';
 import type { IndexWriter } from './risk-index.js';
+import { Batcher } from './batcher.js';
 import { defineScript, runScript } from './scripts.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
@@ -41,49 +42,61 @@ return {1, redis.call('HGETALL', KEYS[3]), order}
 
 // The index operations an apply or reindex carries: k, then (op, key number,
 // score, member)×k; op is za/zr/sa/sr (ZADD/ZREM/SADD/SREM), the key is KEYS[key number].
+// run_ops(i, go) reads them from ARGV[i], runs them only if `go`, and returns
+// the index just past them.
 const RUN_OPS = `
-local function run_ops(i)
+local function run_ops(i, go)
   local k = tonumber(ARGV[i]); i = i + 1
   for _ = 1, k do
-    local op, key, m = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
-    if op == 'za' then redis.call('ZADD', key, ARGV[i + 2], m)
-    elseif op == 'zr' then redis.call('ZREM', key, m)
-    elseif op == 'sa' then redis.call('SADD', key, m)
-    else redis.call('SREM', key, m) end
+    if go then
+      local op, key, m = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
+      if op == 'za' then redis.call('ZADD', key, ARGV[i + 2], m)
+      elseif op == 'zr' then redis.call('ZREM', key, m)
+      elseif op == 'sa' then redis.call('SADD', key, m)
+      else redis.call('SREM', key, m) end
+    end
     i = i + 4
   end
+  return i
 end
 `;
 
-// KEYS: lock, state, client-orders, marks, rev, then the keys the index operations name
-// ARGV: token ('' = no lock to release), expected seq, new seq, balance,
+// KEYS: marks, rev, then every key the items name (by number)
+// ARGV: item count, then per item: lock key#, state key#, client-orders key#,
+//       token ('' = no lock to release), expected seq, new seq, balance,
 //       n, (symbol, quantity, entry)×n, m, symbol×m, client order id ('' for none), stored result,
 //       index operations (see RUN_OPS)
-// Applies only on top of the exact state it was computed from; PostgreSQL already
-// holds the row, so a stale apply is skipped (index included) and catch-up brings
-// Redis level. Bumps the report revision and returns the marks' epoch and boot
-// marker, so the caller learns in the same round trip whether a mark moved.
+// Each item applies only on top of the exact state it was computed from;
+// PostgreSQL already holds its rows, so a stale item is skipped (index
+// included) and catch-up brings Redis level. Bumps the report revision once
+// and returns each item's outcome with the marks' epoch and boot marker, so
+// callers learn in the same round trip whether a mark moved.
 const APPLY = `${RUN_OPS}
-local applied = 0
-local current = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
-local i = 5
-if current == tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[2], 'seq', ARGV[3], 'bal', ARGV[4])
+local applied = {}
+local i = 2
+for item = 1, tonumber(ARGV[1]) do
+  local lock, state, orders = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])], KEYS[tonumber(ARGV[i + 2])]
+  local token = ARGV[i + 3]
+  local go = tonumber(redis.call('HGET', state, 'seq') or '0') == tonumber(ARGV[i + 4])
+  if go then redis.call('HSET', state, 'seq', ARGV[i + 5], 'bal', ARGV[i + 6]) end
+  i = i + 7
   local n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do
-    redis.call('HSET', KEYS[2], 'q:' .. ARGV[i], ARGV[i + 1], 'e:' .. ARGV[i], ARGV[i + 2]); i = i + 3
+    if go then redis.call('HSET', state, 'q:' .. ARGV[i], ARGV[i + 1], 'e:' .. ARGV[i], ARGV[i + 2]) end
+    i = i + 3
   end
   n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do
-    redis.call('HDEL', KEYS[2], 'q:' .. ARGV[i], 'e:' .. ARGV[i]); i = i + 1
+    if go then redis.call('HDEL', state, 'q:' .. ARGV[i], 'e:' .. ARGV[i]) end
+    i = i + 1
   end
-  if ARGV[i] ~= '' then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-  run_ops(i + 2)
-  applied = 1
+  if go and ARGV[i] ~= '' then redis.call('HSET', orders, ARGV[i], ARGV[i + 1]) end
+  i = run_ops(i + 2, go)
+  if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
+  applied[item] = go and 1 or 0
 end
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('INCR', KEYS[5])
-local marks = redis.call('HMGET', KEYS[4], '#epoch', '#boot')
+redis.call('INCR', KEYS[2])
+local marks = redis.call('HMGET', KEYS[1], '#epoch', '#boot')
 return {applied, marks[1], marks[2]}
 `;
 
@@ -91,24 +104,34 @@ return {applied, marks[1], marks[2]}
 // Rewrites index entries only while the account is still at the state they were computed from.
 const REINDEX = `${RUN_OPS}
 if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') ~= tonumber(ARGV[1]) then return 0 end
-run_ops(2)
+run_ops(2, true)
 redis.call('INCR', KEYS[2])
 return 1
 `;
 
-// KEYS: state, client-orders, lock, marks, contended; ARGV: the seq of the caller's cached copy ('' for none), client order id ('' for none)
-// The lock-free read of the optimistic path: the marks' epoch and boot marker,
-// whether another writer holds the lock (or writers collided on it lately), the account's seq, its whole state
-// only when the caller's copy is not at that seq, and a booked client order.
+// KEYS: marks, then per account: state, client-orders, lock, contended
+// ARGV: per account: the seq of the caller's cached copy ('' for none), client order id ('' for none)
+// The lock-free read of the optimistic path, for many accounts at once: the
+// marks' epoch and boot marker, then per account whether it is free (no
+// writer holds its lock and none collided on it lately), its seq, its whole
+// state only when the caller's copy is not at that seq, and a booked client order.
 const PEEK = `
-local marks = redis.call('HMGET', KEYS[4], '#epoch', '#boot')
-if redis.call('EXISTS', KEYS[3], KEYS[5]) > 0 then return {0, marks[1], marks[2]} end
-local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
-local state = false
-if seq ~= ARGV[1] then state = table.concat(redis.call('HGETALL', KEYS[1]), '\\n') end
-local order = false
-if ARGV[2] ~= '' then order = redis.call('HGET', KEYS[2], ARGV[2]) end
-return {1, marks[1], marks[2], seq, state, order}
+local marks = redis.call('HMGET', KEYS[1], '#epoch', '#boot')
+local out = {}
+for a = 1, (#KEYS - 1) / 4 do
+  local k = 2 + (a - 1) * 4
+  if redis.call('EXISTS', KEYS[k + 2], KEYS[k + 3]) > 0 then
+    out[a] = {0}
+  else
+    local seq = redis.call('HGET', KEYS[k], 'seq') or '0'
+    local state = false
+    if seq ~= ARGV[2 * a - 1] then state = table.concat(redis.call('HGETALL', KEYS[k]), '\\n') end
+    local order = false
+    if ARGV[2 * a] ~= '' then order = redis.call('HGET', KEYS[k + 1], ARGV[2 * a]) end
+    out[a] = {1, seq, state, order}
+  end
+end
+return {marks[1], marks[2], out}
 `;
 
 // KEYS: lock; ARGV: token
@@ -146,7 +169,7 @@ const SCRIPTS = {
   acquire: defineScript('acquire', ACQUIRE, 4),
   apply: defineScript('apply', APPLY, -1),
   reindex: defineScript('reindex', REINDEX, -1),
-  peek: defineScript('peek', PEEK, 5),
+  peek: defineScript('peek', PEEK, -1),
   release: defineScript('release', RELEASE, 1),
   setMark: defineScript('setMark', SET_MARK, 1),
 };
@@ -238,6 +261,7 @@ export async function acquireAccount(
 export class MarkBook {
   private epoch: string | null = null;
   private marks: Map<string, Dec> = new Map();
+  private loading: { epoch: string | null; read: Promise<{ marks: Marks; epoch: string | null }> } | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -259,6 +283,18 @@ export class MarkBook {
     // without persistence). Nothing may be read or decided until it is rebuilt.
     if (boot === null) throw new RedisStateLost();
     if (epoch !== null && epoch === this.epoch) return { marks: this.marks, epoch };
+    // Requests that saw the same new epoch share one re-read.
+    if (this.loading && this.loading.epoch === epoch) return this.loading.read;
+    const read = this.load();
+    this.loading = { epoch, read };
+    try {
+      return await read;
+    } finally {
+      if (this.loading?.read === read) this.loading = null;
+    }
+  }
+
+  private async load(): Promise<{ marks: Marks; epoch: string | null }> {
     const hash = await this.redis.hgetall(this.keys.marks);
     const marks = parseMarks(hash);
     const read = hash['#epoch'] ?? null;
@@ -297,39 +333,45 @@ function applyArgs(update: AccountUpdate): (string | number)[] {
   return args;
 }
 
-/**
- * Index operations to run inside an apply or reindex script, with the keys
- * they name collected for the script's KEYS.
- */
+/** Index operations to run inside an apply or reindex script (op, key, score, member). */
 export class IndexOps implements IndexWriter {
-  readonly keys: string[] = [];
-  readonly args: (string | number)[] = [0];
-  private readonly slots = new Map<string, number>();
+  readonly ops: [op: string, key: string, score: number | string, member: string][] = [];
 
-  constructor(private readonly firstKey: number) {}
-
-  private add(op: string, key: string, score: number | string, member: string): void {
-    let slot = this.slots.get(key);
-    if (slot === undefined) {
-      slot = this.firstKey + this.keys.length;
-      this.keys.push(key);
-      this.slots.set(key, slot);
-    }
-    this.args.push(op, slot, score, member);
-    this.args[0] = (this.args[0] as number) + 1;
-  }
   zadd(key: string, score: number, member: string): void {
-    this.add('za', key, score, member);
+    this.ops.push(['za', key, score, member]);
   }
   zrem(key: string, member: string): void {
-    this.add('zr', key, '', member);
+    this.ops.push(['zr', key, '', member]);
   }
   sadd(key: string, member: string): void {
-    this.add('sa', key, '', member);
+    this.ops.push(['sa', key, '', member]);
   }
   srem(key: string, member: string): void {
-    this.add('sr', key, '', member);
+    this.ops.push(['sr', key, '', member]);
   }
+}
+
+/** A script's KEYS, each named once, referred to by number. */
+class KeyTable {
+  readonly keys: string[] = [];
+  private readonly numbers = new Map<string, number>();
+
+  constructor(private readonly first: number) {}
+
+  ref(key: string): number {
+    let n = this.numbers.get(key);
+    if (n === undefined) {
+      n = this.first + this.keys.length;
+      this.keys.push(key);
+      this.numbers.set(key, n);
+    }
+    return n;
+  }
+}
+
+function pushOps(args: (string | number)[], table: KeyTable, ops: IndexOps): void {
+  args.push(ops.ops.length);
+  for (const [op, key, score, member] of ops.ops) args.push(op, table.ref(key), score, member);
 }
 
 export interface Applied {
@@ -341,11 +383,84 @@ export interface Applied {
   readonly booted: boolean;
 }
 
+interface ApplyItem {
+  readonly keys: AccountKeys;
+  readonly token: string;
+  readonly update: AccountUpdate;
+  readonly ops: IndexOps;
+}
+
+async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem[]): Promise<Applied[]> {
+  const table = new KeyTable(3);
+  const args: (string | number)[] = [items.length];
+  for (const { keys: k, token, update, ops } of items) {
+    args.push(table.ref(k.lock), table.ref(k.state), table.ref(k.clientOrders), token, ...applyArgs(update));
+    pushOps(args, table, ops);
+  }
+  const [applied, epoch, boot] = (await runScript(redis, SCRIPTS.apply, [2 + table.keys.length, keys.marks, keys.rev, ...table.keys, ...args])) as [
+    number[],
+    string | null,
+    string | null,
+  ];
+  const booted = boot !== null && boot !== undefined;
+  return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, booted }));
+}
+
+interface PeekItem {
+  readonly keys: AccountKeys;
+  readonly cachedSeq: number | null;
+  readonly clientOrderId: string | null;
+}
+
+type PeekEntry = [free: number, seq?: string, state?: string | null, order?: string | null];
+
+interface PeekReply {
+  readonly epoch: string | null;
+  readonly boot: string | null;
+  readonly entry: PeekEntry;
+}
+
+async function peekMany(redis: Redis, keys: KeySpace, items: readonly PeekItem[]): Promise<PeekReply[]> {
+  const keyArgs: string[] = [keys.marks];
+  const args: (string | number)[] = [];
+  for (const { keys: k, cachedSeq, clientOrderId } of items) {
+    keyArgs.push(k.state, k.clientOrders, k.lock, k.contended);
+    args.push(cachedSeq ?? '', clientOrderId ?? '');
+  }
+  const [epoch, boot, entries] = (await runScript(redis, SCRIPTS.peek, [keyArgs.length, ...keyArgs, ...args])) as [
+    string | null,
+    string | null,
+    PeekEntry[],
+  ];
+  return entries.map((entry) => ({ epoch: epoch ?? null, boot: boot ?? null, entry }));
+}
+
 /**
- * One command: applies a committed ledger row's effect on top of
- * `expectedSeq`, with the index operations `index` queues (a new account
- * also joins the account set); releases the lock (if `token`); bumps the
- * report revision; reads the marks' epoch.
+ * The batchers of one client and key space: concurrent requests' peeks and
+ * applies each share one script call per round trip.
+ */
+interface Batchers {
+  readonly peek: Batcher<PeekItem, PeekReply>;
+  readonly apply: Batcher<ApplyItem, Applied>;
+}
+const batchersByClient = new WeakMap<Redis, Map<string, Batchers>>();
+
+function batchersFor(redis: Redis, keys: KeySpace): Batchers {
+  let byPrefix = batchersByClient.get(redis);
+  if (!byPrefix) batchersByClient.set(redis, (byPrefix = new Map()));
+  let b = byPrefix.get(keys.prefix);
+  if (!b) {
+    b = { peek: new Batcher((items) => peekMany(redis, keys, items)), apply: new Batcher((items) => applyMany(redis, keys, items)) };
+    byPrefix.set(keys.prefix, b);
+  }
+  return b;
+}
+
+/**
+ * Applies a committed ledger row's effect on top of `expectedSeq`, with the
+ * index operations `index` queues (a new account also joins the account
+ * set); releases the lock (if `token`); bumps the report revision; reads the
+ * marks' epoch. Concurrent calls share one script call.
  */
 export async function applyAccount(
   redis: Redis,
@@ -355,23 +470,10 @@ export async function applyAccount(
   isNew: boolean,
   index?: (w: IndexWriter) => void,
 ): Promise<Applied> {
-  const k: AccountKeys = keys.account(update.accountId);
-  const ops = new IndexOps(6);
+  const ops = new IndexOps();
   if (isNew) ops.sadd(keys.accounts, String(update.accountId));
   index?.(ops);
-  const reply = (await runScript(redis, SCRIPTS.apply, [
-    5 + ops.keys.length,
-    k.lock,
-    k.state,
-    k.clientOrders,
-    keys.marks,
-    keys.rev,
-    ...ops.keys,
-    token,
-    ...applyArgs(update),
-    ...ops.args,
-  ])) as [number, string | null, string | null];
-  return { applied: reply[0] === 1, marksEpoch: reply[1] ?? null, booted: reply[2] !== null && reply[2] !== undefined };
+  return batchersFor(redis, keys).apply.call({ keys: keys.account(update.accountId), token, update, ops });
 }
 
 /**
@@ -379,9 +481,12 @@ export async function applyAccount(
  * still at `seq` (a newer state's writer indexed it itself). Returns whether it did.
  */
 export async function reindexAt(redis: Redis, keys: KeySpace, accountId: number, seq: number, index: (w: IndexWriter) => void): Promise<boolean> {
-  const ops = new IndexOps(3);
+  const ops = new IndexOps();
   index(ops);
-  const reply = await runScript(redis, SCRIPTS.reindex, [2 + ops.keys.length, keys.account(accountId).state, keys.rev, ...ops.keys, seq, ...ops.args]);
+  const table = new KeyTable(3);
+  const args: (string | number)[] = [seq];
+  pushOps(args, table, ops);
+  const reply = await runScript(redis, SCRIPTS.reindex, [2 + table.keys.length, keys.account(accountId).state, keys.rev, ...table.keys, ...args]);
   return reply === 1;
 }
 
@@ -411,24 +516,15 @@ export async function peekAccount(
   cachedSeq: number | null,
   clientOrderId: string | null,
 ): Promise<Peeked> {
-  const k = keys.account(accountId);
-  const reply = (await runScript(redis, SCRIPTS.peek, [k.state, k.clientOrders, k.lock, keys.marks, k.contended, cachedSeq ?? '', clientOrderId ?? ''])) as [
-    number,
-    string | null,
-    string | null,
-    string?,
-    (string | null)?,
-    (string | null)?,
-  ];
-  const book = await marks.at(reply[1] ?? null, reply[2] ?? null);
-  if (reply[0] !== 1) return { free: false };
-  const seq = Number.parseInt(reply[3]!, 10);
-  const state = reply[4] ?? null;
+  const { epoch, boot, entry } = await batchersFor(redis, keys).peek.call({ keys: keys.account(accountId), cachedSeq, clientOrderId });
+  const book = await marks.at(epoch, boot);
+  if (entry[0] !== 1) return { free: false };
+  const state = entry[2] ?? null;
   return {
     free: true,
-    seq,
+    seq: Number.parseInt(entry[1]!, 10),
     account: state === null ? null : parseAccount(accountId, state === '' ? [] : state.split('\n')),
-    clientOrder: reply[5] ?? null,
+    clientOrder: entry[3] ?? null,
     marks: book.marks,
     marksEpoch: book.epoch,
   };

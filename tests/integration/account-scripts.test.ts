@@ -1,0 +1,68 @@
+/**
+ * The account scripts against real Redis: concurrent peeks and applies share
+ * one script call, and each item in it is judged on its own (a stale item
+ * is skipped without touching the others).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyAccount, MarkBook, peekAccount, type AccountUpdate } from '../../src/store/accounts.js';
+import { KeySpace } from '../../src/store/redis.js';
+import { inspector, newIsolation, type Inspector } from '../helpers/engine.js';
+
+let db: Inspector;
+let keys: KeySpace;
+
+beforeAll(() => {
+  const iso = newIsolation();
+  db = inspector(iso);
+  keys = new KeySpace(iso.prefix);
+});
+
+afterAll(async () => {
+  await db?.destroy();
+});
+
+const update = (accountId: number, expectedSeq: number, balance: string): AccountUpdate => ({
+  accountId,
+  expectedSeq,
+  seq: expectedSeq + 1,
+  balance,
+  set: [{ symbol: 'BTC-PERP', quantity: '0.5', entryPrice: '50000' }],
+  remove: [],
+});
+
+describe('batched account scripts', () => {
+  // Made in the same tick, the three applies (and then the three peeks) go out as one script call (see the Batcher's unit tests).
+  it('applies concurrent updates together, skipping only the one whose expected seq is stale', async () => {
+    const { redis } = db;
+    await redis.hset(keys.marks, '#boot', '1', '#epoch', '7', 'BTC-PERP', '50000');
+    await redis.hset(keys.account(2).state, 'seq', '5', 'bal', '10');
+    const [a, b, c] = await Promise.all([
+      applyAccount(redis, keys, '', update(1, 0, '100'), true),
+      applyAccount(redis, keys, '', update(2, 3, '999'), false), // Redis is at 5, not 3
+      applyAccount(redis, keys, '', update(3, 0, '300'), true, (w) => w.zadd(`${keys.prefix}:idx:BTC-PERP:long`, -45000, '3')),
+    ]);
+    expect([a.applied, b.applied, c.applied]).toEqual([true, false, true]);
+    expect(a).toMatchObject({ marksEpoch: '7', booted: true });
+    expect(await redis.hgetall(keys.account(1).state)).toEqual({ seq: '1', bal: '100', 'q:BTC-PERP': '0.5', 'e:BTC-PERP': '50000' });
+    expect(await redis.hgetall(keys.account(2).state)).toEqual({ seq: '5', bal: '10' }); // untouched
+    expect(await redis.zscore(`${keys.prefix}:idx:BTC-PERP:long`, '3')).toBe('-45000');
+    expect((await redis.smembers(keys.accounts)).sort()).toEqual(['1', '3']);
+  });
+
+  it('peeks many accounts in one call: full state only for a stale cached copy, locks and client orders per account', async () => {
+    const { redis } = db;
+    const marks = new MarkBook(redis, keys);
+    await redis.set(keys.account(2).lock, 'someone');
+    await redis.hset(keys.account(3).clientOrders, 'order-1', '{"stored":true}');
+    const [one, two, three] = await Promise.all([
+      peekAccount(redis, keys, marks, 1, 1, null), // cached copy is current: no state sent
+      peekAccount(redis, keys, marks, 2, null, null), // locked by another writer
+      peekAccount(redis, keys, marks, 3, null, 'order-1'), // no cached copy: state sent
+    ]);
+    expect(one).toMatchObject({ free: true, seq: 1, account: null, clientOrder: null, marksEpoch: '7' });
+    expect(two).toEqual({ free: false });
+    expect(three).toMatchObject({ free: true, seq: 1, clientOrder: '{"stored":true}' });
+    expect(three.free && three.account?.balance.toString()).toBe('300');
+    expect(three.free && three.marks.get('BTC-PERP')?.toString()).toBe('50000');
+  });
+});
