@@ -79,22 +79,21 @@ export function isolation(): Isolation {
 /** Node's flags for the engine, as `npm start` passes them (a larger young generation: fewer scavenges per request). */
 export const ENGINE_NODE_FLAGS = ['--max-semi-space-size=32'];
 
+/** The engine's environment for one benchmark: the local stores, an isolated schema and key prefix, quiet logs. */
+export function engineEnv(iso: Isolation, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL,
+    DATABASE_URL,
+    DATABASE_SCHEMA: iso.schema,
+    REDIS_KEY_PREFIX: iso.prefix,
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    ...env,
+  };
+}
+
 export async function startEngine(iso: Isolation, env: Record<string, string> = {}): Promise<Child> {
-  return child(
-    process.execPath,
-    [...ENGINE_NODE_FLAGS, 'dist/main.js'],
-    {
-      REDIS_URL,
-      DATABASE_URL,
-      DATABASE_SCHEMA: iso.schema,
-      REDIS_KEY_PREFIX: iso.prefix,
-      LOG_LEVEL: 'warn',
-      HOST: '127.0.0.1',
-      ...env,
-    },
-    await freePort(),
-    '/ready',
-  );
+  return child(process.execPath, [...ENGINE_NODE_FLAGS, 'dist/main.js'], engineEnv(iso, env), await freePort(), '/ready');
 }
 
 export async function startEcho(): Promise<Child> {

@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATABASE_URL, ENGINE_NODE_FLAGS, REDIS_URL, cleanup, freePort, isolation, load, pool, post } from './harness.js';
+import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, pool, post } from './harness.js';
 import { tradeBodies } from './trades.js';
 
 interface ProfileNode {
@@ -28,17 +28,7 @@ const iso = isolation();
 const port = await freePort();
 const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, string>;
 const proc = spawn(process.execPath, [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], {
-  env: {
-    ...process.env,
-    REDIS_URL,
-    DATABASE_URL,
-    DATABASE_SCHEMA: iso.schema,
-    REDIS_KEY_PREFIX: iso.prefix,
-    LOG_LEVEL: 'warn',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    ...extra,
-  },
+  env: { ...process.env, ...engineEnv(iso, extra), PORT: String(port) },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const base = `http://127.0.0.1:${port}`;

@@ -301,18 +301,24 @@ describe('thresholds agree with isLiquidatable (property-based)', () => {
     expect(checked).toBeGreaterThan(2000);
   });
 
+  /** The generated account as state (symbols A and B), marks and rates. */
+  const build = ({ balance, positions, marks: ms, maintenance }: typeof accountArb extends fc.Arbitrary<infer T> ? T : never) => {
+    const r: MarginRates = { initial: d(maintenance).times(2), maintenance: d(maintenance) };
+    const state: AccountState = {
+      balance,
+      positions: new Map(positions.map((p, i) => [['A', 'B'][i]!, { quantity: p.long ? p.size : p.size.neg(), entryPrice: p.entry }])),
+    };
+    const m = new Map<string, Dec>();
+    if (ms[0]) m.set('A', ms[0]);
+    if (ms[1]) m.set('B', ms[1]);
+    return { state, m, r };
+  };
+
   it('stores each threshold in the risk index under a double on its safe side (rounded outward)', () => {
     let checked = 0;
     fc.assert(
-      fc.property(accountArb, ({ balance, positions, marks: ms, maintenance }) => {
-        const r: MarginRates = { initial: d(maintenance).times(2), maintenance: d(maintenance) };
-        const state: AccountState = {
-          balance,
-          positions: new Map(positions.map((p, i) => [['A', 'B'][i]!, { quantity: p.long ? p.size : p.size.neg(), entryPrice: p.entry }])),
-        };
-        const m = new Map<string, Dec>();
-        if (ms[0]) m.set('A', ms[0]);
-        if (ms[1]) m.set('B', ms[1]);
+      fc.property(accountArb, (generated) => {
+        const { state, m, r } = build(generated);
         for (const t of liquidationThresholds(state, m, r).values()) {
           const exact = t.numerator.div(t.slope); // 200 significant digits: far finer than a double
           const score = scoreOf(t);
@@ -333,15 +339,8 @@ describe('thresholds agree with isLiquidatable (property-based)', () => {
   it('finds both outcomes among the random accounts (the property is not vacuous)', () => {
     const seen = new Set<boolean>();
     fc.assert(
-      fc.property(accountArb, ({ balance, positions, marks: ms, maintenance }) => {
-        const r: MarginRates = { initial: d(maintenance).times(2), maintenance: d(maintenance) };
-        const state: AccountState = {
-          balance,
-          positions: new Map(positions.map((p, i) => [['A', 'B'][i]!, { quantity: p.long ? p.size : p.size.neg(), entryPrice: p.entry }])),
-        };
-        const m = new Map<string, Dec>();
-        if (ms[0]) m.set('A', ms[0]);
-        if (ms[1]) m.set('B', ms[1]);
+      fc.property(accountArb, (generated) => {
+        const { state, m, r } = build(generated);
         seen.add(isLiquidatable(state, m, r));
       }),
       { numRuns: 500 },
