@@ -69,6 +69,16 @@ function riskier(a: Item, b: Item): number {
   return a.accountId - b.accountId;
 }
 
+/** One read of an index list: members with their scores, their accounts valued, and how to order them. */
+interface Chunk {
+  readonly members: [string, string][];
+  readonly items: (Item | null)[];
+  /** The score of a run too long to sort that this chunk ends inside, if any. */
+  readonly longRun: string | null;
+  /** The list ends with this chunk. */
+  readonly last: boolean;
+}
+
 interface Source {
   readonly key: string;
   /** Consumed so far (the cursor's record for this source). */
@@ -228,6 +238,58 @@ export class MarginReportService {
         source.consumed++;
       }
     };
+    /**
+     * Reads the next chunk (members, run completion, accounts valued) and
+     * advances the read position. Chunks are read strictly one after another,
+     * so the read-side state (next, size, longRun) moves in order.
+     */
+    const readChunk = async (): Promise<Chunk> => {
+      if (next < 0) await position();
+      const raw = await redis.zrange(zkey, next, next + size - 1, 'WITHSCORES');
+      const members: [string, string][] = [];
+      for (let i = 0; i < raw.length; i += 2) members.push([raw[i]!, raw[i + 1]!]);
+      const full = members.length === size;
+      size = chunk;
+      if (full) {
+        const last = members[members.length - 1]![1];
+        if (last !== longRun && (await runLength(last)) <= RUN_MAX) {
+          // Complete the last score's run, so no sortable run is split across chunks.
+          const have = new Set(members.map(([m]) => m));
+          for (const m of await redis.zrangebyscore(zkey, last, last)) if (!have.has(m)) members.push([m, last]);
+        } else {
+          longRun = last;
+        }
+      }
+      next += members.length;
+      const items = await this.read(members.map(([m]) => accountOf(m)), marks);
+      const chunkLongRun = longRun;
+      if (members.length > 0 && members[members.length - 1]![1] !== longRun) longRun = null;
+      return { members, items, longRun: chunkLongRun, last: !full };
+    };
+    /** Puts a chunk's items in the buffer: each run of equal scores sorted exactly (unless too long to sort). */
+    const use = ({ members, items, longRun: runTooLong, last }: Chunk) => {
+      for (let i = 0; i < members.length; ) {
+        const score = members[i]![1];
+        let j = i;
+        while (j < members.length && members[j]![1] === score) j++;
+        const run = items.slice(i, j);
+        let entries: (Item | null)[];
+        if (score === runTooLong) entries = run.map((item) => (item !== null && belongs(item) ? item : null));
+        else {
+          const kept = run.filter((item): item is Item => item !== null && belongs(item)).sort(riskier);
+          entries = [...kept, ...Array<null>(run.length - kept.length).fill(null)];
+        }
+        buffer.push(...entries.slice(skip)); // the skipped ones are already counted in `start`
+        skip = 0;
+        i = j;
+      }
+      if (last) exhausted = true;
+    };
+    // Once a page consumes a list beyond its first read, the next chunk is
+    // read while the current one is merged, so Redis round trips overlap the
+    // valuation work instead of adding to it.
+    let prefetched: Promise<Chunk> | null = null;
+    let reads = 0;
     const source: Source = {
       key,
       consumed: start,
@@ -240,41 +302,13 @@ export class MarginReportService {
         for (;;) {
           dropPassedOver();
           if (buffer.length > 0 || exhausted) return;
-          if (next < 0) await position();
-          const raw = await redis.zrange(zkey, next, next + size - 1, 'WITHSCORES');
-          const members: [string, string][] = [];
-          for (let i = 0; i < raw.length; i += 2) members.push([raw[i]!, raw[i + 1]!]);
-          const full = members.length === size;
-          size = chunk;
-          if (!full) exhausted = true;
-          else {
-            const last = members[members.length - 1]![1];
-            if (last !== longRun && (await runLength(last)) <= RUN_MAX) {
-              // Complete the last score's run, so no sortable run is split across chunks.
-              const have = new Set(members.map(([m]) => m));
-              for (const m of await redis.zrangebyscore(zkey, last, last)) if (!have.has(m)) members.push([m, last]);
-            } else {
-              longRun = last;
-            }
+          const current = await (prefetched ?? readChunk());
+          prefetched = null;
+          if (!current.last && reads++ > 0) {
+            prefetched = readChunk();
+            prefetched.catch(() => undefined); // awaited by the next fill, if the page gets there
           }
-          next += members.length;
-          const items = await this.read(members.map(([m]) => accountOf(m)), marks);
-          for (let i = 0; i < members.length; ) {
-            const score = members[i]![1];
-            let j = i;
-            while (j < members.length && members[j]![1] === score) j++;
-            const run = items.slice(i, j);
-            let entries: (Item | null)[];
-            if (score === longRun) entries = run.map((item) => (item !== null && belongs(item) ? item : null));
-            else {
-              const kept = run.filter((item): item is Item => item !== null && belongs(item)).sort(riskier);
-              entries = [...kept, ...Array<null>(run.length - kept.length).fill(null)];
-            }
-            buffer.push(...entries.slice(skip)); // the skipped ones are already counted in `start`
-            skip = 0;
-            i = j;
-          }
-          if (members.length > 0 && members[members.length - 1]![1] !== longRun) longRun = null;
+          use(current);
         }
       },
       take: () => {
@@ -339,12 +373,23 @@ export class MarginReportService {
 
   private async read(ids: number[], marks: Marks): Promise<(Item | null)[]> {
     const { redis, keys, rates } = this.deps;
-    const missing = ids.filter((id) => !this.cache.has(id));
+    const rev = this.cacheRev;
+    // What the cache holds is taken now: another page may clear it (a new revision) while this one reads.
+    const found = new Map<number, Item | null>();
+    const missing: number[] = [];
+    for (const id of ids) {
+      const item = this.cache.get(id);
+      if (item !== undefined) found.set(id, item);
+      else missing.push(id);
+    }
     const accounts = await readAccounts(redis, keys, missing);
     for (const account of accounts) {
-      this.cache.set(account.accountId, accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, rates) } : null);
+      const item = accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, rates) } : null;
+      found.set(account.accountId, item);
+      // A read-ahead left over from an earlier page must not fill the cache of a newer revision.
+      if (this.cacheRev === rev) this.cache.set(account.accountId, item);
     }
-    return ids.map((id) => this.cache.get(id) ?? null);
+    return ids.map((id) => found.get(id) ?? null);
   }
 }
 
