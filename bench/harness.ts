@@ -1,13 +1,15 @@
 /**
  * Shared pieces of the benchmarks: engine child processes on a fresh schema
- * and key prefix, HTTP helpers, autocannon runs, RSS, clean-up. Loopback only.
+ * and key prefix, HTTP helpers, wrk runs, RSS, clean-up. Loopback only.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import autocannon from 'autocannon';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 
@@ -141,31 +143,59 @@ export interface LoadResult {
   readonly seconds: number;
 }
 
-/** autocannon against one route with generated bodies; counts only 2xx as done. */
-export async function load(url: string, connections: number, seconds: number, body: () => string): Promise<LoadResult> {
-  const result = await autocannon({
-    url,
-    connections,
-    duration: seconds,
-    requests: [
-      {
-        method: 'POST',
-        path: '/trade',
-        headers: { 'content-type': 'application/json' },
-        setupRequest: (req: any) => ({ ...req, body: body() }),
-      },
-    ],
+/**
+ * The load tool: wrk (C, one epoll loop per thread), driving pre-built requests
+ * from a file of JSON bodies through bench/wrk-load.lua. A load generator in
+ * this process (autocannon) cost as much CPU per request as the echo server it
+ * measured, on a machine whose two cores it shares with the engine, Redis and
+ * PostgreSQL; wrk costs a fraction of that. `bench/setup.sh` installs it.
+ */
+export async function load(url: string, connections: number, seconds: number, body: () => string, distinct = 20_000): Promise<LoadResult> {
+  ensureWrk();
+  const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+  const bodies = join(dir, 'bodies.txt');
+  writeFileSync(bodies, Array.from({ length: distinct }, body).join('\n') + '\n');
+  try {
+    const threads = Math.min(2, connections);
+    const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url, '--', bodies]);
+    const line = out.split('\n').find((l) => l.startsWith('{"requests"'));
+    if (!line) throw new Error(`wrk printed no summary:\n${out}`);
+    const r = JSON.parse(line) as { requests: number; duration_us: number; connect: number; read: number; write: number; status: number; timeout: number; p50_us: number; p99_us: number };
+    const duration = r.duration_us / 1e6;
+    // wrk counts a non-2xx/3xx answer in `requests` and in `status`.
+    const ok = r.requests - r.status;
+    return {
+      ok,
+      errors: r.connect + r.read + r.write + r.timeout,
+      non2xx: r.status,
+      rps: ok / duration,
+      p50: Math.round(r.p50_us / 100) / 10,
+      p99: Math.round(r.p99_us / 100) / 10,
+      seconds: duration,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const WRK_SCRIPT = fileURLToPath(new URL('./wrk-load.lua', import.meta.url));
+
+function ensureWrk(): void {
+  if (spawnSync('wrk', ['--version']).error === undefined) return;
+  const setup = fileURLToPath(new URL('./setup.sh', import.meta.url));
+  process.stderr.write('wrk not found; installing it with bench/setup.sh\n');
+  const r = spawnSync('bash', [setup], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('wrk is needed for the load benchmarks: run `bash bench/setup.sh` (apt-get install wrk) as root');
+}
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited with ${code}:\n${out}`))));
   });
-  const ok = result['2xx'];
-  return {
-    ok,
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx,
-    rps: ok / result.duration,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    seconds: result.duration,
-  };
 }
 
 export function table(headers: string[], rows: (string | number)[][]): string {

@@ -1,0 +1,28 @@
+-- Requests are pre-built from a file of JSON bodies (one per line); each thread starts at its own offset.
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+local reqs = {}
+local i = 0
+function init(args)
+  local path = args[1]
+  for line in io.lines(path) do
+    reqs[#reqs + 1] = wrk.format("POST", "/trade", { ["Content-Type"] = "application/json" }, line)
+  end
+  i = (tonumber(tid) or 0) * 7 % #reqs
+end
+function request()
+  i = i + 1
+  if i > #reqs then i = 1 end
+  return reqs[i]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"mean_us":%f}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean))
+end
