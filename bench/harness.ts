@@ -169,8 +169,8 @@ export async function load(url: string, connections: number, seconds: number, bo
       errors: r.connect + r.read + r.write + r.timeout,
       non2xx: r.status,
       rps: ok / duration,
-      p50: Math.round(r.p50_us / 100) / 10,
-      p99: Math.round(r.p99_us / 100) / 10,
+      p50: Number((r.p50_us / 1000).toFixed(1)),
+      p99: Number((r.p99_us / 1000).toFixed(1)),
       seconds: duration,
     };
   } finally {

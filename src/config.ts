@@ -38,6 +38,13 @@ const envSchema = z
     ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
     /** Accounts whose last committed state each process keeps in memory (0: none; every operation parses Redis's copy). */
     ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
+    /**
+     * How recently a Redis reply must have confirmed this process's copy of the
+     * marks for a trade or cash movement on a cached account to skip its read
+     * round trip (0: every operation reads). Bounds how stale a mark posted
+     * through another engine process can be when a trade is checked.
+     */
+    MARKS_MAX_AGE_MS: z.coerce.number().int().min(0).max(60_000).default(20),
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
@@ -60,6 +67,7 @@ export interface Config {
   readonly dependencyTimeoutMs: number;
   readonly accountLockTtlMs: number;
   readonly accountCacheSize: number;
+  readonly marksMaxAgeMs: number;
   readonly commitBatchMax: number;
   readonly commitConcurrency: number;
   readonly workers: number;
@@ -97,6 +105,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
     accountCacheSize: e.ACCOUNT_CACHE_SIZE,
+    marksMaxAgeMs: e.MARKS_MAX_AGE_MS,
     commitBatchMax: e.COMMIT_BATCH_MAX,
     commitConcurrency: e.COMMIT_CONCURRENCY,
     workers: e.WORKERS,

@@ -81,7 +81,11 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   });
   const markBook = new MarkBook(redis, keys);
   const cache = new AccountCache(config.accountCacheSize);
-  const gate = new AccountGate(redis, keys, markBook, cache, { lockTtlMs: config.accountLockTtlMs, lockWaitMs: config.accountLockTtlMs + timeoutMs });
+  const gate = new AccountGate(redis, keys, markBook, cache, {
+    lockTtlMs: config.accountLockTtlMs,
+    lockWaitMs: config.accountLockTtlMs + timeoutMs,
+    marksMaxAgeMs: config.marksMaxAgeMs,
+  });
 
   const risk = new RiskKeys(keys);
   const recovery = new Recovery({ redis, sql, keys, risk, rates, timeoutMs, log });
@@ -94,7 +98,20 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       throw error;
     }
   }
-  const writer = new AccountWriter({ redis, sql, keys, risk, gate, cache, committer, rates, timeoutMs, log });
+  const writer = new AccountWriter({
+    redis,
+    sql,
+    keys,
+    risk,
+    gate,
+    cache,
+    marks: markBook,
+    committer,
+    rates,
+    timeoutMs,
+    log,
+    onLagging: (accountId) => recovery.noteLagging(accountId),
+  });
   const liquidation = new LiquidationService({ redis, keys, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
 
   return {
@@ -106,7 +123,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     trading: new TradingService({ writer, liquidation, rates, log }),
     liquidation,
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
-    marks: new MarksService({ redis, sql, keys, risk, liquidation, timeoutMs, committer }),
+    marks: new MarksService({ redis, sql, keys, risk, markBook, liquidation, timeoutMs, committer }),
     report: new MarginReportService({ redis, keys, risk, marks: markBook, rates }),
     recovery,
     async readiness() {

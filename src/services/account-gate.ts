@@ -46,6 +46,8 @@ export interface GateOptions {
   readonly lockTtlMs: number;
   /** Longest wait for another process's lock before answering ACCOUNT_BUSY. */
   readonly lockWaitMs: number;
+  /** How recently the marks must have been confirmed for the trusted path (0: never take it). */
+  readonly marksMaxAgeMs: number;
 }
 
 export class AccountGate {
@@ -81,6 +83,24 @@ export class AccountGate {
 
   private async optimistic<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {
     const cached = this.cache.get(accountId);
+    // Trusted path: no read at all. The cached state is the ledger's at its
+    // seq, and the commit of seq + 1 is refused if anyone wrote seq + 1 first,
+    // so an acceptance can never rest on a stale state. A refusal could, so a
+    // refusal is confirmed on the peek path below before it is answered.
+    // Client order ids always peek: their first result lives in Redis. So does
+    // every operation while the Redis client is not connected, so an outage
+    // answers 503 before anything is booked.
+    const book =
+      cached !== undefined && clientOrderId === null && this.redis.status === 'ready' ? this.marks.trusted(this.options.marksMaxAgeMs) : null;
+    if (book !== null) {
+      const lease = new Lease('');
+      lease.settled = true;
+      try {
+        return await operation({ account: cached!, marks: book.marks, marksEpoch: book.epoch, clientOrder: null }, lease);
+      } catch (error) {
+        if (!(error instanceof EngineError && error.code === 'INSUFFICIENT_MARGIN')) throw error;
+      }
+    }
     const peeked = await redisCall(() => peekAccount(this.redis, this.keys, this.marks, accountId, cached?.seq ?? null, clientOrderId));
     if (!peeked.free) return this.locked(accountId, clientOrderId, operation);
     let account = peeked.account;

@@ -13,7 +13,7 @@ import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError } from '../domain/errors.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { AccountState, MarginRates } from '../domain/margin.js';
-import { applyAccount, markContended, type AccountUpdate } from '../store/accounts.js';
+import { applyAccount, markContended, type AccountUpdate, type MarkBook } from '../store/accounts.js';
 import { GroupCommitter, LedgerConflict, LedgerUnavailable, type CommittedRow, type LedgerEntry, type LedgerRow, type LiquidationRecord } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -43,10 +43,13 @@ export interface AccountWriterDeps {
   readonly risk: RiskKeys;
   readonly gate: AccountGate;
   readonly cache: AccountCache;
+  readonly marks: MarkBook;
   readonly committer: GroupCommitter;
   readonly rates: MarginRates;
   readonly timeoutMs: number;
   readonly log: Logger;
+  /** Told of an account whose committed rows did not reach Redis, so it is caught up in the background. */
+  readonly onLagging?: (accountId: number) => void;
 }
 
 const MAX_ATTEMPTS = 4;
@@ -126,7 +129,11 @@ export class AccountWriter {
       // Booked in PostgreSQL, so the answer is success; Redis catches up from
       // the ledger on the account's next operation (its sequence is behind).
       log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
-      return { entries: entriesOf(committed), marksMoved: true };
+      this.deps.onLagging?.(accountId);
+      // No liquidation re-check now: it would only wait out the same Redis
+      // failure. The watch catches the account up and re-indexes it, so the
+      // next tick (or operation) checks it.
+      return { entries: entriesOf(committed), marksMoved: false };
     }
   }
 
@@ -151,6 +158,8 @@ export class AccountWriter {
     const result = await applyAccount(redis, keys, token, update, before.seq === 0, (w) =>
       queueIndexUpdate(w, risk, before.accountId, before.seq === 0 ? null : sidesOf(before.positions), thresholds),
     );
+    // The reply read the marks' epoch and boot marker: it keeps the gate's trusted path open, or closes it.
+    this.deps.marks.observe(result.marksEpoch, result.booted);
     if (result.applied) cache.set({ accountId: before.accountId, seq: last.seq, balance: after.balance, positions: after.positions });
     else cache.delete(before.accountId);
     return result.marksEpoch !== snapshot.marksEpoch;

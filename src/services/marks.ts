@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
-import { storeMark } from '../store/accounts.js';
+import { storeMark, type MarkBook } from '../store/accounts.js';
 import { upsertMark } from '../store/marks.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -25,6 +25,8 @@ export interface MarksDeps {
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
+  /** This process's cached marks: told at once when a post here moves them. */
+  readonly markBook: MarkBook;
   readonly liquidation: LiquidationService;
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
@@ -41,7 +43,8 @@ export class MarksService {
     // Publish the mark, then look for the accounts it endangers: an account
     // indexed after this read sees the new mark when it re-checks itself.
     const endangered = await redisCall(async () => {
-      await storeMark(redis, keys, symbol, str(price), version);
+      const epoch = await storeMark(redis, keys, symbol, str(price), version);
+      if (epoch > 0) this.deps.markBook.moved(epoch);
       await redis.incr(risk.rev);
       return endangeredBy(redis, risk, symbol, price);
     });

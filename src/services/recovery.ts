@@ -65,6 +65,8 @@ export class Recovery {
   private rebuilding: Promise<RebuildStats | null> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stateLost = false;
+  /** Accounts whose committed rows did not reach Redis (their apply failed): the watch catches them up. */
+  private readonly lagging = new Set<number>();
 
   constructor(private readonly deps: RecoveryDeps) {}
 
@@ -105,6 +107,7 @@ export class Recovery {
     try {
       if (await this.hasMarker()) {
         this.stateLost = false;
+        if (this.lagging.size > 0) await this.catchUpLagging();
         return;
       }
       this.stateLost = true;
@@ -184,6 +187,29 @@ export class Recovery {
     const stats = { accounts: expected.accounts.size, positions, clientOrders, marks: expected.marks.size, ms: Math.trunc(performance.now() - started) };
     log.info(stats, 'rebuilt redis from postgresql');
     return stats;
+  }
+
+  /**
+   * An operation committed its rows but could not apply them to Redis (Redis
+   * failed between the two): the next watch that finds Redis answering
+   * replays them, so the account does not wait for its next operation to be
+   * right in the report and the risk index.
+   */
+  noteLagging(accountId: number): void {
+    this.lagging.add(accountId);
+  }
+
+  private async catchUpLagging(): Promise<void> {
+    const { redis, sql, keys, risk, rates, timeoutMs, log } = this.deps;
+    for (const accountId of [...this.lagging]) {
+      const seq = Number.parseInt((await redis.hget(keys.account(accountId).state, 'seq')) ?? '0', 10);
+      const replayed = await catchUp(redis, sql, keys, accountId, seq, timeoutMs);
+      if (replayed.length > 0) {
+        await reindexAccount(redis, keys, risk, rates, accountId, await this.indexedSymbols(accountId));
+        log.warn({ accountId, fromSeq: seq, replayed: replayed.length }, 'caught up an account whose apply had failed');
+      }
+      this.lagging.delete(accountId);
+    }
   }
 
   /** Catches up every account whose Redis sequence is behind its ledger; returns how many. */

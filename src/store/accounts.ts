@@ -261,6 +261,10 @@ export async function acquireAccount(
 export class MarkBook {
   private epoch: string | null = null;
   private marks: Map<string, Dec> = new Map();
+  /** When a Redis reply last showed the marks at `epoch` with the boot marker present (performance.now()). */
+  private confirmedAt = Number.NEGATIVE_INFINITY;
+  /** The lowest epoch this process knows Redis has reached (raised by its own mark posts). */
+  private floor = 0;
   private loading: { epoch: string | null; read: Promise<{ marks: Marks; epoch: string | null }> } | null = null;
 
   constructor(
@@ -281,8 +285,14 @@ export class MarkBook {
   async at(epoch: string | null, boot: string | null): Promise<{ marks: Marks; epoch: string | null }> {
     // No boot marker: this Redis lost the engine's state (flushed, or restarted
     // without persistence). Nothing may be read or decided until it is rebuilt.
-    if (boot === null) throw new RedisStateLost();
-    if (epoch !== null && epoch === this.epoch) return { marks: this.marks, epoch };
+    if (boot === null) {
+      this.confirmedAt = Number.NEGATIVE_INFINITY;
+      throw new RedisStateLost();
+    }
+    if (epoch !== null && epoch === this.epoch) {
+      this.confirm();
+      return { marks: this.marks, epoch };
+    }
     // Requests that saw the same new epoch share one re-read.
     if (this.loading && this.loading.epoch === epoch) return this.loading.read;
     const read = this.load();
@@ -300,8 +310,40 @@ export class MarkBook {
     const read = hash['#epoch'] ?? null;
     this.marks = marks;
     this.epoch = read;
+    this.confirm();
     return { marks, epoch: read };
   }
+
+  /**
+   * The cached marks, if a Redis reply confirmed them within `maxAgeMs` and
+   * nothing since says they moved; null otherwise (read them with the account).
+   */
+  trusted(maxAgeMs: number): { marks: Marks; epoch: string | null } | null {
+    if (this.loading !== null || performance.now() - this.confirmedAt > maxAgeMs) return null;
+    return { marks: this.marks, epoch: this.epoch };
+  }
+
+  /** Another command's reply read the marks' epoch and boot marker: it confirms the cached marks or withdraws the trust in them. */
+  observe(epoch: string | null, booted: boolean): void {
+    if (booted && epoch === this.epoch) this.confirm();
+    else this.confirmedAt = Number.NEGATIVE_INFINITY;
+  }
+
+  /** This process moved a mark to `epoch`: until the cache is re-read at or past it, nothing trusts the cache. */
+  moved(epoch: number): void {
+    if (epoch > this.floor) this.floor = epoch;
+    this.confirmedAt = Number.NEGATIVE_INFINITY;
+  }
+
+  private confirm(): void {
+    // A reply sent before this process's own newer mark post still shows the old epoch: it confirms nothing.
+    this.confirmedAt = epochNumber(this.epoch) >= this.floor ? performance.now() : Number.NEGATIVE_INFINITY;
+  }
+}
+
+/** The marks' change counter as a number (null: no mark posted yet). Not money. */
+function epochNumber(epoch: string | null): number {
+  return epoch === null ? 0 : Number.parseInt(epoch, 10);
 }
 
 /** The field of the marks hash that says Redis holds a complete state (set last by a rebuild). */
@@ -553,6 +595,7 @@ export async function readAccount(redis: Redis, keys: KeySpace, marks: MarkBook,
   return { account: parseAccount(accountId, state), marks: current };
 }
 
-export async function storeMark(redis: Redis, keys: KeySpace, symbol: string, price: string, version: number): Promise<void> {
-  await runScript(redis, SCRIPTS.setMark, [keys.marks, symbol, price, version]);
+/** Publishes a mark; returns the marks' new epoch, or 0 when a newer version was already there. */
+export async function storeMark(redis: Redis, keys: KeySpace, symbol: string, price: string, version: number): Promise<number> {
+  return Number(await runScript(redis, SCRIPTS.setMark, [keys.marks, symbol, price, version]));
 }

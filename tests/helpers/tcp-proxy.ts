@@ -18,6 +18,11 @@ export class TcpProxy {
     private readonly targetPort: number,
   ) {}
 
+  /** The port the proxy listens on (0 before start()). */
+  get listeningPort(): number {
+    return this.port;
+  }
+
   async start(): Promise<number> {
     await this.listen();
     return this.port;

@@ -196,8 +196,6 @@ describe('concurrent trades on one account through two engines', () => {
       [4, 'DEPOSIT'],
       [5, 'TRADE'],
     ]);
-    // Each of A's reads saw B's booking before deciding: no write collided at the ledger's key and fell back to the lock.
-    expect(await db.redis.exists(a.engine.keys.account(id).contended)).toBe(0);
   });
 
   it('keeps deposits and withdrawals exact under concurrency', async () => {
@@ -216,5 +214,97 @@ describe('concurrent trades on one account through two engines', () => {
     }
     expect(results.filter((r, i) => i % 4 !== 3 && r.status !== 200)).toEqual([]);
     expect((await send(baseB, 'GET', `/positions/${id}`)).body.balance).toBe(expected.toString());
+  });
+});
+
+/**
+ * The trusted path: an operation on an account this process has cached, with
+ * marks a Redis reply confirmed within MARKS_MAX_AGE_MS, reads nothing before
+ * it decides. Engine T trusts for a whole second, so every such operation
+ * here certainly takes that path; engine O is a plain second process.
+ */
+describe('trusted cached state (no read before the decision)', () => {
+  let t: TestEngine;
+  let o: TestEngine;
+  let probe: Inspector;
+  let baseT: string;
+  let baseO: string;
+  const TRUST_MS = 1000;
+
+  beforeAll(async () => {
+    const iso = newIsolation();
+    t = await startEngine(iso, { MARKS_MAX_AGE_MS: String(TRUST_MS) });
+    o = await startEngine(iso);
+    probe = inspector(iso);
+    baseT = await listen(t.app);
+    baseO = await listen(o.app);
+    await send(baseT, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await o?.close();
+    await probe?.destroy();
+  });
+
+  const buy = (id: number, price = 100) => ({ account_id: id, symbol: 'SOL-PERP', side: 'BUY', quantity: 20, price });
+  const kinds = async (id: number) =>
+    (await probe.sql<{ seq: string; kind: string }[]>`SELECT seq, kind FROM ledger WHERE account_id = ${id} ORDER BY seq`).map((r) => [
+      Number(r.seq),
+      r.kind,
+    ]);
+
+  it("refuses, at the ledger's key, an acceptance that rested on a copy another engine made stale", async () => {
+    const id = 11;
+    await send(baseT, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    expect((await send(baseT, 'POST', '/trade', buy(id))).status).toBe(200); // T caches seq 2
+    expect((await send(baseO, 'POST', '/trade', buy(id))).status).toBe(200); // seq 3, T does not know
+    // On T's copy (20 SOL) the trade fits (IM 800 <= 1000); on the ledger's
+    // (40 SOL) it needs IM 1200 > equity 1000. T's commit of seq 3 collides,
+    // T catches up and decides again on the latest state.
+    const third = await send(baseT, 'POST', '/trade', buy(id));
+    expect(third.status).toBe(422);
+    expect(third.body.error.details).toEqual({ required: '1200', available: '1000' });
+    expect(await probe.redis.exists(t.engine.keys.account(id).contended)).toBe(1); // the collision happened
+    expect(await kinds(id)).toEqual([
+      [1, 'DEPOSIT'],
+      [2, 'TRADE'],
+      [3, 'TRADE'],
+    ]);
+  });
+
+  it('confirms a refusal on the latest state before answering it', async () => {
+    const id = 12;
+    await send(baseT, 'POST', `/accounts/${id}/deposit`, { amount: 100 });
+    // T caches the account with 100 of equity; O adds 300.
+    await send(baseO, 'POST', `/accounts/${id}/deposit`, { amount: 300 });
+    // IM of 20 SOL at 100 is 400: refused on T's copy, accepted on the ledger's.
+    const res = await send(baseT, 'POST', '/trade', buy(id));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ balance: '400', position: { quantity: '20', entry_price: '100' } });
+  });
+
+  it('never checks a trade against a mark older than one this process posted', async () => {
+    const id = 13;
+    await send(baseT, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    expect((await send(baseT, 'POST', '/trade', buy(id))).status).toBe(200);
+    await send(baseT, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 });
+    // At mark 100 a buy of 20 more at 60 fits: equity 1000 + 20·(100 − 60) = 1800 >= IM 800.
+    // At mark 60 it does not: equity 1000 + 20·(60 − 100) = 200 < IM 20% · 40 · 60 = 480.
+    const res = await send(baseT, 'POST', '/trade', buy(id, 60));
+    expect(res.status).toBe(422);
+    expect(res.body.error.details).toEqual({ required: '480', available: '200' });
+    await send(baseT, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
+  });
+
+  it("sees another engine's mark once MARKS_MAX_AGE_MS has passed", async () => {
+    const id = 14;
+    await send(baseT, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    expect((await send(baseT, 'POST', '/trade', buy(id))).status).toBe(200);
+    await send(baseO, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 });
+    await new Promise((r) => setTimeout(r, TRUST_MS + 100));
+    const res = await send(baseT, 'POST', '/trade', buy(id, 60)); // the same numbers as above
+    expect(res.status).toBe(422);
+    expect(res.body.error.details).toEqual({ required: '480', available: '200' });
+    await send(baseO, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
   });
 });
