@@ -44,6 +44,13 @@ const envSchema = z
      * round trip (0: every operation reads). Bounds how stale a mark posted
      * through another engine process can be when a trade is checked.
      */
+    /**
+     * The trusted path (no read before deciding, for cached accounts): 'auto'
+     * takes it only while this is the only engine process on the key prefix
+     * (a heartbeat in Redis tells), 'on' beside others too (collisions are
+     * fenced by the ledger's key, at a cost), 'off' never.
+     */
+    TRUSTED_PATH: z.enum(['auto', 'on', 'off']).default('auto'),
     MARKS_MAX_AGE_MS: z.coerce.number().int().min(0).max(60_000).default(20),
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
@@ -68,6 +75,7 @@ export interface Config {
   readonly accountLockTtlMs: number;
   readonly accountCacheSize: number;
   readonly marksMaxAgeMs: number;
+  readonly trustedPath: 'auto' | 'on' | 'off';
   readonly commitBatchMax: number;
   readonly commitConcurrency: number;
   readonly workers: number;
@@ -106,6 +114,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
     accountCacheSize: e.ACCOUNT_CACHE_SIZE,
     marksMaxAgeMs: e.MARKS_MAX_AGE_MS,
+    trustedPath: e.TRUSTED_PATH,
     commitBatchMax: e.COMMIT_BATCH_MAX,
     commitConcurrency: e.COMMIT_CONCURRENCY,
     workers: e.WORKERS,

@@ -85,6 +85,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     lockTtlMs: config.accountLockTtlMs,
     lockWaitMs: config.accountLockTtlMs + timeoutMs,
     marksMaxAgeMs: config.marksMaxAgeMs,
+    trustedPath: config.trustedPath,
   });
 
   const risk = new RiskKeys(keys);
@@ -98,6 +99,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       throw error;
     }
   }
+  gate.startHeartbeat();
   const writer = new AccountWriter({
     redis,
     sql,
@@ -143,6 +145,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       return { redis: r && recovery.ready, postgres: pg && !committer.unavailable };
     },
     async close() {
+      await gate.stopHeartbeat();
       recovery.stop();
       await recovery.idle();
       await committer.close();

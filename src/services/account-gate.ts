@@ -48,11 +48,18 @@ export interface GateOptions {
   readonly lockWaitMs: number;
   /** How recently the marks must have been confirmed for the trusted path (0: never take it). */
   readonly marksMaxAgeMs: number;
+  /** 'auto': the trusted path only while this is the only engine process on the key prefix. */
+  readonly trustedPath: 'auto' | 'on' | 'off';
 }
 
 export class AccountGate {
   private readonly tails = new Map<number, Promise<unknown>>();
   private readonly instanceId = randomUUID();
+  /** Accounts another process wrote under this one lately (a collision at the ledger's key): until when they skip the trusted path. */
+  private readonly shared = new Map<number, number>();
+  /** Until when the last heartbeat showed no other engine process on the key prefix (performance.now()). */
+  private soloUntil = Number.NEGATIVE_INFINITY;
+  private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly redis: Redis,
@@ -91,7 +98,9 @@ export class AccountGate {
     // every operation while the Redis client is not connected, so an outage
     // answers 503 before anything is booked.
     const book =
-      cached !== undefined && clientOrderId === null && this.redis.status === 'ready' ? this.marks.trusted(this.options.marksMaxAgeMs) : null;
+      cached !== undefined && clientOrderId === null && this.trusting() && this.redis.status === 'ready' && !this.isShared(accountId)
+        ? this.marks.trusted(this.options.marksMaxAgeMs)
+        : null;
     if (book !== null) {
       const lease = new Lease('');
       lease.settled = true;
@@ -135,6 +144,68 @@ export class AccountGate {
       await new Promise((r) => setTimeout(r, delayMs));
       delayMs = Math.min(delayMs * 2, 8);
     }
+  }
+
+  private trusting(): boolean {
+    const mode = this.options.trustedPath;
+    return mode === 'on' || (mode === 'auto' && performance.now() < this.soloUntil);
+  }
+
+  /**
+   * Heartbeats this process into the key prefix's engine set every `everyMs`
+   * and learns whether it is alone there: the trusted path in 'auto' mode is
+   * taken only then (two processes writing the same accounts would keep
+   * colliding at the ledger's key). The answer holds for three beats.
+   */
+  startHeartbeat(everyMs = 500): void {
+    // Every engine beats, whatever its own mode, so that 'auto' engines see it.
+    if (this.heartbeat) return;
+    const beat = async () => {
+      const now = Date.now();
+      try {
+        const [, , count] = (await this.redis
+          .multi()
+          .zadd(this.keys.engines, now, this.instanceId)
+          .zremrangebyscore(this.keys.engines, '-inf', now - 3 * everyMs)
+          .zcard(this.keys.engines)
+          .exec())!.map(([error, value]) => {
+          if (error) throw error;
+          return value;
+        }) as [unknown, unknown, number];
+        this.soloUntil = count === 1 ? performance.now() + 3 * everyMs : Number.NEGATIVE_INFINITY;
+      } catch {
+        this.soloUntil = Number.NEGATIVE_INFINITY;
+      }
+    };
+    void beat();
+    this.heartbeat = setInterval(() => void beat(), everyMs);
+    this.heartbeat.unref();
+  }
+
+  /** Stops the heartbeat and leaves the engine set. */
+  async stopHeartbeat(): Promise<void> {
+    if (!this.heartbeat) return;
+    clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    this.soloUntil = Number.NEGATIVE_INFINITY;
+    await this.redis.zrem(this.keys.engines, this.instanceId).catch(() => undefined);
+  }
+
+  /**
+   * Another process wrote this account under this one (a write collided at
+   * the ledger's key): for `ms`, its operations here read before deciding
+   * instead of colliding again.
+   */
+  noteShared(accountId: number, ms: number): void {
+    this.shared.set(accountId, performance.now() + ms);
+  }
+
+  private isShared(accountId: number): boolean {
+    const until = this.shared.get(accountId);
+    if (until === undefined) return false;
+    if (performance.now() < until) return true;
+    this.shared.delete(accountId);
+    return false;
   }
 
   /** Releases the lock; a failure only delays the next holder until the lease expires. */

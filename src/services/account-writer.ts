@@ -55,6 +55,8 @@ export interface AccountWriterDeps {
 const MAX_ATTEMPTS = 4;
 /** How long an account stays on the locked path after writers collided on it. */
 const CONTENDED_MS = 2000;
+/** How long this process reads an account before deciding after another process wrote it under this one. */
+const SHARED_MS = 60_000;
 
 export class AccountWriter {
   constructor(private readonly deps: AccountWriterDeps) {}
@@ -74,6 +76,7 @@ export class AccountWriter {
       } catch (error) {
         if (!(error instanceof StaleState)) throw error;
         this.deps.cache.delete(accountId);
+        this.deps.gate.noteShared(accountId, SHARED_MS);
         // Writers collided here: for a while every writer of this account queues for its lock instead.
         await redisCall(() => markContended(this.deps.redis, this.deps.keys, accountId, CONTENDED_MS));
         if (attempt >= MAX_ATTEMPTS) {

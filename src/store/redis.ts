@@ -45,11 +45,14 @@ export class KeySpace {
   readonly accounts: string;
   /** The report revision: bumped by every change to an account or a mark (see risk-index.ts). */
   readonly rev: string;
+  /** Engine processes serving this key prefix: a sorted set of instance ids by last heartbeat (ms). */
+  readonly engines: string;
 
   constructor(readonly prefix: string) {
     this.marks = `${prefix}:marks`;
     this.accounts = `${prefix}:accounts`;
     this.rev = `${prefix}:rev`;
+    this.engines = `${prefix}:engines`;
   }
 
   account(accountId: number): AccountKeys {

@@ -173,6 +173,7 @@ describe('concurrent trades on one account through two engines', () => {
 
   it("decides on the other engine's latest booking, never on a process's cached copy", async () => {
     const id = 5;
+    await new Promise((r) => setTimeout(r, 600)); // a heartbeat of each engine has seen the other
     await send(baseA, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
     await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
     // A books (and caches) the account; B then uses up the rest of its margin;
@@ -196,6 +197,10 @@ describe('concurrent trades on one account through two engines', () => {
       [4, 'DEPOSIT'],
       [5, 'TRADE'],
     ]);
+    // With two engines on the key prefix, TRUSTED_PATH=auto reads before
+    // deciding: each of A's reads saw B's booking, so no write collided at the
+    // ledger's key and fell back to the lock.
+    expect(await db.redis.exists(a.engine.keys.account(id).contended)).toBe(0);
   });
 
   it('keeps deposits and withdrawals exact under concurrency', async () => {
@@ -221,7 +226,8 @@ describe('concurrent trades on one account through two engines', () => {
  * The trusted path: an operation on an account this process has cached, with
  * marks a Redis reply confirmed within MARKS_MAX_AGE_MS, reads nothing before
  * it decides. Engine T trusts for a whole second, so every such operation
- * here certainly takes that path; engine O is a plain second process.
+ * here certainly takes that path, even beside engine O, a plain second
+ * process (TRUSTED_PATH=on; 'auto' would leave the path while O is there).
  */
 describe('trusted cached state (no read before the decision)', () => {
   let t: TestEngine;
@@ -233,7 +239,7 @@ describe('trusted cached state (no read before the decision)', () => {
 
   beforeAll(async () => {
     const iso = newIsolation();
-    t = await startEngine(iso, { MARKS_MAX_AGE_MS: String(TRUST_MS) });
+    t = await startEngine(iso, { MARKS_MAX_AGE_MS: String(TRUST_MS), TRUSTED_PATH: 'on' });
     o = await startEngine(iso);
     probe = inspector(iso);
     baseT = await listen(t.app);
@@ -306,5 +312,56 @@ describe('trusted cached state (no read before the decision)', () => {
     expect(res.status).toBe(422);
     expect(res.body.error.details).toEqual({ required: '480', available: '200' });
     await send(baseO, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
+  });
+});
+
+describe('TRUSTED_PATH=auto', () => {
+  let s: TestEngine;
+  let probe: Inspector;
+  let iso: ReturnType<typeof newIsolation>;
+  let baseS: string;
+
+  beforeAll(async () => {
+    iso = newIsolation();
+    s = await startEngine(iso); // the default mode
+    probe = inspector(iso);
+    baseS = await listen(s.app);
+    await send(baseS, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
+  });
+  afterAll(async () => {
+    await s?.close();
+    await probe?.destroy();
+  });
+
+  const buy = (id: number) => ({ account_id: id, symbol: 'SOL-PERP', side: 'BUY', quantity: 20, price: 100 });
+
+  it('takes the trusted path while it is the only engine: a write it did not see is caught at the ledger key', async () => {
+    const id = 21;
+    await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    expect((await send(baseS, 'POST', '/trade', buy(id))).status).toBe(200); // cached at seq 2
+    // A row S never saw (as a crashed writer's committed row would be).
+    await probe.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (${id}, 3, 'DEPOSIT', 500, 1500)`;
+    const res = await send(baseS, 'POST', '/trade', buy(id));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ balance: '1500', position: { quantity: '40' } }); // decided on the deposit it caught up
+    expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(1); // by colliding first
+  });
+
+  it('leaves the trusted path once another engine joins the key prefix', async () => {
+    const o = await startEngine(iso);
+    try {
+      const baseO = await listen(o.app);
+      const id = 22;
+      await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+      expect((await send(baseS, 'POST', '/trade', buy(id))).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 600)); // a heartbeat of S has seen O
+      expect((await send(baseO, 'POST', '/trade', buy(id))).status).toBe(200);
+      const third = await send(baseS, 'POST', '/trade', buy(id));
+      expect(third.status).toBe(422);
+      // S read before deciding: nothing collided.
+      expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(0);
+    } finally {
+      await o.close();
+    }
   });
 });

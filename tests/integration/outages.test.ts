@@ -170,6 +170,7 @@ describe('Redis unreachable', () => {
       DATABASE_URL: viaProxy(iso.databaseUrl, pgProxy.listeningPort),
       REDIS_URL: viaProxy(iso.redisUrl, redisProxy.listeningPort),
       MARKS_MAX_AGE_MS: '60000',
+      TRUSTED_PATH: 'on',
     });
     try {
       const tBase = await listen(trusting.app);
