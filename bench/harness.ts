@@ -28,6 +28,8 @@ export interface Child {
   readonly proc: ChildProcess;
   readonly base: string;
   rssMiB(): number;
+  /** CPU time the process has used so far (user + system), in seconds. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,12 @@ function child(cmd: string, args: string[], env: Record<string, string>, port: n
     rssMiB() {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'));
       return m ? Number.parseInt(m[1]!, 10) / 1024 : Number.NaN;
+    },
+    cpuSeconds() {
+      // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks (100 per second here), after the ')' of the command name.
+      const stat = readFileSync(`/proc/${proc.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number.parseInt(fields[11]!, 10) + Number.parseInt(fields[12]!, 10)) / 100;
     },
     stop: () =>
       new Promise<void>((resolve) => {

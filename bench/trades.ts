@@ -39,11 +39,14 @@ export async function benchTrades(seconds: number): Promise<string> {
     const body = tradeBodies(ACCOUNTS);
     const rows: (string | number)[][] = [];
     const count = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    // Engine CPU per trade (user + system time over 2xx answers): steadier than the rate on a shared machine.
     const engineRun = async (label: string, connections: number) => {
       const before = await count();
+      const cpu = engine.cpuSeconds();
       const r = await load(engine.base, connections, seconds, body);
+      const cpuUs = ((engine.cpuSeconds() - cpu) * 1e6) / Math.max(1, r.ok);
       const after = await count();
-      rows.push([label, r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, ((after - before) / r.seconds).toFixed(0), engine.rssMiB().toFixed(0)]);
+      rows.push([label, r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, ((after - before) / r.seconds).toFixed(0), cpuUs.toFixed(0), engine.rssMiB().toFixed(0)]);
       return r;
     };
     for (const connections of [1, 16]) await engineRun(`engine, ${connections} conn`, connections);
@@ -54,8 +57,10 @@ export async function benchTrades(seconds: number): Promise<string> {
     const pairs: { engine: LoadResult; echo: LoadResult }[] = [];
     try {
       for (let round = 1; round <= ROUNDS; round++) {
+        const cpu = echo.cpuSeconds();
         const e = await load(echo.base, 64, seconds, body);
-        rows.push([`bare fastify echo, 64 conn (${round})`, e.rps.toFixed(0), e.p50, e.p99, e.non2xx + e.errors, '-', echo.rssMiB().toFixed(0)]);
+        const cpuUs = ((echo.cpuSeconds() - cpu) * 1e6) / Math.max(1, e.ok);
+        rows.push([`bare fastify echo, 64 conn (${round})`, e.rps.toFixed(0), e.p50, e.p99, e.non2xx + e.errors, '-', cpuUs.toFixed(0), echo.rssMiB().toFixed(0)]);
         pairs.push({ echo: e, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
       }
     } finally {
@@ -68,7 +73,7 @@ export async function benchTrades(seconds: number): Promise<string> {
     return [
       `### POST /trade throughput (${ACCOUNTS} accounts, ${seconds} s per row, wrk)`,
       '',
-      table(['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'RSS MiB'], rows),
+      table(['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'process CPU µs/request', 'RSS MiB'], rows),
       '',
       `engine / bare fastify at 64 connections, per round: ${ratios.map((r) => r.toFixed(2)).join(' / ')}; median ${med(ratios).toFixed(2)} (target ≥ 0.35)`,
       `engine at 64 connections, median of ${ROUNDS}: ${rate.toFixed(0)} trades/s, p99 ${p99} ms (target ≥ 10,000 trades/s with p99 ≤ 25 ms)`,

@@ -147,11 +147,18 @@ describe('SIGKILL at several points of the commit/apply cycle', () => {
           const kind = (['TRADE', 'TRADE', 'DEPOSIT', 'WITHDRAWAL'] as const)[k % 4]!;
           // amounts unique per request: the fraction is the request number (ending in 1: no trailing zero to normalise away)
           const amount = `${1 + (k % 7)}.${String(k).padStart(6, '0')}1`;
-          const op: Op = { kind, accountId, key: kind === 'TRADE' ? `soak-${k}` : amount, status: 'no answer' };
+          // A quarter of the trades carry a client order id (the peek path);
+          // the rest none, so they take the trusted path, and are found by a
+          // quantity no other request uses.
+          const withId = k % 8 === 0;
+          const quantity = withId ? '0.001' : `0.001${String(k).padStart(6, '0')}1`;
+          const key = kind !== 'TRADE' ? amount : withId ? `soak-${k}` : `q:${quantity}`;
+          const op: Op = { kind, accountId, key, status: 'no answer' };
           round.push(op);
+          const trade = { account_id: accountId, symbol: 'BTC-PERP', side: k % 3 ? 'BUY' : 'SELL', quantity, price: 50000 };
           const [path, body] =
             kind === 'TRADE'
-              ? ['/trade', { account_id: accountId, symbol: 'BTC-PERP', side: k % 3 ? 'BUY' : 'SELL', quantity: '0.001', price: 50000, client_order_id: op.key }]
+              ? ['/trade', withId ? { ...trade, client_order_id: key } : trade]
               : [`/accounts/${accountId}/${kind === 'DEPOSIT' ? 'deposit' : 'withdraw'}`, { amount }];
           try {
             const res = await send(engine.base, 'POST', path, body, 3000);
@@ -175,11 +182,14 @@ describe('SIGKILL at several points of the commit/apply cycle', () => {
       totals.unanswered += round.filter((o) => o.status === 'no answer').length;
       expect(round.every((o) => o.status === 200 || o.status === 'no answer')).toBe(true);
 
-      const rows = await db.sql<{ kind: string; account_id: string; client_order_id: string | null; amount: string | null; entry_id: string }[]>`
-        SELECT kind, account_id, client_order_id, amount::text, entry_id FROM ledger WHERE account_id IN ${db.sql(ACCOUNTS)} AND seq > 1`;
+      const rows = await db.sql<
+        { kind: string; account_id: string; client_order_id: string | null; quantity: string | null; amount: string | null; entry_id: string }[]
+      >`
+        SELECT kind, account_id, client_order_id, quantity::text, amount::text, entry_id FROM ledger WHERE account_id IN ${db.sql(ACCOUNTS)} AND seq > 1`;
+      const rowKey = (r: (typeof rows)[number]) => (r.kind === 'TRADE' ? (r.client_order_id ?? `q:${r.quantity}`) : r.amount);
       const count = new Map<string, number>();
       for (const r of rows) {
-        const key = `${r.kind}|${r.account_id}|${r.kind === 'TRADE' ? r.client_order_id : r.amount}`;
+        const key = `${r.kind}|${r.account_id}|${rowKey(r)}`;
         count.set(key, (count.get(key) ?? 0) + 1);
       }
       booked = count;
@@ -192,7 +202,7 @@ describe('SIGKILL at several points of the commit/apply cycle', () => {
       }
       // every acknowledged operation is booked (a trade under the id it was answered with)
       for (const o of ops.filter((x) => x.status === 200)) expect(count.get(keyOf(o)), keyOf(o)).toBe(1);
-      const tradeIds = new Map(rows.filter((r) => r.kind === 'TRADE').map((r) => [r.client_order_id, Number(r.entry_id)]));
+      const tradeIds = new Map(rows.filter((r) => r.kind === 'TRADE').map((r) => [rowKey(r), Number(r.entry_id)]));
       for (const o of ops.filter((x) => x.kind === 'TRADE' && x.status === 200)) expect(tradeIds.get(o.key)).toBe(o.tradeId);
       expect(await reconcile()).toEqual([]);
     }
