@@ -162,7 +162,10 @@ export class AccountWriter {
       queueIndexUpdate(w, risk, before.accountId, before.seq === 0 ? null : sidesOf(before.positions), thresholds),
     );
     // The reply read the marks' epoch and boot marker: it keeps the gate's trusted path open, or closes it.
-    this.deps.marks.observe(result.marksEpoch, result.booted);
+    this.deps.marks.observe(result.marksEpoch, result.boot);
+    // Not applied: Redis was not at the seq this row follows (it lost its
+    // state, or lags the ledger); the watch checks and catches the account up.
+    if (!result.applied) this.deps.onLagging?.(before.accountId);
     if (result.applied) cache.set({ accountId: before.accountId, seq: last.seq, balance: after.balance, positions: after.positions });
     else cache.delete(before.accountId);
     return result.marksEpoch !== snapshot.marksEpoch;

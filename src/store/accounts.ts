@@ -260,6 +260,8 @@ export async function acquireAccount(
  */
 export class MarkBook {
   private epoch: string | null = null;
+  /** The boot marker the cached marks were read under: a rebuild writes a new one and restarts the epoch counter. */
+  private boot: string | null = null;
   private marks: Map<string, Dec> = new Map();
   /** When a Redis reply last showed the marks at `epoch` with the boot marker present (performance.now()). */
   private confirmedAt = Number.NEGATIVE_INFINITY;
@@ -289,6 +291,14 @@ export class MarkBook {
       this.confirmedAt = Number.NEGATIVE_INFINITY;
       throw new RedisStateLost();
     }
+    if (boot !== this.boot) {
+      // Redis was rebuilt: its epoch counter started again, so an equal epoch
+      // proves nothing about the cached marks. Read them again.
+      this.boot = boot;
+      this.epoch = null;
+      this.floor = 0;
+      this.confirmedAt = Number.NEGATIVE_INFINITY;
+    }
     if (epoch !== null && epoch === this.epoch) {
       this.confirm();
       return { marks: this.marks, epoch };
@@ -310,6 +320,7 @@ export class MarkBook {
     const read = hash['#epoch'] ?? null;
     this.marks = marks;
     this.epoch = read;
+    this.boot = hash[BOOT_FIELD] ?? null;
     this.confirm();
     return { marks, epoch: read };
   }
@@ -324,8 +335,8 @@ export class MarkBook {
   }
 
   /** Another command's reply read the marks' epoch and boot marker: it confirms the cached marks or withdraws the trust in them. */
-  observe(epoch: string | null, booted: boolean): void {
-    if (booted && epoch === this.epoch) this.confirm();
+  observe(epoch: string | null, boot: string | null): void {
+    if (boot !== null && boot === this.boot && epoch === this.epoch) this.confirm();
     else this.confirmedAt = Number.NEGATIVE_INFINITY;
   }
 
@@ -423,6 +434,8 @@ export interface Applied {
   readonly marksEpoch: string | null;
   /** The boot marker is still there (false: Redis lost its state meanwhile). */
   readonly booted: boolean;
+  /** The boot marker itself (null: gone). */
+  readonly boot: string | null;
 }
 
 interface ApplyItem {
@@ -445,7 +458,7 @@ async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem
     string | null,
   ];
   const booted = boot !== null && boot !== undefined;
-  return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, booted }));
+  return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, booted, boot: boot ?? null }));
 }
 
 interface PeekItem {

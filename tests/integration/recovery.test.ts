@@ -141,3 +141,37 @@ describe('a process that died between its PostgreSQL commit and its Redis apply'
     }
   });
 });
+
+describe('marks after a rebuild', () => {
+  it('checks a trade at the mark posted after the rebuild, although the epoch counter started again', async () => {
+    // Its own engine, so the marks' epoch is known: two posts take it to 2.
+    const own = newIsolation();
+    const e = await startEngine(own, { MARKS_MAX_AGE_MS: '60000' });
+    const probe = inspector(own);
+    try {
+      const req = (method: 'GET' | 'POST', url: string, body?: unknown) => call(e.app, method, url, body);
+      await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
+      await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 110 });
+      await req('POST', '/accounts/1/deposit', { amount: 1000 });
+      expect((await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 5, price: 110 })).status).toBe(200);
+      const epoch = await probe.redis.hget(`${own.prefix}:marks`, '#epoch'); // the engine's copy of the marks is at this epoch, at 110
+      // Redis loses everything; the engine rebuilds it (epoch 1, mark 110), and two ticks take the epoch back to where it was.
+      const keys = await probe.redis.keys(`${own.prefix}:*`);
+      await probe.redis.del(...keys);
+      expect(await until(async () => (await req('GET', '/ready')).status === 200)).toBe(true);
+      expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 90 })).status).toBe(200);
+      expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 })).status).toBe(200);
+      expect(await probe.redis.hget(`${own.prefix}:marks`, '#epoch')).toBe(epoch);
+      // The tick leaves the account healthy: equity 1000 + 5·(60 − 110) = 750 >= IM 0.2·5·60 = 60.
+      // At mark 110 a buy of 60 at 60 would fit: equity 1000 + 60·(110 − 60) = 4000 >= IM 0.2·65·110 = 1430.
+      // At mark 60 it does not: IM 0.2·65·60 = 780 > equity 1000 + 65·(60 − 63.846153846153846154) =
+      // 749.99999999999999999 (the averaged entry (5·110 + 60·60)/65 rounds to 18 places).
+      const res = await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 60, price: 60 });
+      expect(res.status).toBe(422);
+      expect(res.body.error.details).toEqual({ required: '780', available: '749.99999999999999999' });
+    } finally {
+      await e.close();
+      await probe.destroy();
+    }
+  });
+});

@@ -1,0 +1,47 @@
+/**
+ * Development aid, not part of `npm run bench`: A/B of two engine settings
+ * under the trades benchmark's load at 64 connections, alternating the two
+ * engines round by round so the machine's drift hits both alike. Prints
+ * trades/s and engine CPU µs per trade for each round.
+ *
+ *   npm run build && npx tsx bench/ab.ts '{"A":{}}' '{"B":{"COMMIT_CONCURRENCY":"1"}}' [rounds=3] [seconds=6]
+ *
+ * Each argument is {"label": {ENV: value, ...}}; "NODE_FLAGS" in it replaces the engine's Node flags.
+ */
+import { ENGINE_NODE_FLAGS, cleanup, isolation, load, pool, post, startEngine, type Child } from './harness.js';
+import { tradeBodies } from './trades.js';
+
+type Spec = { label: string; env: Record<string, string> };
+const specs: Spec[] = process.argv.slice(2, 4).map((a) => {
+  const [label, env] = Object.entries(JSON.parse(a) as Record<string, Record<string, string>>)[0]!;
+  return { label, env };
+});
+const rounds = Number.parseInt(process.argv[4] ?? '3', 10);
+const seconds = Number.parseInt(process.argv[5] ?? '6', 10);
+
+const engines: { spec: Spec; child: Child; iso: ReturnType<typeof isolation> }[] = [];
+for (const spec of specs) {
+  const iso = isolation();
+  const { NODE_FLAGS, ...env } = spec.env;
+  const child = await startEngine(iso, env, NODE_FLAGS === undefined ? ENGINE_NODE_FLAGS : NODE_FLAGS.split(' ').filter(Boolean));
+  await post(child.base, '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
+  await post(child.base, '/mark-price', { symbol: 'ETH-PERP', price: '3000' });
+  await pool(Array.from({ length: 1000 }, (_, i) => i + 1), 32, (id) => post(child.base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
+  await load(child.base, 64, 2, tradeBodies(1000)); // warm-up
+  engines.push({ spec, child, iso });
+}
+try {
+  for (let r = 1; r <= rounds; r++) {
+    for (const e of engines) {
+      const cpu = e.child.cpuSeconds();
+      const res = await load(e.child.base, 64, seconds, tradeBodies(1000));
+      const us = ((e.child.cpuSeconds() - cpu) * 1e6) / Math.max(1, res.ok);
+      console.log(`round ${r} ${e.spec.label.padEnd(12)} ${res.rps.toFixed(0).padStart(6)} trades/s  p99 ${String(res.p99).padStart(6)} ms  ${us.toFixed(0)} µs CPU/trade  errors ${res.errors + res.non2xx}`);
+    }
+  }
+} finally {
+  for (const e of engines) {
+    await e.child.stop();
+    await cleanup(e.iso);
+  }
+}
