@@ -20,6 +20,7 @@ import type { Redis } from 'ioredis';
 import { EngineError } from '../domain/errors.js';
 import type { Marks } from '../domain/margin.js';
 import { acquireAccount, peekAccount, releaseAccount, type MarkBook, type StoredAccount } from '../store/accounts.js';
+import { heartbeat, leave } from '../store/engines.js';
 import type { KeySpace } from '../store/redis.js';
 import type { AccountCache } from './account-cache.js';
 import { redisCall } from './dependencies.js';
@@ -161,17 +162,8 @@ export class AccountGate {
     // Every engine beats, whatever its own mode, so that 'auto' engines see it.
     if (this.heartbeat) return;
     const beat = async () => {
-      const now = Date.now();
       try {
-        const [, , count] = (await this.redis
-          .multi()
-          .zadd(this.keys.engines, now, this.instanceId)
-          .zremrangebyscore(this.keys.engines, '-inf', now - 3 * everyMs)
-          .zcard(this.keys.engines)
-          .exec())!.map(([error, value]) => {
-          if (error) throw error;
-          return value;
-        }) as [unknown, unknown, number];
+        const count = await heartbeat(this.redis, this.keys, this.instanceId, 3 * everyMs);
         this.soloUntil = count === 1 ? performance.now() + 3 * everyMs : Number.NEGATIVE_INFINITY;
       } catch {
         this.soloUntil = Number.NEGATIVE_INFINITY;
@@ -188,7 +180,7 @@ export class AccountGate {
     clearInterval(this.heartbeat);
     this.heartbeat = null;
     this.soloUntil = Number.NEGATIVE_INFINITY;
-    await this.redis.zrem(this.keys.engines, this.instanceId).catch(() => undefined);
+    await leave(this.redis, this.keys, this.instanceId).catch(() => undefined);
   }
 
   /**
