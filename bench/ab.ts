@@ -8,8 +8,20 @@
  *
  * Each argument is {"label": {ENV: value, ...}}; "NODE_FLAGS" in it replaces the engine's Node flags.
  */
+import { readFileSync, readdirSync } from 'node:fs';
 import { ENGINE_NODE_FLAGS, cleanup, isolation, load, pool, post, startEngine, type Child } from './harness.js';
 import { tradeBodies } from './trades.js';
+
+/** CPU ticks (user + system) of each thread of a process. */
+function threadTicks(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(Number(tid), Number(f[11]) + Number(f[12]));
+  }
+  return out;
+}
 
 type Spec = { label: string; env: Record<string, string> };
 const specs: Spec[] = process.argv.slice(2, 4).map((a) => {
@@ -34,9 +46,19 @@ try {
   for (let r = 1; r <= rounds; r++) {
     for (const e of engines) {
       const cpu = e.child.cpuSeconds();
+      const threadsBefore = threadTicks(e.child.proc.pid!);
       const res = await load(e.child.base, 64, seconds, tradeBodies(1000));
+      const threadsAfter = threadTicks(e.child.proc.pid!);
       const us = ((e.child.cpuSeconds() - cpu) * 1e6) / Math.max(1, res.ok);
-      console.log(`round ${r} ${e.spec.label.padEnd(12)} ${res.rps.toFixed(0).padStart(6)} trades/s  p99 ${String(res.p99).padStart(6)} ms  ${us.toFixed(0)} µs CPU/trade  errors ${res.errors + res.non2xx}`);
+      // Each busy thread's share of one core over the run (main thread first).
+      const shares = [...threadsAfter]
+        .map(([tid, ticks]) => [tid, (ticks - (threadsBefore.get(tid) ?? 0)) / 100 / res.seconds] as const)
+        .filter(([, share]) => share >= 0.05)
+        .sort((a, b) => (a[0] === e.child.proc.pid ? -1 : b[0] === e.child.proc.pid ? 1 : b[1] - a[1]))
+        .map(([, share]) => `${(share * 100).toFixed(0)}%`);
+      console.log(
+        `round ${r} ${e.spec.label.padEnd(12)} ${res.rps.toFixed(0).padStart(6)} trades/s  p99 ${String(res.p99).padStart(6)} ms  ${us.toFixed(0)} µs CPU/trade  threads ${shares.join(' ')}  errors ${res.errors + res.non2xx}`,
+      );
     }
   }
 } finally {
