@@ -95,11 +95,12 @@ export class AccountGate {
     // seq, and the commit of seq + 1 is refused if anyone wrote seq + 1 first,
     // so an acceptance can never rest on a stale state. A refusal could, so a
     // refusal is confirmed on the peek path below before it is answered.
-    // Client order ids always peek: their first result lives in Redis. So does
-    // every operation while the Redis client is not connected, so an outage
+    // A client order id booked before is caught the same way, by the ledger's
+    // unique index on it; the retry then reads its first result. Every
+    // operation peeks while the Redis client is not connected, so an outage
     // answers 503 before anything is booked.
     const book =
-      cached !== undefined && clientOrderId === null && this.trusting() && this.redis.status === 'ready' && !this.isShared(accountId)
+      cached !== undefined && this.trusting() && this.redis.status === 'ready' && !this.isShared(accountId)
         ? this.marks.trusted(this.options.marksMaxAgeMs)
         : null;
     if (book !== null) {

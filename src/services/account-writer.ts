@@ -25,8 +25,12 @@ import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
 
 /** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
 export class StaleState extends Error {
-  constructor(readonly fromSeq: number) {
-    super('account state is behind the ledger');
+  /** `clientOrder`: what collided was the client order id, booked before; the state itself may be current. */
+  constructor(
+    readonly fromSeq: number,
+    readonly clientOrder = false,
+  ) {
+    super(clientOrder ? 'client order id already booked' : 'account state is behind the ledger');
   }
 }
 
@@ -53,6 +57,8 @@ export interface AccountWriterDeps {
 }
 
 const MAX_ATTEMPTS = 4;
+/** The ledger's unique index on (account_id, client_order_id). */
+const CLIENT_ORDER_CONSTRAINT = 'ledger_client_order_id';
 /** How long an account stays on the locked path after writers collided on it. */
 const CONTENDED_MS = 2000;
 /** How long this process reads an account before deciding after another process wrote it under this one. */
@@ -76,18 +82,26 @@ export class AccountWriter {
       } catch (error) {
         if (!(error instanceof StaleState)) throw error;
         this.deps.cache.delete(accountId);
-        this.deps.gate.noteShared(accountId, SHARED_MS);
-        // Writers collided here: for a while every writer of this account queues for its lock instead.
-        await redisCall(() => markContended(this.deps.redis, this.deps.keys, accountId, CONTENDED_MS));
+        // A client order id booked before (the trusted path does not read
+        // Redis's record of it) is not a collision with another writer: the
+        // locked retry reads the record and answers with the first result, or 409.
+        if (!error.clientOrder) {
+          this.deps.gate.noteShared(accountId, SHARED_MS);
+          // Writers collided here: for a while every writer of this account queues for its lock instead.
+          await redisCall(() => markContended(this.deps.redis, this.deps.keys, accountId, CONTENDED_MS));
+        }
         if (attempt >= MAX_ATTEMPTS) {
           throw new EngineError('ACCOUNT_BUSY', `account ${accountId} kept changing under this request; nothing was booked, retry`, {
             account_id: accountId,
           });
         }
+        // Either way Redis may be behind the ledger (the earlier booking not yet applied): replay what it misses.
         const { redis, sql, keys, timeoutMs, log } = this.deps;
         const replayed = await catchUp(redis, sql, keys, accountId, error.fromSeq, timeoutMs);
-        await reindexAccount(redis, keys, this.deps.risk, this.deps.rates, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
-        log.warn({ accountId, fromSeq: error.fromSeq, replayed: replayed.length }, 'redis was behind the ledger; caught up');
+        if (replayed.length > 0) {
+          await reindexAccount(redis, keys, this.deps.risk, this.deps.rates, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
+          log.warn({ accountId, fromSeq: error.fromSeq, replayed: replayed.length }, 'redis was behind the ledger; caught up');
+        }
       }
     }
   }
@@ -118,7 +132,7 @@ export class AccountWriter {
       // A connection that died mid-commit may have committed: the lock is
       // released, and if the rows did land, the next writer meets them at the
       // ledger's (account_id, seq) key and catches Redis up.
-      if (error instanceof LedgerConflict) throw new StaleState(before.seq);
+      if (error instanceof LedgerConflict) throw new StaleState(before.seq, error.constraint === CLIENT_ORDER_CONSTRAINT);
       if (error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error)) {
         throw new DependencyUnavailable('postgres', error);
       }

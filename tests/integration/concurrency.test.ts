@@ -347,6 +347,25 @@ describe('TRUSTED_PATH=auto', () => {
     expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(1); // by colliding first
   });
 
+  it('answers a repeated client order id from its first booking, caught by the ledger index, not as a collision', async () => {
+    const id = 23;
+    await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    const order = { ...buy(id), quantity: 1, client_order_id: 'trusted-1' };
+    const first = await send(baseS, 'POST', '/trade', order);
+    expect(first.status).toBe(200);
+    // The repeat decides on the cached state without reading Redis's record
+    // of the order; the ledger's unique index refuses it and the retry answers
+    // with the first result.
+    const again = await send(baseS, 'POST', '/trade', order);
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    const other = await send(baseS, 'POST', '/trade', { ...order, quantity: 2 });
+    expect(other.status).toBe(409);
+    const rows = await probe.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = 'trusted-1'`;
+    expect(rows[0]!.n).toBe(1);
+    expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(0); // not taken for another writer
+  });
+
   it('leaves the trusted path once another engine joins the key prefix', async () => {
     const o = await startEngine(iso);
     try {

@@ -147,9 +147,8 @@ describe('SIGKILL at several points of the commit/apply cycle', () => {
           const kind = (['TRADE', 'TRADE', 'DEPOSIT', 'WITHDRAWAL'] as const)[k % 4]!;
           // amounts unique per request: the fraction is the request number (ending in 1: no trailing zero to normalise away)
           const amount = `${1 + (k % 7)}.${String(k).padStart(6, '0')}1`;
-          // A quarter of the trades carry a client order id (the peek path);
-          // the rest none, so they take the trusted path, and are found by a
-          // quantity no other request uses.
+          // A quarter of the trades carry a client order id; the rest none,
+          // and are found by a quantity no other request uses.
           const withId = k % 8 === 0;
           const quantity = withId ? '0.001' : `0.001${String(k).padStart(6, '0')}1`;
           const key = kind !== 'TRADE' ? amount : withId ? `soak-${k}` : `q:${quantity}`;
