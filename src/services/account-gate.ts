@@ -190,7 +190,10 @@ export class AccountGate {
    * instead of colliding again.
    */
   noteShared(accountId: number, ms: number): void {
-    this.shared.set(accountId, performance.now() + ms);
+    const now = performance.now();
+    // Bounded: expired entries go whenever the map grows large.
+    if (this.shared.size >= 10_000) for (const [id, until] of this.shared) if (until <= now) this.shared.delete(id);
+    this.shared.set(accountId, now + ms);
   }
 
   private isShared(accountId: number): boolean {
