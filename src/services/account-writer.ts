@@ -13,14 +13,23 @@ import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError } from '../domain/errors.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { AccountState, MarginRates } from '../domain/margin.js';
-import { applyAccount, markContended, type AccountUpdate, type MarkBook } from '../store/accounts.js';
-import { GroupCommitter, LedgerConflict, LedgerUnavailable, type CommittedRow, type LedgerEntry, type LedgerRow, type LiquidationRecord } from '../store/ledger.js';
+import { applyAccount, markContended, rememberClientOrder, type AccountUpdate, type MarkBook } from '../store/accounts.js';
+import {
+  GroupCommitter,
+  LedgerConflict,
+  LedgerUnavailable,
+  entryByClientOrder,
+  type CommittedRow,
+  type LedgerEntry,
+  type LedgerRow,
+  type LiquidationRecord,
+} from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
 import type { AccountCache } from './account-cache.js';
 import type { AccountGate, GateMode, Lease, Snapshot } from './account-gate.js';
-import { TimeoutError, isPostgresUnavailable, redisCall, withTimeout } from './dependencies.js';
+import { TimeoutError, isPostgresUnavailable, postgresCall, redisCall, withTimeout } from './dependencies.js';
 import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
 
 /** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
@@ -98,6 +107,13 @@ export class AccountWriter {
         // Either way Redis may be behind the ledger (the earlier booking not yet applied): replay what it misses.
         const { redis, sql, keys, timeoutMs, log } = this.deps;
         const replayed = await catchUp(redis, sql, keys, accountId, error.fromSeq, timeoutMs);
+        if (error.clientOrder && clientOrderId !== null) {
+          // PostgreSQL's unique index is what makes the id idempotent: if Redis
+          // no longer holds the first result (lost, or never applied), put it
+          // back from the ledger so the retry answers with it.
+          const first = await postgresCall(() => entryByClientOrder(sql, accountId, clientOrderId), timeoutMs);
+          if (first) await redisCall(() => rememberClientOrder(redis, keys, accountId, clientOrderId, storedClientOrder(first)));
+        }
         if (replayed.length > 0) {
           await reindexAccount(redis, keys, this.deps.risk, this.deps.rates, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
           log.warn({ accountId, fromSeq: error.fromSeq, replayed: replayed.length }, 'redis was behind the ledger; caught up');

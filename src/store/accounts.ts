@@ -585,6 +585,11 @@ export async function peekAccount(
   };
 }
 
+/** Records a booked client order's stored result, unless Redis already has one for that id. */
+export async function rememberClientOrder(redis: Redis, keys: KeySpace, accountId: number, clientOrderId: string, stored: string): Promise<void> {
+  await redis.hsetnx(keys.account(accountId).clientOrders, clientOrderId, stored);
+}
+
 /** After a collision: for `ms`, writers of this account take its lock instead of the optimistic path. */
 export async function markContended(redis: Redis, keys: KeySpace, accountId: number, ms: number): Promise<void> {
   await redis.set(keys.account(accountId).contended, '1', 'PX', ms);

@@ -398,6 +398,13 @@ export async function entriesAfter(sql: Sql, accountId: number, afterSeq: number
   return rows.map(toEntry);
 }
 
+/** The trade booked under a client order id (the ledger's unique index makes it at most one). */
+export async function entryByClientOrder(sql: Sql, accountId: number, clientOrderId: string): Promise<LedgerEntry | null> {
+  const rows = await sql<EntryRecord[]>`
+    SELECT * FROM ledger WHERE account_id = ${accountId} AND client_order_id = ${clientOrderId}`;
+  return rows[0] ? toEntry(rows[0]) : null;
+}
+
 /** A page of an account's trades, newest first; `beforeSeq` is the cursor. */
 export async function tradePage(
   sql: Sql,

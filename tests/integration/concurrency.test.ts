@@ -366,6 +366,21 @@ describe('TRUSTED_PATH=auto', () => {
     expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(0); // not taken for another writer
   });
 
+  it("answers a repeated client order id from PostgreSQL when Redis no longer holds its first result", async () => {
+    const id = 24;
+    await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
+    const order = { ...buy(id), quantity: 1, client_order_id: 'lost-1' };
+    const first = await send(baseS, 'POST', '/trade', order);
+    expect(first.status).toBe(200);
+    await probe.redis.del(s.engine.keys.account(id).clientOrders); // Redis forgot it; the ledger did not
+    const again = await send(baseS, 'POST', '/trade', order);
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    expect((await send(baseS, 'POST', '/trade', { ...order, price: 101 })).status).toBe(409);
+    const rows = await probe.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = 'lost-1'`;
+    expect(rows[0]!.n).toBe(1);
+  });
+
   it('leaves the trusted path once another engine joins the key prefix', async () => {
     const o = await startEngine(iso);
     try {
