@@ -1,9 +1,11 @@
 /**
  * The accounts this process wrote last, as it committed them: the state at
- * a ledger sequence. An entry is only ever used when Redis says the account
- * is still at that sequence (see AccountGate), and only states this process
- * committed are stored, so an entry is the ledger's state at its sequence,
- * whoever else writes the account. Bounded: the least recently used entries go first.
+ * a ledger sequence. Only committed states are stored, so an entry is the
+ * ledger's state at its sequence, whoever else writes the account. The peek
+ * path uses an entry only when Redis says the account is still at that
+ * sequence; the trusted path uses it as it is, and the ledger's key refuses
+ * a commit that followed a stale entry (see AccountGate). Bounded: the least
+ * recently used entries go first.
  */
 import type { StoredAccount } from '../store/accounts.js';
 

@@ -7,10 +7,14 @@
  * the ledger's primary key (account_id, seq): it refuses a second writer that
  * computed from the same state, and that writer catches up and runs again.
  *
- * Two ways in:
- * - optimistic (trades, cash): one lock-free read (PEEK) of the account's seq
- *   and the marks; the state comes from this process's cache when Redis is
- *   still at the cached seq. Defers to the lock when another writer holds it.
+ * Three ways in:
+ * - trusted (trades, cash, on a cached account while this process is the
+ *   only engine): no read at all; the ledger's key fences the commit, and a
+ *   refusal is confirmed on the optimistic path.
+ * - optimistic (trades, cash otherwise): one lock-free read (PEEK) of the
+ *   account's seq and the marks; the state comes from this process's cache
+ *   when Redis is still at the cached seq. Defers to the lock when another
+ *   writer holds it.
  * - locked (liquidations, threshold refreshes, and a retry after a conflict): a
  *   Redis lease lock taken in the same round trip that reads the account, so
  *   slow or contended work takes turns instead of colliding.
