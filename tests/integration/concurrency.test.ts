@@ -323,7 +323,9 @@ describe('TRUSTED_PATH=auto', () => {
 
   beforeAll(async () => {
     iso = newIsolation();
-    s = await startEngine(iso); // the default mode
+    // The default mode; a long marks window so that, while S is alone, its
+    // operations on cached accounts certainly take the trusted path.
+    s = await startEngine(iso, { MARKS_MAX_AGE_MS: '60000' });
     probe = inspector(iso);
     baseS = await listen(s.app);
     await send(baseS, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
