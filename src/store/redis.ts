@@ -23,6 +23,12 @@ export function createRedis(options: RedisOptions): Redis {
     lazyConnect: true,
     // Commands issued in the same tick by concurrent requests share one write.
     enableAutoPipelining: true,
+    // ...but ioredis runs one auto-pipeline at a time, so a command stuck in
+    // it (a hung Redis) holds every later one back until it times out: a
+    // request would wait out two timeouts. The engine's scripts are batched
+    // by the engine itself (store/batcher.ts) and go out at once, each with
+    // its own timeout.
+    autoPipeliningIgnoredCommands: ['evalsha'],
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs,
@@ -48,7 +54,15 @@ export class KeySpace {
   /** Engine processes serving this key prefix: a sorted set of instance ids by last heartbeat (ms). */
   readonly engines: string;
 
-  constructor(readonly prefix: string) {
+  /**
+   * `clientOrderTtlMs`: how long an account's client-order hash outlives the
+   * last order stored in it (0: for ever). It only holds answers to repeats;
+   * the ledger's unique index keeps client order ids for good.
+   */
+  constructor(
+    readonly prefix: string,
+    readonly clientOrderTtlMs = 0,
+  ) {
     this.marks = `${prefix}:marks`;
     this.accounts = `${prefix}:accounts`;
     this.rev = `${prefix}:rev`;

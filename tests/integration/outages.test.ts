@@ -152,13 +152,21 @@ describe('Redis unreachable', () => {
     redisProxy.blackhole();
     await outageInPlace();
     let res;
+    let read;
     try {
+      // A read whose commands hang first must not hold the trade's back:
+      // each waits out one timeout, not the other's too.
+      const reading = send(base, 'GET', '/positions/1');
+      await new Promise((r) => setTimeout(r, 100));
       res = await buy();
+      read = await reading;
     } finally {
       await redisProxy.restore();
     }
     expect(res.status).toBe(503);
     expect(res.ms).toBeLessThan(1000);
+    expect(read.status).toBe(503);
+    expect(read.ms).toBeLessThan(1000);
     expect(await ledgerCount()).toBe(rows);
     expect((await until(() => buy(), (r) => r.status === 200)).status).toBe(200);
   });
