@@ -52,6 +52,12 @@ const envSchema = z
      */
     TRUSTED_PATH: z.enum(['auto', 'on', 'off']).default('auto'),
     MARKS_MAX_AGE_MS: z.coerce.number().int().min(0).max(60_000).default(20),
+    /**
+     * How long Redis keeps an account's booked client order results after its
+     * last one (seconds; 0: for ever). Later repeats are answered from the
+     * ledger, whose unique index keeps client order ids for good.
+     */
+    CLIENT_ORDER_RETENTION_S: z.coerce.number().int().min(0).max(31_536_000).default(86_400),
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
@@ -75,6 +81,7 @@ export interface Config {
   readonly accountLockTtlMs: number;
   readonly accountCacheSize: number;
   readonly marksMaxAgeMs: number;
+  readonly clientOrderRetentionS: number;
   readonly trustedPath: 'auto' | 'on' | 'off';
   readonly commitBatchMax: number;
   readonly commitConcurrency: number;
@@ -114,6 +121,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
     accountCacheSize: e.ACCOUNT_CACHE_SIZE,
     marksMaxAgeMs: e.MARKS_MAX_AGE_MS,
+    clientOrderRetentionS: e.CLIENT_ORDER_RETENTION_S,
     trustedPath: e.TRUSTED_PATH,
     commitBatchMax: e.COMMIT_BATCH_MAX,
     commitConcurrency: e.COMMIT_CONCURRENCY,

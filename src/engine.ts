@@ -70,7 +70,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     throw error;
   }
 
-  const keys = new KeySpace(config.redisKeyPrefix);
+  const keys = new KeySpace(config.redisKeyPrefix, config.clientOrderRetentionS * 1000);
   const rates: MarginRates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
   const timeoutMs = config.dependencyTimeoutMs;
   const committer = new GroupCommitter(sql, {

@@ -150,7 +150,7 @@ export class Recovery {
     const started = performance.now();
     const { redis, keys, risk, rates, log } = this.deps;
     await this.deleteAll();
-    const expected = await this.expected();
+    const expected = await this.expected(true);
     // Marks first (without the boot marker), so thresholds use them.
     const marksHash: Record<string, string> = {};
     for (const [symbol, m] of expected.marks) {
@@ -173,7 +173,10 @@ export class Recovery {
         }
         p.hset(keys.account(accountId).state, fields);
         p.sadd(keys.accounts, String(accountId));
-        if (a.clientOrders.size > 0) p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
+        if (a.clientOrders.size > 0) {
+          p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
+          if (keys.clientOrderTtlMs > 0) p.pexpire(keys.account(accountId).clientOrders, keys.clientOrderTtlMs);
+        }
         queueIndexUpdate(p, risk, accountId, null, liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rates));
         positions += a.positions.size;
         clientOrders += a.clientOrders.size;
@@ -284,16 +287,29 @@ export class Recovery {
             if ((await redis.zscore(key, member(id))) === null) diffs.push(`account ${id} ${symbol}: missing from the risk index`);
           }
         }
-        for (const [coid, stored] of want.clientOrders) {
-          if (orders[j]![coid] !== stored) diffs.push(`account ${id}: client order ${coid} ${orders[j]![coid] === undefined ? 'missing' : 'differs'}`);
+        // Redis's client order results are a cache of the ledger's answers:
+        // each one it holds must be the ledger's; with a retention limit, one
+        // it no longer holds is not a difference.
+        for (const [coid, stored] of Object.entries(orders[j]!)) {
+          const booked = want.clientOrders.get(coid);
+          if (booked !== stored) diffs.push(`account ${id}: client order ${coid} ${booked === undefined ? 'not in the ledger' : 'differs'}`);
+        }
+        if (keys.clientOrderTtlMs === 0) {
+          for (const coid of want.clientOrders.keys()) {
+            if (orders[j]![coid] === undefined) diffs.push(`account ${id}: client order ${coid} missing`);
+          }
         }
       }
     }
     return diffs;
   }
 
-  /** The state the ledger's last rows record, and the latest marks. */
-  private async expected(): Promise<Expected> {
+  /**
+   * The state the ledger's last rows record, and the latest marks. With
+   * `recentOrders`, only client orders booked within the retention window
+   * (what a rebuild puts back); otherwise all of them.
+   */
+  private async expected(recentOrders = false): Promise<Expected> {
     const { sql } = this.deps;
     const accounts = new Map<number, ExpectedAccount>();
     const heads = await sql<{ account_id: string; seq: string; balance: string }[]>`
@@ -309,7 +325,12 @@ export class Recovery {
       if (q.isZero()) continue;
       accounts.get(Number(p.account_id))!.positions.set(p.symbol, { quantity: q, entryPrice: new D(p.position_entry_price!) });
     }
-    const orders = await sql<EntryRecord[]>`SELECT * FROM ledger WHERE client_order_id IS NOT NULL`;
+    const ttlMs = this.deps.keys.clientOrderTtlMs;
+    const orders =
+      recentOrders && ttlMs > 0
+        ? await sql<EntryRecord[]>`
+            SELECT * FROM ledger WHERE client_order_id IS NOT NULL AND created_at > now() - make_interval(secs => ${ttlMs / 1000})`
+        : await sql<EntryRecord[]>`SELECT * FROM ledger WHERE client_order_id IS NOT NULL`;
     for (const o of orders) accounts.get(Number(o.account_id))!.clientOrders.set(o.client_order_id!, storedClientOrder(toEntry(o)));
     const marks = new Map<string, { price: string; version: number }>();
     for (const m of await sql<{ symbol: string; price: string; version: string }[]>`SELECT symbol, price, version FROM mark_prices`) {

@@ -62,7 +62,7 @@ end
 `;
 
 // KEYS: marks, rev, then every key the items name (by number)
-// ARGV: item count, then per item: lock key#, state key#, client-orders key#,
+// ARGV: item count, client-order hash TTL in ms (0: none), then per item: lock key#, state key#, client-orders key#,
 //       token ('' = no lock to release), expected seq, new seq, balance,
 //       n, (symbol, quantity, entry)×n, m, symbol×m, client order id ('' for none), stored result,
 //       index operations (see RUN_OPS)
@@ -73,7 +73,8 @@ end
 // callers learn in the same round trip whether a mark moved.
 const APPLY = `${RUN_OPS}
 local applied = {}
-local i = 2
+local ttl = tonumber(ARGV[2])
+local i = 3
 for item = 1, tonumber(ARGV[1]) do
   local lock, state, orders = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])], KEYS[tonumber(ARGV[i + 2])]
   local token = ARGV[i + 3]
@@ -90,7 +91,10 @@ for item = 1, tonumber(ARGV[1]) do
     if go then redis.call('HDEL', state, 'q:' .. ARGV[i], 'e:' .. ARGV[i]) end
     i = i + 1
   end
-  if go and ARGV[i] ~= '' then redis.call('HSET', orders, ARGV[i], ARGV[i + 1]) end
+  if go and ARGV[i] ~= '' then
+    redis.call('HSET', orders, ARGV[i], ARGV[i + 1])
+    if ttl > 0 then redis.call('PEXPIRE', orders, ttl) end
+  end
   i = run_ops(i + 2, go)
   if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
   applied[item] = go and 1 or 0
@@ -447,7 +451,7 @@ interface ApplyItem {
 
 async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem[]): Promise<Applied[]> {
   const table = new KeyTable(3);
-  const args: (string | number)[] = [items.length];
+  const args: (string | number)[] = [items.length, keys.clientOrderTtlMs];
   for (const { keys: k, token, update, ops } of items) {
     args.push(table.ref(k.lock), table.ref(k.state), table.ref(k.clientOrders), token, ...applyArgs(update));
     pushOps(args, table, ops);
@@ -587,7 +591,9 @@ export async function peekAccount(
 
 /** Records a booked client order's stored result, unless Redis already has one for that id. */
 export async function rememberClientOrder(redis: Redis, keys: KeySpace, accountId: number, clientOrderId: string, stored: string): Promise<void> {
-  await redis.hsetnx(keys.account(accountId).clientOrders, clientOrderId, stored);
+  const hash = keys.account(accountId).clientOrders;
+  await redis.hsetnx(hash, clientOrderId, stored);
+  if (keys.clientOrderTtlMs > 0) await redis.pexpire(hash, keys.clientOrderTtlMs);
 }
 
 /** After a collision: for `ms`, writers of this account take its lock instead of the optimistic path. */

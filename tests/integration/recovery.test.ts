@@ -175,3 +175,45 @@ describe('marks after a rebuild', () => {
     }
   });
 });
+
+describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
+  it('expires them in Redis, answers later repeats from the ledger, and rebuilds only recent ones', async () => {
+    const own = newIsolation();
+    const e = await startEngine(own, { CLIENT_ORDER_RETENTION_S: '1' });
+    const probe = inspector(own);
+    try {
+      const req = (method: 'GET' | 'POST', url: string, body?: unknown) => call(e.app, method, url, body);
+      const hash = e.engine.keys.account(1).clientOrders;
+      await req('POST', '/accounts/1/deposit', { amount: 100000 });
+      const order = (id: string) => ({ account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.01', price: 50000, client_order_id: id });
+      const first = await req('POST', '/trade', order('old-1'));
+      expect(first.status).toBe(200);
+      const ttl = await probe.redis.pttl(hash);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(1000);
+      expect(await until(async () => (await probe.redis.exists(hash)) === 0, 3000)).toBe(true);
+      // Redis forgot it; the ledger did not.
+      const again = await req('POST', '/trade', order('old-1'));
+      expect(again.status).toBe(200);
+      expect(again.body).toEqual(first.body);
+      expect((await req('POST', '/trade', { ...order('old-1'), quantity: '0.02' })).status).toBe(409);
+      expect(await e.engine.recovery.reconcile()).toEqual([]); // a result Redis no longer holds is not a difference
+      // A record Redis holds must be the ledger's.
+      await probe.redis.hset(hash, 'never-booked', '{}');
+      expect(await e.engine.recovery.reconcile()).toEqual(['account 1: client order never-booked not in the ledger']);
+      await probe.redis.hdel(hash, 'never-booked');
+
+      // A rebuild puts back only the orders booked within the window.
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await req('POST', '/trade', order('new-1'))).status).toBe(200);
+      const keys = await probe.redis.keys(`${own.prefix}:*`);
+      await probe.redis.del(...keys);
+      expect(await until(async () => (await req('GET', '/ready')).status === 200)).toBe(true);
+      expect(await probe.redis.hkeys(hash)).toEqual(['new-1']);
+      expect((await req('POST', '/trade', order('old-1'))).body).toEqual(first.body);
+    } finally {
+      await e.close();
+      await probe.destroy();
+    }
+  });
+});
