@@ -9,8 +9,8 @@
  * Each argument is {"label": {ENV: value, ...}}; "NODE_FLAGS" in it replaces the engine's Node flags.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { ENGINE_NODE_FLAGS, cleanup, isolation, load, pool, post, startEngine, type Child } from './harness.js';
-import { tradeBodies } from './trades.js';
+import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine, type Child } from './harness.js';
+import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 /** CPU ticks (user + system) of each thread of a process. */
 function threadTicks(pid: number): Map<number, number> {
@@ -36,10 +36,8 @@ for (const spec of specs) {
   const iso = isolation();
   const { NODE_FLAGS, ...env } = spec.env;
   const child = await startEngine(iso, env, NODE_FLAGS === undefined ? ENGINE_NODE_FLAGS : NODE_FLAGS.split(' ').filter(Boolean));
-  await post(child.base, '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
-  await post(child.base, '/mark-price', { symbol: 'ETH-PERP', price: '3000' });
-  await pool(Array.from({ length: 1000 }, (_, i) => i + 1), 32, (id) => post(child.base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
-  await load(child.base, 64, 2, tradeBodies(1000)); // warm-up
+  await seedTradeAccounts(child.base);
+  await load(child.base, 64, 2, tradeBodies(ACCOUNTS)); // warm-up
   engines.push({ spec, child, iso });
 }
 try {
@@ -47,7 +45,7 @@ try {
     for (const e of engines) {
       const cpu = e.child.cpuSeconds();
       const threadsBefore = threadTicks(e.child.proc.pid!);
-      const res = await load(e.child.base, 64, seconds, tradeBodies(1000));
+      const res = await load(e.child.base, 64, seconds, tradeBodies(ACCOUNTS));
       const threadsAfter = threadTicks(e.child.proc.pid!);
       const us = ((e.child.cpuSeconds() - cpu) * 1e6) / Math.max(1, res.ok);
       // Each busy thread's share of one core over the run (main thread first).

@@ -11,8 +11,8 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, pool, post } from './harness.js';
-import { tradeBodies } from './trades.js';
+import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load } from './harness.js';
+import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 interface ProfileNode {
   id: number;
@@ -40,14 +40,8 @@ for (let i = 0; i < 200; i++) {
   }
   await new Promise((r) => setTimeout(r, 100));
 }
-await post(base, '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
-await post(base, '/mark-price', { symbol: 'ETH-PERP', price: '3000' });
-await pool(
-  Array.from({ length: 1000 }, (_, i) => i + 1),
-  32,
-  (id) => post(base, `/accounts/${id}/deposit`, { amount: '1000000000' }),
-);
-const r = await load(base, 64, seconds, tradeBodies(1000));
+await seedTradeAccounts(base);
+const r = await load(base, 64, seconds, tradeBodies(ACCOUNTS));
 console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
 await new Promise<void>((resolve) => {
   proc.once('exit', () => resolve());

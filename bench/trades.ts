@@ -4,9 +4,9 @@
  * of the same body at 64 connections, in the same run with the same tool.
  */
 import postgres from 'postgres';
-import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, table, type LoadResult } from './harness.js';
+import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, table, type Child, type LoadResult } from './harness.js';
 
-const ACCOUNTS = 1000;
+export const ACCOUNTS = 1000;
 /** Alternating echo/engine rounds at 64 connections. */
 const ROUNDS = 3;
 
@@ -26,15 +26,27 @@ export function tradeBodies(accounts: number): () => string {
   };
 }
 
+/** The trades load's starting book: marks for both symbols and ACCOUNTS funded accounts. */
+export async function seedTradeAccounts(base: string): Promise<void> {
+  await post(base, '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
+  await post(base, '/mark-price', { symbol: 'ETH-PERP', price: '3000' });
+  const ids = Array.from({ length: ACCOUNTS }, (_, i) => i + 1);
+  await pool(ids, 32, (id) => post(base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
+}
+
+/** Runs `f` and returns its result with the CPU time `child` used meanwhile, in µs per answered request. */
+async function withCpu(child: Child, f: () => Promise<LoadResult>): Promise<{ r: LoadResult; cpuUs: number }> {
+  const cpu = child.cpuSeconds();
+  const r = await f();
+  return { r, cpuUs: ((child.cpuSeconds() - cpu) * 1e6) / Math.max(1, r.ok) };
+}
+
 export async function benchTrades(seconds: number): Promise<string> {
   const iso = isolation();
   const engine = await startEngine(iso);
   const sql = postgres(DATABASE_URL, { connection: { search_path: iso.schema }, onnotice: () => {} });
   try {
-    await post(engine.base, '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
-    await post(engine.base, '/mark-price', { symbol: 'ETH-PERP', price: '3000' });
-    const ids = Array.from({ length: ACCOUNTS }, (_, i) => i + 1);
-    await pool(ids, 32, (id) => post(engine.base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
+    await seedTradeAccounts(engine.base);
 
     const body = tradeBodies(ACCOUNTS);
     const rows: (string | number)[][] = [];
@@ -42,9 +54,7 @@ export async function benchTrades(seconds: number): Promise<string> {
     // Engine CPU per trade (user + system time over 2xx answers): steadier than the rate on a shared machine.
     const engineRun = async (label: string, connections: number) => {
       const before = await count();
-      const cpu = engine.cpuSeconds();
-      const r = await load(engine.base, connections, seconds, body);
-      const cpuUs = ((engine.cpuSeconds() - cpu) * 1e6) / Math.max(1, r.ok);
+      const { r, cpuUs } = await withCpu(engine, () => load(engine.base, connections, seconds, body));
       const after = await count();
       rows.push([label, r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, ((after - before) / r.seconds).toFixed(0), cpuUs.toFixed(0), engine.rssMiB().toFixed(0)]);
       return r;
@@ -57,9 +67,7 @@ export async function benchTrades(seconds: number): Promise<string> {
     const pairs: { engine: LoadResult; echo: LoadResult }[] = [];
     try {
       for (let round = 1; round <= ROUNDS; round++) {
-        const cpu = echo.cpuSeconds();
-        const e = await load(echo.base, 64, seconds, body);
-        const cpuUs = ((echo.cpuSeconds() - cpu) * 1e6) / Math.max(1, e.ok);
+        const { r: e, cpuUs } = await withCpu(echo, () => load(echo.base, 64, seconds, body));
         rows.push([`bare fastify echo, 64 conn (${round})`, e.rps.toFixed(0), e.p50, e.p99, e.non2xx + e.errors, '-', cpuUs.toFixed(0), echo.rssMiB().toFixed(0)]);
         pairs.push({ echo: e, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
       }

@@ -39,18 +39,18 @@ const envSchema = z
     /** Accounts whose last committed state each process keeps in memory (0: none; every operation parses Redis's copy). */
     ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
     /**
-     * How recently a Redis reply must have confirmed this process's copy of the
-     * marks for a trade or cash movement on a cached account to skip its read
-     * round trip (0: every operation reads). Bounds how stale a mark posted
-     * through another engine process can be when a trade is checked.
-     */
-    /**
      * The trusted path (no read before deciding, for cached accounts): 'auto'
      * takes it only while this is the only engine process on the key prefix
      * (a heartbeat in Redis tells), 'on' beside others too (collisions are
      * fenced by the ledger's key, at a cost), 'off' never.
      */
     TRUSTED_PATH: z.enum(['auto', 'on', 'off']).default('auto'),
+    /**
+     * How recently a Redis reply must have confirmed this process's copy of the
+     * marks for a trade or cash movement on a cached account to skip its read
+     * round trip (0: every operation reads). Bounds how stale a mark posted
+     * through another engine process can be when a trade is checked.
+     */
     MARKS_MAX_AGE_MS: z.coerce.number().int().min(0).max(60_000).default(20),
     /**
      * How long Redis keeps an account's booked client order results after its

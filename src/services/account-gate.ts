@@ -57,6 +57,9 @@ export interface GateOptions {
   readonly trustedPath: 'auto' | 'on' | 'off';
 }
 
+/** How long an account another process wrote under this one stays off the trusted path here. */
+const SHARED_MS = 60_000;
+
 export class AccountGate {
   private readonly tails = new Map<number, Promise<unknown>>();
   private readonly instanceId = randomUUID();
@@ -190,14 +193,14 @@ export class AccountGate {
 
   /**
    * Another process wrote this account under this one (a write collided at
-   * the ledger's key): for `ms`, its operations here read before deciding
-   * instead of colliding again.
+   * the ledger's key): for SHARED_MS, its operations here read before
+   * deciding instead of colliding again.
    */
-  noteShared(accountId: number, ms: number): void {
+  noteShared(accountId: number): void {
     const now = performance.now();
     // Bounded: expired entries go whenever the map grows large.
     if (this.shared.size >= 10_000) for (const [id, until] of this.shared) if (until <= now) this.shared.delete(id);
-    this.shared.set(accountId, now + ms);
+    this.shared.set(accountId, now + SHARED_MS);
   }
 
   private isShared(accountId: number): boolean {

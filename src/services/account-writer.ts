@@ -70,8 +70,6 @@ const MAX_ATTEMPTS = 4;
 const CLIENT_ORDER_CONSTRAINT = 'ledger_client_order_id';
 /** How long an account stays on the locked path after writers collided on it. */
 const CONTENDED_MS = 2000;
-/** How long this process reads an account before deciding after another process wrote it under this one. */
-const SHARED_MS = 60_000;
 
 export class AccountWriter {
   constructor(private readonly deps: AccountWriterDeps) {}
@@ -95,7 +93,7 @@ export class AccountWriter {
         // Redis's record of it) is not a collision with another writer: the
         // locked retry reads the record and answers with the first result, or 409.
         if (!error.clientOrder) {
-          this.deps.gate.noteShared(accountId, SHARED_MS);
+          this.deps.gate.noteShared(accountId);
           // Writers collided here: for a while every writer of this account queues for its lock instead.
           await redisCall(() => markContended(this.deps.redis, this.deps.keys, accountId, CONTENDED_MS));
         }
@@ -193,11 +191,13 @@ export class AccountWriter {
     );
     // The reply read the marks' epoch and boot marker: it keeps the gate's trusted path open, or closes it.
     this.deps.marks.observe(result.marksEpoch, result.boot);
-    // Not applied: Redis was not at the seq this row follows (it lost its
-    // state, or lags the ledger); the watch checks and catches the account up.
-    if (!result.applied) this.deps.onLagging?.(before.accountId);
     if (result.applied) cache.set({ accountId: before.accountId, seq: last.seq, balance: after.balance, positions: after.positions });
-    else cache.delete(before.accountId);
+    else {
+      // Redis was not at the seq this row follows (it lost its state, or lags
+      // the ledger): the watch checks and catches the account up.
+      cache.delete(before.accountId);
+      this.deps.onLagging?.(before.accountId);
+    }
     return result.marksEpoch !== snapshot.marksEpoch;
   }
 }

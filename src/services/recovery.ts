@@ -203,21 +203,26 @@ export class Recovery {
   }
 
   private async catchUpLagging(): Promise<void> {
-    const { redis, sql, keys, risk, rates, timeoutMs, log } = this.deps;
+    const { redis, keys, log } = this.deps;
     for (const accountId of [...this.lagging]) {
       const seq = Number.parseInt((await redis.hget(keys.account(accountId).state, 'seq')) ?? '0', 10);
-      const replayed = await catchUp(redis, sql, keys, accountId, seq, timeoutMs);
-      if (replayed.length > 0) {
-        await reindexAccount(redis, keys, risk, rates, accountId, await this.indexedSymbols(accountId));
-        log.warn({ accountId, fromSeq: seq, replayed: replayed.length }, 'caught up an account whose apply had failed');
-      }
+      const replayed = await this.catchUpAccount(accountId, seq);
+      if (replayed > 0) log.warn({ accountId, fromSeq: seq, replayed }, 'caught up an account whose apply had failed');
       this.lagging.delete(accountId);
     }
   }
 
+  /** Replays the ledger rows after `fromSeq` into Redis and re-indexes the account if any; returns how many. */
+  private async catchUpAccount(accountId: number, fromSeq: number): Promise<number> {
+    const { redis, sql, keys, risk, rates, timeoutMs } = this.deps;
+    const replayed = await catchUp(redis, sql, keys, accountId, fromSeq, timeoutMs);
+    if (replayed.length > 0) await reindexAccount(redis, keys, risk, rates, accountId, await this.indexedSymbols(accountId));
+    return replayed.length;
+  }
+
   /** Catches up every account whose Redis sequence is behind its ledger; returns how many. */
   async catchUpAll(): Promise<number> {
-    const { redis, sql, keys, timeoutMs, log } = this.deps;
+    const { redis, sql, keys, log } = this.deps;
     const heads = await sql<{ account_id: string; seq: string }[]>`SELECT account_id, max(seq) AS seq FROM ledger GROUP BY account_id`;
     let behind = 0;
     for (let i = 0; i < heads.length; i += CHUNK) {
@@ -227,9 +232,7 @@ export class Recovery {
         const inRedis = Number.parseInt(seqs[j] ?? '0', 10);
         if (inRedis < Number(h.seq)) {
           behind++;
-          const accountId = Number(h.account_id);
-          await catchUp(redis, sql, keys, accountId, inRedis, timeoutMs);
-          await reindexAccount(redis, keys, this.deps.risk, this.deps.rates, accountId, await this.indexedSymbols(accountId));
+          await this.catchUpAccount(Number(h.account_id), inRedis);
         }
       }
     }

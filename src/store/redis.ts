@@ -21,14 +21,12 @@ export interface RedisOptions {
 export function createRedis(options: RedisOptions): Redis {
   return new Redis(options.url, {
     lazyConnect: true,
-    // Commands issued in the same tick by concurrent requests share one write.
-    enableAutoPipelining: true,
-    // ...but ioredis runs one auto-pipeline at a time, so a command stuck in
-    // it (a hung Redis) holds every later one back until it times out: a
-    // request would wait out two timeouts. The engine's scripts are batched
-    // by the engine itself (store/batcher.ts) and go out at once, each with
-    // its own timeout.
-    autoPipeliningIgnoredCommands: ['evalsha'],
+    // No auto-pipelining: ioredis runs one auto-pipeline at a time, so a
+    // command stuck in it (a hung Redis, or just the recovery watch's probe)
+    // holds every later one back until it times out, and a request waits out
+    // two timeouts. Each command goes out at once with its own timeout; the
+    // hot path's scripts are batched by the engine itself (store/batcher.ts).
+    enableAutoPipelining: false,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs,

@@ -349,12 +349,20 @@ describe('TRUSTED_PATH=auto', () => {
     expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(1); // by colliding first
   });
 
-  it('answers a repeated client order id from its first booking, caught by the ledger index, not as a collision', async () => {
-    const id = 23;
+  /** A funded account's first order under `clientOrderId`, answered 200. */
+  async function firstOrder(id: number, clientOrderId: string) {
     await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
-    const order = { ...buy(id), quantity: 1, client_order_id: 'trusted-1' };
+    const order = { ...buy(id), quantity: 1, client_order_id: clientOrderId };
     const first = await send(baseS, 'POST', '/trade', order);
     expect(first.status).toBe(200);
+    return { order, first };
+  }
+  const rowsWithOrder = async (id: number, clientOrderId: string) =>
+    (await probe.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = ${clientOrderId}`)[0]!.n;
+
+  it('answers a repeated client order id from its first booking, caught by the ledger index, not as a collision', async () => {
+    const id = 23;
+    const { order, first } = await firstOrder(id, 'trusted-1');
     // The repeat decides on the cached state without reading Redis's record
     // of the order; the ledger's unique index refuses it and the retry answers
     // with the first result.
@@ -363,24 +371,19 @@ describe('TRUSTED_PATH=auto', () => {
     expect(again.body).toEqual(first.body);
     const other = await send(baseS, 'POST', '/trade', { ...order, quantity: 2 });
     expect(other.status).toBe(409);
-    const rows = await probe.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = 'trusted-1'`;
-    expect(rows[0]!.n).toBe(1);
+    expect(await rowsWithOrder(id, 'trusted-1')).toBe(1);
     expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(0); // not taken for another writer
   });
 
   it("answers a repeated client order id from PostgreSQL when Redis no longer holds its first result", async () => {
     const id = 24;
-    await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
-    const order = { ...buy(id), quantity: 1, client_order_id: 'lost-1' };
-    const first = await send(baseS, 'POST', '/trade', order);
-    expect(first.status).toBe(200);
+    const { order, first } = await firstOrder(id, 'lost-1');
     await probe.redis.del(s.engine.keys.account(id).clientOrders); // Redis forgot it; the ledger did not
     const again = await send(baseS, 'POST', '/trade', order);
     expect(again.status).toBe(200);
     expect(again.body).toEqual(first.body);
     expect((await send(baseS, 'POST', '/trade', { ...order, price: 101 })).status).toBe(409);
-    const rows = await probe.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = 'lost-1'`;
-    expect(rows[0]!.n).toBe(1);
+    expect(await rowsWithOrder(id, 'lost-1')).toBe(1);
   });
 
   it('leaves the trusted path once another engine joins the key prefix', async () => {

@@ -142,23 +142,49 @@ describe('a process that died between its PostgreSQL commit and its Redis apply'
   });
 });
 
+/**
+ * An engine of its own (its own schema and key prefix) for `body`, with a
+ * request helper and `loseRedis`: every key of its prefix deleted, then
+ * waiting until the engine has rebuilt and is ready again.
+ */
+async function withOwnEngine(
+  env: Record<string, string>,
+  body: (t: {
+    e: TestEngine;
+    probe: Inspector;
+    own: Isolation;
+    req: (method: 'GET' | 'POST', url: string, body?: unknown) => ReturnType<typeof call>;
+    loseRedis: () => Promise<void>;
+  }) => Promise<void>,
+): Promise<void> {
+  const own = newIsolation();
+  const e = await startEngine(own, env);
+  const probe = inspector(own);
+  const req = (method: 'GET' | 'POST', url: string, payload?: unknown) => call(e.app, method, url, payload);
+  const loseRedis = async () => {
+    const keys = await probe.redis.keys(`${own.prefix}:*`);
+    await probe.redis.del(...keys);
+    expect(await until(async () => (await req('GET', '/ready')).status === 200)).toBe(true);
+  };
+  try {
+    await body({ e, probe, own, req, loseRedis });
+  } finally {
+    await e.close();
+    await probe.destroy();
+  }
+}
+
 describe('marks after a rebuild', () => {
   it('checks a trade at the mark posted after the rebuild, although the epoch counter started again', async () => {
     // Its own engine, so the marks' epoch is known: two posts take it to 2.
-    const own = newIsolation();
-    const e = await startEngine(own, { MARKS_MAX_AGE_MS: '60000' });
-    const probe = inspector(own);
-    try {
-      const req = (method: 'GET' | 'POST', url: string, body?: unknown) => call(e.app, method, url, body);
+    await withOwnEngine({ MARKS_MAX_AGE_MS: '60000' }, async ({ probe, own, req, loseRedis }) => {
       await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
       await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 110 });
       await req('POST', '/accounts/1/deposit', { amount: 1000 });
       expect((await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 5, price: 110 })).status).toBe(200);
       const epoch = await probe.redis.hget(`${own.prefix}:marks`, '#epoch'); // the engine's copy of the marks is at this epoch, at 110
       // Redis loses everything; the engine rebuilds it (epoch 1, mark 110), and two ticks take the epoch back to where it was.
-      const keys = await probe.redis.keys(`${own.prefix}:*`);
-      await probe.redis.del(...keys);
-      expect(await until(async () => (await req('GET', '/ready')).status === 200)).toBe(true);
+      await loseRedis();
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 90 })).status).toBe(200);
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 })).status).toBe(200);
       expect(await probe.redis.hget(`${own.prefix}:marks`, '#epoch')).toBe(epoch);
@@ -169,20 +195,13 @@ describe('marks after a rebuild', () => {
       const res = await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 60, price: 60 });
       expect(res.status).toBe(422);
       expect(res.body.error.details).toEqual({ required: '780', available: '749.99999999999999999' });
-    } finally {
-      await e.close();
-      await probe.destroy();
-    }
+    });
   });
 });
 
 describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
   it('expires them in Redis, answers later repeats from the ledger, and rebuilds only recent ones', async () => {
-    const own = newIsolation();
-    const e = await startEngine(own, { CLIENT_ORDER_RETENTION_S: '1' });
-    const probe = inspector(own);
-    try {
-      const req = (method: 'GET' | 'POST', url: string, body?: unknown) => call(e.app, method, url, body);
+    await withOwnEngine({ CLIENT_ORDER_RETENTION_S: '1' }, async ({ e, probe, req, loseRedis }) => {
       const hash = e.engine.keys.account(1).clientOrders;
       await req('POST', '/accounts/1/deposit', { amount: 100000 });
       const order = (id: string) => ({ account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.01', price: 50000, client_order_id: id });
@@ -206,14 +225,9 @@ describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
       // A rebuild puts back only the orders booked within the window.
       await new Promise((r) => setTimeout(r, 1100));
       expect((await req('POST', '/trade', order('new-1'))).status).toBe(200);
-      const keys = await probe.redis.keys(`${own.prefix}:*`);
-      await probe.redis.del(...keys);
-      expect(await until(async () => (await req('GET', '/ready')).status === 200)).toBe(true);
+      await loseRedis();
       expect(await probe.redis.hkeys(hash)).toEqual(['new-1']);
       expect((await req('POST', '/trade', order('old-1'))).body).toEqual(first.body);
-    } finally {
-      await e.close();
-      await probe.destroy();
-    }
+    });
   });
 });
