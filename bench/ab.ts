@@ -6,7 +6,9 @@
  *
  *   npm run build && npx tsx bench/ab.ts '{"A":{}}' '{"B":{"COMMIT_CONCURRENCY":"1"}}' [rounds=3] [seconds=6]
  *
- * Each argument is {"label": {ENV: value, ...}}; "NODE_FLAGS" in it replaces the engine's Node flags.
+ * Each argument is {"label": {ENV: value, ...}}; "NODE_FLAGS" in it replaces the engine's Node flags,
+ * "ENTRY" the engine's entry script (to compare two builds: copy one build's
+ * dist/ to a directory inside the checkout, e.g. dist-base/, and name its main.js).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine, type Child } from './harness.js';
@@ -34,8 +36,8 @@ const seconds = Number.parseInt(process.argv[5] ?? '6', 10);
 const engines: { spec: Spec; child: Child; iso: ReturnType<typeof isolation> }[] = [];
 for (const spec of specs) {
   const iso = isolation();
-  const { NODE_FLAGS, ...env } = spec.env;
-  const child = await startEngine(iso, env, NODE_FLAGS === undefined ? ENGINE_NODE_FLAGS : NODE_FLAGS.split(' ').filter(Boolean));
+  const { NODE_FLAGS, ENTRY, ...env } = spec.env;
+  const child = await startEngine(iso, env, NODE_FLAGS === undefined ? ENGINE_NODE_FLAGS : NODE_FLAGS.split(' ').filter(Boolean), ENTRY);
   await seedTradeAccounts(child.base);
   await load(child.base, 64, 2, tradeBodies(ACCOUNTS)); // warm-up
   engines.push({ spec, child, iso });

@@ -102,8 +102,13 @@ export function engineEnv(iso: Isolation, env: Record<string, string> = {}): Rec
   };
 }
 
-export async function startEngine(iso: Isolation, env: Record<string, string> = {}, nodeFlags: readonly string[] = ENGINE_NODE_FLAGS): Promise<Child> {
-  return child(process.execPath, [...nodeFlags, 'dist/main.js'], engineEnv(iso, env), await freePort(), '/ready');
+export async function startEngine(
+  iso: Isolation,
+  env: Record<string, string> = {},
+  nodeFlags: readonly string[] = ENGINE_NODE_FLAGS,
+  entry = 'dist/main.js',
+): Promise<Child> {
+  return child(process.execPath, [...nodeFlags, entry], engineEnv(iso, env), await freePort(), '/ready');
 }
 
 export async function startEcho(): Promise<Child> {

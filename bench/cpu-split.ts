@@ -1,0 +1,53 @@
+/**
+ * Development aid, not part of `npm run bench`: where the machine's CPU goes
+ * while 64 connections post trades — the engine, PostgreSQL, Redis and the
+ * load tool — in cores (CPU seconds per second) and µs per trade.
+ *
+ *   npm run build && npx tsx bench/cpu-split.ts [seconds=8]
+ *
+ * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { cleanup, isolation, load, startEngine } from './harness.js';
+import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
+
+/** CPU ticks (user + system, 1/100 s) per process group, read off /proc. */
+function ticksByGroup(enginePid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]);
+    const group = Number(pid) === enginePid ? 'engine' : comm.startsWith('postgres') ? 'postgres' : comm.startsWith('redis') ? 'redis' : comm === 'wrk' ? 'wrk' : 'other';
+    out.set(group, (out.get(group) ?? 0) + ticks);
+  }
+  return out;
+}
+
+const seconds = Number.parseInt(process.argv[2] ?? '8', 10);
+const iso = isolation();
+const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, string>;
+const engine = await startEngine(iso, extra);
+try {
+  await seedTradeAccounts(engine.base);
+  await load(engine.base, 64, 2, tradeBodies(ACCOUNTS));
+  const before = ticksByGroup(engine.proc.pid!);
+  const wall = performance.now();
+  const r = await load(engine.base, 64, seconds, tradeBodies(ACCOUNTS));
+  const elapsed = (performance.now() - wall) / 1000;
+  const after = ticksByGroup(engine.proc.pid!);
+  console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
+  for (const [group, t] of [...after].sort((a, b) => b[1] - a[1])) {
+    const cpu = (t - (before.get(group) ?? 0)) / 100;
+    console.log(`${group.padEnd(9)} ${(cpu / elapsed).toFixed(2)} cores  ${((cpu / (r.rps * elapsed)) * 1e6).toFixed(0)} µs/trade`);
+  }
+} finally {
+  await engine.stop();
+  await cleanup(iso);
+}
