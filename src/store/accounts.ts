@@ -61,41 +61,63 @@ local function run_ops(i, go)
 end
 `;
 
-// KEYS: marks, rev, then every key the items name (by number)
-// ARGV: item count, client-order hash TTL in ms (0: none), then per item: lock key#, state key#, client-orders key#,
-//       token ('' = no lock to release), expected seq, new seq, balance,
-//       n, (symbol, quantity, entry)×n, m, symbol×m, client order id ('' for none), stored result,
-//       index operations (see RUN_OPS)
+// KEYS: marks, rev, then per item its lock, state and client-orders keys,
+//       then every key the items' index operations name (by number)
+// ARGV: item count, client-order hash TTL in ms (0: none), then per item one
+//       line-separated string (no field holds a newline):
+//         token ('' = no lock to release), expected seq, new seq, balance,
+//         n, (symbol, quantity, entry)×n, m, symbol×m,
+//         k, (op, key number, score, member)×k (op as in RUN_OPS),
+//         1 if a client order follows, else 0
+//       followed, for an item with a client order, by its id and stored result
+//       (two arguments of their own: those are the caller's text).
+// One string per item rather than ~27 arguments: the client's cost grows
+// with the argument count, and the split here is cheap.
 // Each item applies only on top of the exact state it was computed from;
 // PostgreSQL already holds its rows, so a stale item is skipped (index
 // included) and catch-up brings Redis level. Bumps the report revision once
 // and returns each item's outcome with the marks' epoch and boot marker, so
 // callers learn in the same round trip whether a mark moved.
-const APPLY = `${RUN_OPS}
+const APPLY = `
 local applied = {}
 local ttl = tonumber(ARGV[2])
-local i = 3
+local a = 3
 for item = 1, tonumber(ARGV[1]) do
-  local lock, state, orders = KEYS[tonumber(ARGV[i])], KEYS[tonumber(ARGV[i + 1])], KEYS[tonumber(ARGV[i + 2])]
-  local token = ARGV[i + 3]
-  local go = tonumber(redis.call('HGET', state, 'seq') or '0') == tonumber(ARGV[i + 4])
-  if go then redis.call('HSET', state, 'seq', ARGV[i + 5], 'bal', ARGV[i + 6]) end
-  i = i + 7
-  local n = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, n do
-    if go then redis.call('HSET', state, 'q:' .. ARGV[i], ARGV[i + 1], 'e:' .. ARGV[i], ARGV[i + 2]) end
+  local lock, state, orders = KEYS[item * 3], KEYS[item * 3 + 1], KEYS[item * 3 + 2]
+  local f, nf = {}, 0
+  for field in string.gmatch(ARGV[a] .. '\\n', '([^\\n]*)\\n') do nf = nf + 1; f[nf] = field end
+  a = a + 1
+  local token = f[1]
+  local go = tonumber(redis.call('HGET', state, 'seq') or '0') == tonumber(f[2])
+  if go then redis.call('HSET', state, 'seq', f[3], 'bal', f[4]) end
+  local i = 6
+  for _ = 1, tonumber(f[5]) do
+    if go then redis.call('HSET', state, 'q:' .. f[i], f[i + 1], 'e:' .. f[i], f[i + 2]) end
     i = i + 3
   end
-  n = tonumber(ARGV[i]); i = i + 1
+  local n = tonumber(f[i]); i = i + 1
   for _ = 1, n do
-    if go then redis.call('HDEL', state, 'q:' .. ARGV[i], 'e:' .. ARGV[i]) end
+    if go then redis.call('HDEL', state, 'q:' .. f[i], 'e:' .. f[i]) end
     i = i + 1
   end
-  if go and ARGV[i] ~= '' then
-    redis.call('HSET', orders, ARGV[i], ARGV[i + 1])
-    if ttl > 0 then redis.call('PEXPIRE', orders, ttl) end
+  n = tonumber(f[i]); i = i + 1
+  for _ = 1, n do
+    if go then
+      local op, key, m = f[i], KEYS[tonumber(f[i + 1])], f[i + 3]
+      if op == 'za' then redis.call('ZADD', key, f[i + 2], m)
+      elseif op == 'zr' then redis.call('ZREM', key, m)
+      elseif op == 'sa' then redis.call('SADD', key, m)
+      else redis.call('SREM', key, m) end
+    end
+    i = i + 4
   end
-  i = run_ops(i + 2, go)
+  if f[i] == '1' then
+    if go then
+      redis.call('HSET', orders, ARGV[a], ARGV[a + 1])
+      if ttl > 0 then redis.call('PEXPIRE', orders, ttl) end
+    end
+    a = a + 2
+  end
   if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
   applied[item] = go and 1 or 0
 end
@@ -382,12 +404,15 @@ export interface AccountUpdate {
   readonly clientOrder?: { readonly id: string; readonly stored: string };
 }
 
-function applyArgs(update: AccountUpdate): (string | number)[] {
-  const args: (string | number)[] = [update.expectedSeq, update.seq, update.balance, update.set.length];
-  for (const p of update.set) args.push(p.symbol, p.quantity, p.entryPrice);
-  args.push(update.remove.length, ...update.remove);
-  args.push(update.clientOrder?.id ?? '', update.clientOrder?.stored ?? '');
-  return args;
+/** An item's fields for the apply script, one per line (see APPLY). */
+function packApply(token: string, update: AccountUpdate, table: KeyTable, ops: IndexOps): string {
+  let s = `${token}\n${update.expectedSeq}\n${update.seq}\n${update.balance}\n${update.set.length}`;
+  for (const p of update.set) s += `\n${p.symbol}\n${p.quantity}\n${p.entryPrice}`;
+  s += `\n${update.remove.length}`;
+  for (const symbol of update.remove) s += `\n${symbol}`;
+  s += `\n${ops.ops.length}`;
+  for (const [op, key, score, member] of ops.ops) s += `\n${op}\n${table.ref(key)}\n${score}\n${member}`;
+  return s + (update.clientOrder ? '\n1' : '\n0');
 }
 
 /** Index operations to run inside an apply or reindex script (op, key, score, member). */
@@ -450,13 +475,16 @@ interface ApplyItem {
 }
 
 async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem[]): Promise<Applied[]> {
-  const table = new KeyTable(3);
+  const accountKeys: string[] = [];
+  // The index keys are few and shared by many items: each is named once, after the accounts' keys.
+  const table = new KeyTable(3 + 3 * items.length);
   const args: (string | number)[] = [items.length, keys.clientOrderTtlMs];
   for (const { keys: k, token, update, ops } of items) {
-    args.push(table.ref(k.lock), table.ref(k.state), table.ref(k.clientOrders), token, ...applyArgs(update));
-    pushOps(args, table, ops);
+    accountKeys.push(k.lock, k.state, k.clientOrders);
+    args.push(packApply(token, update, table, ops));
+    if (update.clientOrder) args.push(update.clientOrder.id, update.clientOrder.stored);
   }
-  const [applied, epoch, boot] = (await runScript(redis, SCRIPTS.apply, [2 + table.keys.length, keys.marks, keys.rev, ...table.keys, ...args])) as [
+  const [applied, epoch, boot] = (await runScript(redis, SCRIPTS.apply, [2 + accountKeys.length + table.keys.length, keys.marks, keys.rev, ...accountKeys, ...table.keys, ...args])) as [
     number[],
     string | null,
     string | null,
