@@ -86,6 +86,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     lockWaitMs: config.accountLockTtlMs + timeoutMs,
     marksMaxAgeMs: config.marksMaxAgeMs,
     trustedPath: config.trustedPath,
+    // Half a timeout: a read racing a Redis failure still answers within one.
+    appliedWaitMs: Math.floor(timeoutMs / 2),
   });
 
   const risk = new RiskKeys(keys);
@@ -114,6 +116,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     log,
     onLagging: (accountId) => recovery.noteLagging(accountId),
   });
+  const applied = (accountId?: number) => gate.applied(accountId);
   const liquidation = new LiquidationService({ redis, keys, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
 
   return {
@@ -124,9 +127,9 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     committer,
     trading: new TradingService({ writer, liquidation, rates, log }),
     liquidation,
-    accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs }),
-    marks: new MarksService({ redis, sql, keys, risk, markBook, liquidation, timeoutMs, committer }),
-    report: new MarginReportService({ redis, keys, risk, marks: markBook, rates }),
+    accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs, applied }),
+    marks: new MarksService({ redis, sql, keys, risk, markBook, liquidation, timeoutMs, committer, applied }),
+    report: new MarginReportService({ redis, keys, risk, marks: markBook, rates, applied }),
     recovery,
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
@@ -148,6 +151,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       await gate.stopHeartbeat();
       recovery.stop();
       await recovery.idle();
+      // Operations answered at their commit may still be applying to Redis (and re-checking): let them finish.
+      await gate.idle();
       await committer.close();
       redis.disconnect();
       await sql.end({ timeout: 5 });

@@ -42,6 +42,11 @@ export interface Snapshot {
 export class Lease {
   /** Set once the lock was released (or handed to a background completion). */
   settled = false;
+  /**
+   * Set on the trusted path: the operation may be answered as soon as its
+   * rows are committed, its Redis apply following (see AccountGate.follow).
+   */
+  ackAtCommit = false;
   constructor(readonly token: string) {}
 }
 
@@ -55,6 +60,8 @@ export interface GateOptions {
   readonly marksMaxAgeMs: number;
   /** 'auto': the trusted path only while this is the only engine process on the key prefix. */
   readonly trustedPath: 'auto' | 'on' | 'off';
+  /** Longest a read waits for this process's acknowledged writes to reach Redis (only a Redis failure makes it wait that long). */
+  readonly appliedWaitMs: number;
 }
 
 /** How long an account another process wrote under this one stays off the trusted path here. */
@@ -62,6 +69,8 @@ const SHARED_MS = 60_000;
 
 export class AccountGate {
   private readonly tails = new Map<number, Promise<unknown>>();
+  /** Redis applies still running for operations already answered at their commit, by account. */
+  private readonly applying = new Map<number, Promise<unknown>>();
   private readonly instanceId = randomUUID();
   /** Accounts another process wrote under this one lately (a collision at the ledger's key): until when they skip the trusted path. */
   private readonly shared = new Map<number, number>();
@@ -88,7 +97,9 @@ export class AccountGate {
     const current = previous.then(() =>
       mode === 'optimistic' ? this.optimistic(accountId, clientOrderId, operation) : this.locked(accountId, clientOrderId, operation),
     );
-    const tail = current.catch(() => undefined);
+    // The account's next operation starts once this one is over, its Redis
+    // apply included, even when this one was answered at its commit.
+    const tail = current.catch(() => undefined).then(() => this.applying.get(accountId));
     this.tails.set(accountId, tail);
     void tail.then(() => {
       if (this.tails.get(accountId) === tail) this.tails.delete(accountId);
@@ -113,6 +124,7 @@ export class AccountGate {
     if (book !== null) {
       const lease = new Lease('');
       lease.settled = true;
+      lease.ackAtCommit = true;
       try {
         return await operation({ account: cached!, marks: book.marks, marksEpoch: book.epoch, clientOrder: null }, lease);
       } catch (error) {
@@ -152,6 +164,40 @@ export class AccountGate {
       }
       await new Promise((r) => setTimeout(r, delayMs));
       delayMs = Math.min(delayMs * 2, 8);
+    }
+  }
+
+  /**
+   * An operation answered at its commit hands its Redis apply over: the
+   * account's next operation, reads of the account, and anything waiting
+   * for `applied()` wait for it. `apply` must not reject.
+   */
+  follow(accountId: number, apply: Promise<unknown>): void {
+    this.applying.set(accountId, apply);
+    void apply.then(() => {
+      if (this.applying.get(accountId) === apply) this.applying.delete(accountId);
+    });
+  }
+
+  /**
+   * Resolves once Redis holds every operation this process has answered so
+   * far (on `accountId`, or on every account): what a read waits for so a
+   * client always sees its own acknowledged writes. An apply normally lands
+   * within a round trip; one stuck in a Redis failure is waited for at most
+   * `appliedWaitMs` (the read then meets the same failure).
+   */
+  async applied(accountId?: number): Promise<void> {
+    const pending = accountId !== undefined ? this.applying.get(accountId) : this.applying.size > 0 ? Promise.all(this.applying.values()) : undefined;
+    if (pending === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([pending, new Promise((r) => (timer = setTimeout(r, this.options.appliedWaitMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Resolves once no operation is queued or running and every apply has landed (shutdown). */
+  async idle(): Promise<void> {
+    while (this.tails.size > 0 || this.applying.size > 0) {
+      await Promise.all([...this.tails.values(), ...this.applying.values()]);
     }
   }
 

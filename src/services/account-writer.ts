@@ -47,6 +47,12 @@ export interface WriteResult {
   readonly entries: LedgerEntry[];
   /** A mark moved between this operation's read and its write: the account must be re-checked at the new marks. */
   readonly marksMoved: boolean;
+  /**
+   * Present when the write returned at its commit (a trusted-path lease): the
+   * Redis apply still running, resolving to whether a mark moved meanwhile
+   * (`marksMoved` is then false). It never rejects.
+   */
+  readonly applying?: Promise<boolean>;
 }
 
 export interface AccountWriterDeps {
@@ -153,19 +159,28 @@ export class AccountWriter {
       throw error;
     }
     lease.settled = true;
-    try {
-      return await applyCommitted(committed);
-    } catch (error) {
-      this.deps.cache.delete(accountId);
-      // Booked in PostgreSQL, so the answer is success; Redis catches up from
-      // the ledger on the account's next operation (its sequence is behind).
-      log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
-      this.deps.onLagging?.(accountId);
-      // No liquidation re-check now: it would only wait out the same Redis
-      // failure. The watch catches the account up and re-indexes it, so the
-      // next tick (or operation) checks it.
-      return { entries: entriesOf(committed), marksMoved: false };
-    }
+    const applyOrLag = async (): Promise<WriteResult> => {
+      try {
+        return await applyCommitted(committed);
+      } catch (error) {
+        this.deps.cache.delete(accountId);
+        // Booked in PostgreSQL, so the answer is success; Redis catches up from
+        // the ledger on the account's next operation (its sequence is behind).
+        log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
+        this.deps.onLagging?.(accountId);
+        // No liquidation re-check now: it would only wait out the same Redis
+        // failure. The watch catches the account up and re-indexes it, so the
+        // next tick (or operation) checks it.
+        return { entries: entriesOf(committed), marksMoved: false };
+      }
+    };
+    if (!lease.ackAtCommit) return applyOrLag();
+    // Durable now: answer, and let the apply follow. The account's next
+    // operation and this process's reads of it wait for the apply (the gate
+    // chains it), so no one here sees the account without this write.
+    const applying = applyOrLag().then((r) => r.marksMoved);
+    this.deps.gate.follow(accountId, applying);
+    return { entries: entriesOf(committed), marksMoved: false, applying };
   }
 
   /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */

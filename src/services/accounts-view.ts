@@ -52,6 +52,8 @@ export interface AccountsViewDeps {
   readonly keys: KeySpace;
   readonly marks: MarkBook;
   readonly rates: MarginRates;
+  /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
+  readonly applied: (accountId?: number) => Promise<void>;
   readonly timeoutMs: number;
 }
 
@@ -60,6 +62,8 @@ export class AccountsView {
 
   async positions(accountId: number): Promise<PositionsView> {
     const { redis, keys, rates } = this.deps;
+    // A client sees its own acknowledged writes, even one answered before its Redis apply landed.
+    await this.deps.applied(accountId);
     const { account, marks } = await redisCall(() => readAccount(redis, keys, this.deps.marks, accountId));
     if (!accountExists(account)) throw accountNotFound(accountId);
     const m = valueAccount(account, marks, rates);

@@ -106,6 +106,8 @@ export interface MarginReportDeps {
   readonly risk: RiskKeys;
   readonly marks: MarkBook;
   readonly rates: MarginRates;
+  /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
+  readonly applied: (accountId?: number) => Promise<void>;
 }
 
 export class MarginReportService {
@@ -113,12 +115,15 @@ export class MarginReportService {
 
   /** The revision of everything the report shows; changes whenever an account or a mark changes. */
   async etag(query: ReportQuery): Promise<string> {
+    // Every write this process acknowledged is in the revision read below.
+    await this.deps.applied();
     const rev = await redisCall(() => this.deps.redis.get(this.deps.risk.rev));
     const q = createHash('sha1').update(`${query.limit}|${query.cursor ?? ''}|${query.status ?? ''}`).digest('base64url').slice(0, 12);
     return `"r${rev ?? '0'}-${q}"`;
   }
 
   async page(query: ReportQuery): Promise<MarginReportPage> {
+    await this.deps.applied();
     return redisCall(() => this.build(query));
   }
 

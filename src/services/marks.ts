@@ -31,6 +31,8 @@ export interface MarksDeps {
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
   readonly committer: { readonly unavailable: boolean };
+  /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
+  readonly applied: (accountId?: number) => Promise<void>;
 }
 
 export class MarksService {
@@ -40,6 +42,9 @@ export class MarksService {
     const { redis, sql, keys, risk, timeoutMs, committer, liquidation } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
     const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
+    // Every trade acknowledged before this tick is in Redis, and in the risk
+    // index the tick reads, before the mark moves: the tick itself checks them.
+    await this.deps.applied();
     // Publish the mark, then look for the accounts it endangers: an account
     // indexed after this read sees the new mark when it re-checks itself.
     const endangered = await redisCall(async () => {

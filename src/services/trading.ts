@@ -75,7 +75,8 @@ export class TradingService {
         );
       }
       const row = { accountId, seq: account.seq + 1, kind: 'WITHDRAWAL' as const, amount: str(amount), balance: str(decision.balanceAfter) };
-      const { marksMoved } = await this.deps.writer.write(lease, snapshot, [row], { balance: decision.balanceAfter, positions: account.positions });
+      const { marksMoved, applying } = await this.deps.writer.write(lease, snapshot, [row], { balance: decision.balanceAfter, positions: account.positions });
+      if (applying) this.recheckIfMoved(accountId, applying, 'withdrawal');
       return { result: { account_id: accountId, balance: str(decision.balanceAfter) }, recheck: marksMoved };
     });
     if (recheck) await this.recheck(accountId, 'withdrawal');
@@ -119,9 +120,23 @@ export class TradingService {
       equity: str(margin.equity),
       balance: str(outcome.after.balance),
     };
-    const { entries, marksMoved } = await this.deps.writer.write(lease, snapshot, [row], outcome.after);
+    const { entries, marksMoved, applying } = await this.deps.writer.write(lease, snapshot, [row], outcome.after);
     const underMaintenance = outcome.after.positions.size > 0 && margin.equity.lt(margin.maintenanceMargin);
+    // Under maintenance at the marks it was decided on: liquidated before the
+    // answer (the check queues behind the apply). Otherwise, if the apply
+    // finds that a mark moved meanwhile, the check follows it.
+    if (applying && !underMaintenance) this.recheckIfMoved(cmd.accountId, applying, 'trade');
     return { result: tradeResultFromEntry(entries[0]!, true), recheck: marksMoved || underMaintenance };
+  }
+
+  /**
+   * An operation answered at its commit: once its Redis apply says whether a
+   * mark moved between the decision and the write, the account is re-checked
+   * at the new marks (in the background; it queues on the account like any
+   * operation, and shutdown waits for it).
+   */
+  private recheckIfMoved(accountId: number, applying: Promise<boolean>, reason: 'trade' | 'withdrawal'): void {
+    void applying.then((moved) => (moved ? this.recheck(accountId, reason) : undefined));
   }
 
   /**

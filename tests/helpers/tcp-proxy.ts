@@ -1,7 +1,8 @@
 /**
  * A TCP proxy of the test's own, on loopback, between the engine and Redis or
  * PostgreSQL: `cut()` drops every connection and refuses new ones, `blackhole()`
- * keeps sockets open but forwards nothing (a hung network), `restore()` heals.
+ * keeps sockets open but forwards nothing (a hung network), `delay(ms)` holds
+ * every chunk back that long each way (a slow network), `restore()` heals.
  */
 import net from 'node:net';
 
@@ -11,6 +12,7 @@ export class TcpProxy {
   private server: net.Server | null = null;
   private port = 0;
   private mode: Mode = 'pass';
+  private delayMs = 0;
   private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket | null }>();
 
   constructor(
@@ -52,12 +54,43 @@ export class TcpProxy {
     upstream.on('error', () => client.destroy());
     upstream.on('close', () => client.destroy());
     // Forward by hand so a blackhole can swallow bytes on live connections too.
-    client.on('data', (chunk) => {
-      if (this.mode === 'pass') upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => {
-      if (this.mode === 'pass') client.write(chunk);
-    });
+    client.on('data', (chunk) => this.forward(chunk, upstream));
+    upstream.on('data', (chunk) => this.forward(chunk, client));
+  }
+
+  /** Chunks held back per destination socket, in order: a chunk never overtakes an earlier one. */
+  private readonly held = new WeakMap<net.Socket, { at: number; chunk: Buffer }[]>();
+
+  private forward(chunk: Buffer, to: net.Socket): void {
+    if (this.mode !== 'pass') return;
+    let queue = this.held.get(to);
+    if (!queue) this.held.set(to, (queue = []));
+    if (this.delayMs === 0 && queue.length === 0) {
+      to.write(chunk);
+      return;
+    }
+    queue.push({ at: performance.now() + this.delayMs, chunk });
+    if (queue.length === 1) this.release(to, queue);
+  }
+
+  private release(to: net.Socket, queue: { at: number; chunk: Buffer }[]): void {
+    const head = queue[0];
+    if (!head) return;
+    setTimeout(
+      () => {
+        while (queue.length > 0 && queue[0]!.at <= performance.now() + 1) {
+          const { chunk } = queue.shift()!;
+          if (this.mode === 'pass') to.write(chunk);
+        }
+        this.release(to, queue);
+      },
+      Math.max(0, head.at - performance.now()),
+    );
+  }
+
+  /** Every chunk, either way, is forwarded `ms` late (0: at once). */
+  delay(ms: number): void {
+    this.delayMs = ms;
   }
 
   /** Drops every connection and stops listening, so new ones are refused (ECONNREFUSED), as when a server is down. */
@@ -77,6 +110,7 @@ export class TcpProxy {
   async restore(): Promise<void> {
     const was = this.mode;
     this.mode = 'pass';
+    this.delayMs = 0;
     if (was === 'blackhole') this.destroyAll();
     if (was === 'refuse') await this.listen();
   }
