@@ -31,7 +31,7 @@ const envSchema = z
     INITIAL_MARGIN_RATE: rate('0.20'),
     MAINTENANCE_MARGIN_RATE: rate('0.10'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    DATABASE_POOL_SIZE: positiveInt(8),
+    DATABASE_POOL_SIZE: positiveInt(10),
     /** How long a request may wait on Redis or PostgreSQL before it answers 503. */
     DEPENDENCY_TIMEOUT_MS: positiveInt(800),
     /** Lease of the cross-process account lock; a crashed holder frees it after this. */
@@ -61,7 +61,7 @@ const envSchema = z
     /** Most rows one group commit writes to PostgreSQL. */
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
-    COMMIT_CONCURRENCY: positiveInt(3),
+    COMMIT_CONCURRENCY: positiveInt(6),
     /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
   });
