@@ -3,8 +3,8 @@
  * out books, and each position's threshold mark (the mark at which the
  * account would fall below maintenance, the other marks held fixed).
  */
-import { type Dec, ZERO, divRound } from './decimal.js';
-import { applyFill, marginTotals, type AccountState, type MarginRates, type Marks, type Side } from './margin.js';
+import { D, type Dec, ZERO, divRound } from './decimal.js';
+import { applyFill, marginTotals, type AccountState, type MarginRates, type MarginTotals, type Marks, type Side } from './margin.js';
 
 /** Equity strictly below maintenance margin, with positions open. Exactly at maintenance is not liquidated. */
 export function isLiquidatable(state: AccountState, marks: Marks, rates: MarginRates): boolean {
@@ -119,24 +119,25 @@ export class Threshold {
  * mark m: f(m) = C − q·e + m·(q − r·|q|), where C is the rest of the account
  * (balance plus the other positions' PnL less their maintenance). The
  * account is liquidatable when f(m) < 0, so the threshold is (q·e − C) / (q − r·|q|).
+ *
+ * `totals` may be passed when already taken on this state at these marks
+ * (the pre-trade check's): each position's part of f is then its PnL less r
+ * times its notional, and the sum of all parts is equity − maintenance.
  */
-export function liquidationThresholds(state: AccountState, marks: Marks, rates: MarginRates): Map<string, Threshold> {
+export function liquidationThresholds(state: AccountState, marks: Marks, rates: MarginRates, totals?: MarginTotals): Map<string, Threshold> {
   const r = rates.maintenance;
-  // Contribution of each position to f at current marks.
-  let total = state.balance;
-  const parts = new Map<string, Dec>();
-  for (const [symbol, p] of state.positions) {
-    const m = marks.get(symbol) ?? p.entryPrice;
-    const part = p.quantity.times(m.minus(p.entryPrice)).minus(p.quantity.abs().times(m).times(r));
-    parts.set(symbol, part);
-    total = total.plus(part);
-  }
+  const { equity, maintenanceMargin, terms } = totals ?? marginTotals(state, marks, rates);
+  const total = equity.minus(maintenanceMargin); // f at the current marks
   const out = new Map<string, Threshold>();
   for (const [symbol, p] of state.positions) {
-    const rest = total.minus(parts.get(symbol)!); // C
-    const slope = p.quantity.minus(p.quantity.abs().times(r)); // q − r·|q|
-    const intercept = rest.minus(p.quantity.times(p.entryPrice)); // C − q·e
-    out.set(symbol, new Threshold(p.quantity.isPos() ? 'long' : 'short', intercept.neg(), slope));
+    const term = terms.get(symbol)!;
+    const rest = total.minus(term.pnl.minus(term.notional.times(r))); // C
+    // q − r·|q|: q·(1 − r) for a long, q·(1 + r) for a short.
+    const long = p.quantity.isPos();
+    const slope = p.quantity.times(long ? ONE.minus(r) : ONE.plus(r));
+    out.set(symbol, new Threshold(long ? 'long' : 'short', p.quantity.times(p.entryPrice).minus(rest), slope));
   }
   return out;
 }
+
+const ONE = new D(1);

@@ -126,18 +126,27 @@ export interface MarginTotals {
   readonly notional: Dec;
   readonly initialMargin: Dec;
   readonly maintenanceMargin: Dec;
+  /**
+   * Each position's unrealised PnL and notional at the marks the totals were
+   * taken at: the liquidation thresholds are computed from them without
+   * valuing the account again.
+   */
+  readonly terms: ReadonlyMap<string, { readonly pnl: Dec; readonly notional: Dec }>;
 }
 
 /** Equity and margins only: what the pre-trade and withdrawal checks need (no division). */
 export function marginTotals(state: AccountState, marks: Marks, rates: MarginRates): MarginTotals {
   let equity = state.balance;
   let notional = ZERO;
+  const terms = new Map<string, { pnl: Dec; notional: Dec }>();
   for (const [symbol, p] of state.positions) {
     const price = marks.get(symbol) ?? p.entryPrice;
-    equity = equity.plus(p.quantity.times(price.minus(p.entryPrice)));
-    notional = notional.plus(p.quantity.abs().times(price));
+    const term = { pnl: p.quantity.times(price.minus(p.entryPrice)), notional: p.quantity.abs().times(price) };
+    terms.set(symbol, term);
+    equity = equity.plus(term.pnl);
+    notional = notional.plus(term.notional);
   }
-  return { equity, notional, initialMargin: notional.times(rates.initial), maintenanceMargin: notional.times(rates.maintenance) };
+  return { equity, notional, initialMargin: notional.times(rates.initial), maintenanceMargin: notional.times(rates.maintenance), terms };
 }
 
 /** Everything GET /positions reports, from the account's state and the current marks. */

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError } from '../domain/errors.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
-import type { AccountState, MarginRates } from '../domain/margin.js';
+import type { AccountState, MarginRates, MarginTotals } from '../domain/margin.js';
 import { applyAccount, markContended, rememberClientOrder, type AccountUpdate, type MarkBook } from '../store/accounts.js';
 import {
   GroupCommitter,
@@ -126,7 +126,18 @@ export class AccountWriter {
     }
   }
 
-  async write(lease: Lease, snapshot: Snapshot, rows: LedgerRow[], after: AccountState, liquidation?: LiquidationRecord): Promise<WriteResult> {
+  /**
+   * `after` is the account once the rows are applied; `totals`, when the
+   * caller has them, are its margin totals at the snapshot's marks (they save
+   * valuing it again for the risk index).
+   */
+  async write(
+    lease: Lease,
+    snapshot: Snapshot,
+    rows: LedgerRow[],
+    after: AccountState,
+    { liquidation, totals }: { liquidation?: LiquidationRecord; totals?: MarginTotals } = {},
+  ): Promise<WriteResult> {
     const { committer, timeoutMs, log } = this.deps;
     const before = snapshot.account;
     const accountId = before.accountId;
@@ -134,7 +145,7 @@ export class AccountWriter {
     const entriesOf = (committed: CommittedRow[]) => rows.map((row, i) => entryOf(row, committed[i]!));
     const applyCommitted = async (committed: CommittedRow[]): Promise<WriteResult> => {
       const entries = entriesOf(committed);
-      return { entries, marksMoved: await this.apply(lease.token, snapshot, entries, after) };
+      return { entries, marksMoved: await this.apply(lease.token, snapshot, entries, after, totals) };
     };
     let committed: CommittedRow[];
     try {
@@ -184,7 +195,7 @@ export class AccountWriter {
   }
 
   /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
-  private async apply(token: string, snapshot: Snapshot, entries: LedgerEntry[], after: AccountState): Promise<boolean> {
+  private async apply(token: string, snapshot: Snapshot, entries: LedgerEntry[], after: AccountState, totals: MarginTotals | undefined): Promise<boolean> {
     const { redis, keys, risk, rates, cache } = this.deps;
     const before = snapshot.account;
     const last = entries[entries.length - 1]!;
@@ -200,7 +211,7 @@ export class AccountWriter {
       remove: [...before.positions.keys()].filter((symbol) => !after.positions.has(symbol)),
       ...(tradeWithOrder ? { clientOrder: { id: tradeWithOrder.clientOrderId!, stored: storedClientOrder(tradeWithOrder) } } : {}),
     };
-    const thresholds = liquidationThresholds(after, snapshot.marks, rates);
+    const thresholds = liquidationThresholds(after, snapshot.marks, rates, totals);
     const result = await applyAccount(redis, keys, token, update, before.seq === 0, (w) =>
       queueIndexUpdate(w, risk, before.accountId, before.seq === 0 ? null : sidesOf(before.positions), thresholds),
     );

@@ -88,7 +88,7 @@ export class LiquidationService {
         lastSeq: account.seq + rows.length,
       };
       const flat: AccountState = { balance: plan.balanceAfter, positions: new Map() };
-      await this.deps.writer.write(lease, snapshot, rows, flat, record);
+      await this.deps.writer.write(lease, snapshot, rows, flat, { liquidation: record });
       this.deps.log.info({ accountId, liquidationId, shortfall: record.shortfall, reason: why.reason }, 'account liquidated');
       return liquidationId;
     });

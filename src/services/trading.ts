@@ -120,7 +120,7 @@ export class TradingService {
       equity: str(margin.equity),
       balance: str(outcome.after.balance),
     };
-    const { entries, marksMoved, applying } = await this.deps.writer.write(lease, snapshot, [row], outcome.after);
+    const { entries, marksMoved, applying } = await this.deps.writer.write(lease, snapshot, [row], outcome.after, { totals: margin });
     const underMaintenance = outcome.after.positions.size > 0 && margin.equity.lt(margin.maintenanceMargin);
     // Under maintenance at the marks it was decided on: liquidated before the
     // answer (the check queues behind the apply). Otherwise, if the apply
