@@ -1,9 +1,9 @@
 /**
  * Development aid, not part of `npm run bench`: where the machine's CPU goes
- * while 64 connections post trades — the engine, PostgreSQL, Redis and the
+ * while connections post trades (64 by default) — the engine, PostgreSQL, Redis and the
  * load tool — in cores (CPU seconds per second) and µs per trade.
  *
- *   npm run build && npx tsx bench/cpu-split.ts [seconds=8]
+ *   npm run build && npx tsx bench/cpu-split.ts [seconds=8] [connections=64]
  *
  * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
  */
@@ -31,6 +31,7 @@ function ticksByGroup(enginePid: number): Map<string, number> {
 }
 
 const seconds = Number.parseInt(process.argv[2] ?? '8', 10);
+const connections = Number.parseInt(process.argv[3] ?? '64', 10);
 const iso = isolation();
 const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, string>;
 const engine = await startEngine(iso, extra);
@@ -39,7 +40,7 @@ try {
   await load(engine.base, 64, 2, tradeBodies(ACCOUNTS));
   const before = ticksByGroup(engine.proc.pid!);
   const wall = performance.now();
-  const r = await load(engine.base, 64, seconds, tradeBodies(ACCOUNTS));
+  const r = await load(engine.base, connections, seconds, tradeBodies(ACCOUNTS));
   const elapsed = (performance.now() - wall) / 1000;
   const after = ticksByGroup(engine.proc.pid!);
   console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);

@@ -4,7 +4,7 @@
  * load), then prints where its CPU went, by package or file and by function
  * (self time). The profile covers start-up and seeding too.
  *
- *   npm run build && npx tsx bench/profile-trades.ts [seconds=10] [dir=/tmp/prof]
+ *   npm run build && npx tsx bench/profile-trades.ts [seconds=10] [dir=/tmp/prof] [connections=64]
  *
  * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
  */
@@ -41,7 +41,7 @@ for (let i = 0; i < 200; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 await seedTradeAccounts(base);
-const r = await load(base, 64, seconds, tradeBodies(ACCOUNTS));
+const r = await load(base, Number.parseInt(process.argv[4] ?? '64', 10), seconds, tradeBodies(ACCOUNTS));
 console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
 await new Promise<void>((resolve) => {
   proc.once('exit', () => resolve());
