@@ -42,15 +42,15 @@ return {1, redis.call('HGETALL', KEYS[3]), order}
 
 // The index operations an apply or reindex carries: k, then (op, key number,
 // score, member)×k; op is za/zr/sa/sr (ZADD/ZREM/SADD/SREM), the key is KEYS[key number].
-// run_ops(i, go) reads them from ARGV[i], runs them only if `go`, and returns
-// the index just past them.
+// run_ops(t, i, go) reads them from t[i] on (t: ARGV, or an apply item's
+// fields), runs them only if `go`, and returns the index just past them.
 const RUN_OPS = `
-local function run_ops(i, go)
-  local k = tonumber(ARGV[i]); i = i + 1
+local function run_ops(t, i, go)
+  local k = tonumber(t[i]); i = i + 1
   for _ = 1, k do
     if go then
-      local op, key, m = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 3]
-      if op == 'za' then redis.call('ZADD', key, ARGV[i + 2], m)
+      local op, key, m = t[i], KEYS[tonumber(t[i + 1])], t[i + 3]
+      if op == 'za' then redis.call('ZADD', key, t[i + 2], m)
       elseif op == 'zr' then redis.call('ZREM', key, m)
       elseif op == 'sa' then redis.call('SADD', key, m)
       else redis.call('SREM', key, m) end
@@ -67,7 +67,7 @@ end
 //       line-separated string (no field holds a newline):
 //         token ('' = no lock to release), expected seq, new seq, balance,
 //         n, (symbol, quantity, entry)×n, m, symbol×m,
-//         k, (op, key number, score, member)×k (op as in RUN_OPS),
+//         index operations (see RUN_OPS),
 //         1 if a client order follows, else 0
 //       followed, for an item with a client order, by its id and stored result
 //       (two arguments of their own: those are the caller's text).
@@ -78,7 +78,7 @@ end
 // included) and catch-up brings Redis level. Bumps the report revision once
 // and returns each item's outcome with the marks' epoch and boot marker, so
 // callers learn in the same round trip whether a mark moved.
-const APPLY = `
+const APPLY = `${RUN_OPS}
 local applied = {}
 local ttl = tonumber(ARGV[2])
 local a = 3
@@ -100,17 +100,7 @@ for item = 1, tonumber(ARGV[1]) do
     if go then redis.call('HDEL', state, 'q:' .. f[i], 'e:' .. f[i]) end
     i = i + 1
   end
-  n = tonumber(f[i]); i = i + 1
-  for _ = 1, n do
-    if go then
-      local op, key, m = f[i], KEYS[tonumber(f[i + 1])], f[i + 3]
-      if op == 'za' then redis.call('ZADD', key, f[i + 2], m)
-      elseif op == 'zr' then redis.call('ZREM', key, m)
-      elseif op == 'sa' then redis.call('SADD', key, m)
-      else redis.call('SREM', key, m) end
-    end
-    i = i + 4
-  end
+  i = run_ops(f, i, go)
   if f[i] == '1' then
     if go then
       redis.call('HSET', orders, ARGV[a], ARGV[a + 1])
@@ -130,7 +120,7 @@ return {applied, marks[1], marks[2]}
 // Rewrites index entries only while the account is still at the state they were computed from.
 const REINDEX = `${RUN_OPS}
 if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') ~= tonumber(ARGV[1]) then return 0 end
-run_ops(2, true)
+run_ops(ARGV, 2, true)
 redis.call('INCR', KEYS[2])
 return 1
 `;
