@@ -30,6 +30,13 @@ function ticksByGroup(enginePid: number): Map<string, number> {
   return out;
 }
 
+/** The machine's CPU time by kind (/proc/stat's first line), in ticks. */
+function machineTicks(): Record<string, number> {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return { user: user + nice, system, idle: idle + iowait, irq: irq + softirq, steal };
+}
+
 const seconds = Number.parseInt(process.argv[2] ?? '8', 10);
 const connections = Number.parseInt(process.argv[3] ?? '64', 10);
 const iso = isolation();
@@ -39,11 +46,16 @@ try {
   await seedTradeAccounts(engine.base);
   await load(engine.base, 64, 2, tradeBodies(ACCOUNTS));
   const before = ticksByGroup(engine.proc.pid!);
+  const machineBefore = machineTicks();
   const wall = performance.now();
   const r = await load(engine.base, connections, seconds, tradeBodies(ACCOUNTS));
   const elapsed = (performance.now() - wall) / 1000;
   const after = ticksByGroup(engine.proc.pid!);
+  const machineAfter = machineTicks();
   console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
+  // The load tool has exited by now, so its share is in the machine's total, not in a group.
+  const machine = Object.entries(machineAfter).map(([k, v]) => `${k} ${((v - machineBefore[k]!) / 100 / elapsed).toFixed(2)}`);
+  console.log(`machine (cores): ${machine.join(', ')}`);
   for (const [group, t] of [...after].sort((a, b) => b[1] - a[1])) {
     const cpu = (t - (before.get(group) ?? 0)) / 100;
     console.log(`${group.padEnd(9)} ${(cpu / elapsed).toFixed(2)} cores  ${((cpu / (r.rps * elapsed)) * 1e6).toFixed(0)} µs/trade`);
