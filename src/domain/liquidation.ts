@@ -4,7 +4,7 @@
  * account would fall below maintenance, the other marks held fixed).
  */
 import { D, type Dec, ZERO, divRound } from './decimal.js';
-import { applyFill, marginTotals, type AccountState, type MarginRates, type MarginTotals, type Marks, type Side } from './margin.js';
+import { applyFill, marginTotals, type AccountState, type MarginRates, type MarginTotals, type Marks, type Position, type Side } from './margin.js';
 
 /** Equity strictly below maintenance margin, with positions open. Exactly at maintenance is not liquidated. */
 export function isLiquidatable(state: AccountState, marks: Marks, rates: MarginRates): boolean {
@@ -100,6 +100,8 @@ export class Threshold {
     readonly numerator: Dec,
     /** q − r·|q| (zero: the mark does not move this account's cushion) */
     readonly slope: Dec,
+    /** The slope as the nearest double, when the caller has it. */
+    private readonly slopeDouble = Number(slope.toString()),
   ) {}
 
   get price(): Dec | null | 'always' {
@@ -110,7 +112,7 @@ export class Threshold {
   /** The threshold as a double (see above), or 'always' / null like `price`. */
   approx(): number | null | 'always' {
     if (this.slope.isZero()) return this.numerator.isPos() ? 'always' : null;
-    return Number(this.numerator.toString()) / Number(this.slope.toString());
+    return Number(this.numerator.toString()) / this.slopeDouble;
   }
 }
 
@@ -132,12 +134,27 @@ export function liquidationThresholds(state: AccountState, marks: Marks, rates: 
   for (const [symbol, p] of state.positions) {
     const term = terms.get(symbol)!;
     const rest = total.minus(term.pnl.minus(term.notional.times(r))); // C
-    // q − r·|q|: q·(1 − r) for a long, q·(1 + r) for a short.
-    const long = p.quantity.isPos();
-    const slope = p.quantity.times(long ? ONE.minus(r) : ONE.plus(r));
-    out.set(symbol, new Threshold(long ? 'long' : 'short', p.quantity.times(p.entryPrice).minus(rest), slope));
+    const { cost, slope, slopeDouble } = fixedParts(p, r);
+    out.set(symbol, new Threshold(p.quantity.isPos() ? 'long' : 'short', cost.minus(rest), slope, slopeDouble));
   }
   return out;
 }
 
 const ONE = new D(1);
+
+/**
+ * The parts of a position's threshold that depend on the position alone
+ * (and the maintenance rate): q·e and the slope q − r·|q|, which is q·(1 − r)
+ * for a long and q·(1 + r) for a short. Remembered per position object, like
+ * the valuations in margin.ts.
+ */
+const fixed = new WeakMap<Position, { readonly rate: Dec; readonly cost: Dec; readonly slope: Dec; readonly slopeDouble: number }>();
+
+function fixedParts(p: Position, r: Dec): { readonly cost: Dec; readonly slope: Dec; readonly slopeDouble: number } {
+  const known = fixed.get(p);
+  if (known !== undefined && known.rate === r) return known;
+  const slope = p.quantity.times(p.quantity.isPos() ? ONE.minus(r) : ONE.plus(r));
+  const parts = { rate: r, cost: p.quantity.times(p.entryPrice), slope, slopeDouble: Number(slope.toString()) };
+  fixed.set(p, parts);
+  return parts;
+}

@@ -134,14 +134,30 @@ export interface MarginTotals {
   readonly terms: ReadonlyMap<string, { readonly pnl: Dec; readonly notional: Dec }>;
 }
 
+/**
+ * A position's PnL and notional at one price, remembered while the position
+ * and the price are the same objects (both are immutable: a trade makes a new
+ * position, a new mark a new price). A trade changes one position of an
+ * account; the others are not valued again. A cache of a pure function: the
+ * results are the same with or without it.
+ */
+const valued = new WeakMap<Position, { readonly price: Dec; readonly pnl: Dec; readonly notional: Dec }>();
+
+function valueAt(p: Position, price: Dec): { readonly pnl: Dec; readonly notional: Dec } {
+  const known = valued.get(p);
+  if (known !== undefined && known.price === price) return known;
+  const term = { price, pnl: p.quantity.times(price.minus(p.entryPrice)), notional: p.quantity.abs().times(price) };
+  valued.set(p, term);
+  return term;
+}
+
 /** Equity and margins only: what the pre-trade and withdrawal checks need (no division). */
 export function marginTotals(state: AccountState, marks: Marks, rates: MarginRates): MarginTotals {
   let equity = state.balance;
   let notional = ZERO;
   const terms = new Map<string, { pnl: Dec; notional: Dec }>();
   for (const [symbol, p] of state.positions) {
-    const price = marks.get(symbol) ?? p.entryPrice;
-    const term = { pnl: p.quantity.times(price.minus(p.entryPrice)), notional: p.quantity.abs().times(price) };
+    const term = valueAt(p, marks.get(symbol) ?? p.entryPrice);
     terms.set(symbol, term);
     equity = equity.plus(term.pnl);
     notional = notional.plus(term.notional);

@@ -246,6 +246,15 @@ describe('liquidationThresholds', () => {
     expect(cushion(a, marks({ X: s(t) })).abs().lte('1e-15')).toBe(true);
   });
 
+  it('computes the same position object at another maintenance rate from scratch (a remembered slope is per rate)', () => {
+    const a = account('5', { X: pos('3', '7') });
+    expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), rates).get('X')))).toBe('5.925925925925925926');
+    // r = 0.2: (21 − 5) / (3 − 0.6) = 16 / 2.4 = 6.666…
+    const r2: MarginRates = { initial: d('0.3'), maintenance: d('0.2') };
+    expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), r2).get('X')))).toBe('6.666666666666666667');
+    expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), rates).get('X')))).toBe('5.925925925925925926');
+  });
+
   it('reports "always" or "never" when the mark cannot move the account (maintenance rate 100%, long)', () => {
     // r = 1: a long's equity − maintenance = C − q·e + m·(q − q) does not depend on m
     const full: MarginRates = { initial: d('1'), maintenance: d('1') };

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import {
+  marginTotals,
   applyFill,
   applyTrade,
   decideTrade,
@@ -93,6 +94,18 @@ describe('netting a fill into a position', () => {
 });
 
 describe('account valuation', () => {
+  it('values the same position object again at every new mark (a remembered valuation is per price)', () => {
+    const p = pos('0.1', '50000');
+    const a = account('10000', { 'BTC-PERP': p });
+    const at = (price: string) => marginTotals(a, marks({ 'BTC-PERP': price }), rates);
+    expect([s(at('51000').equity), s(at('51000').notional)]).toEqual(['10100', '5100']);
+    expect([s(at('49000').equity), s(at('49000').notional)]).toEqual(['9900', '4900']);
+    const m = marks({ 'BTC-PERP': '52000' });
+    expect(s(marginTotals(a, m, rates).equity)).toBe('10200');
+    expect(s(marginTotals(a, m, rates).equity)).toBe('10200'); // remembered: the same answer
+    expect(s(marginTotals(a, marks(), rates).equity)).toBe('10000'); // no mark: valued at entry
+  });
+
   it('values positions at their marks', () => {
     // upnl = 0.1·(51000−50000) = 100; equity = 10100; notional = 0.1·51000 = 5100
     // IM = 1020, MM = 510, available = 9080, utilisation = 510/10100·100 = 5.049504950495049505 (18dp)
