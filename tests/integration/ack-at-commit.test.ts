@@ -115,6 +115,30 @@ describe('acknowledgement at commit (trusted path)', () => {
     expect(await t.engine.recovery.reconcile()).toEqual([]);
   });
 
+  it('re-checks, right after answering, an account whose mark moved between the decision and the write', async () => {
+    await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
+    await deposit(51, '10000'); // cached here, with the marks at 50,000
+    // Another engine moves the mark; this one trusts its copy for a minute (TRUSTED_PATH=on, MARKS_MAX_AGE_MS=60000).
+    const other = await startEngine(iso);
+    try {
+      expect((await send(await listen(other.app), 'POST', '/mark-price', { symbol: 'BTC-PERP', price: '40000' })).status).toBe(200);
+    } finally {
+      await other.close();
+    }
+    // Checked at 50,000 (initial margin 9,000 of equity 10,000) and booked; its
+    // apply reports the moved mark, and at 40,000 equity 1,000 is under maintenance 3,600.
+    const res = await buy(51, '0.9');
+    expect(res.status).toBe(200);
+    const deadline = Date.now() + 5000;
+    let reasons: string[] = [];
+    while (reasons.length === 0 && Date.now() < deadline) {
+      reasons = (await db.sql<{ reason: string }[]>`SELECT reason FROM liquidations WHERE account_id = 51`).map((r) => r.reason);
+      if (reasons.length === 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(reasons).toEqual(['trade']);
+    expect((await send(base, 'GET', '/positions/51')).body.positions).toEqual([]);
+  });
+
   it('lets the applies of answered operations land before shutting down', async () => {
     const other = await trustingEngine();
     const at = await listen(other.app);
