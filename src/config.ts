@@ -39,7 +39,8 @@ const envSchema = z
     /** Accounts whose last committed state each process keeps in memory (0: none; every operation parses Redis's copy). */
     ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
     /**
-     * The trusted path (no read before deciding, for cached accounts): 'auto'
+     * The trusted path (no read before deciding, for cached accounts; the
+     * answer goes out at the commit and the Redis apply follows): 'auto'
      * takes it only while this is the only engine process on the key prefix
      * (a heartbeat in Redis tells), 'on' beside others too (collisions are
      * fenced by the ledger's key, at a cost), 'off' never.
