@@ -86,7 +86,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     lockWaitMs: config.accountLockTtlMs + timeoutMs,
     marksMaxAgeMs: config.marksMaxAgeMs,
     trustedPath: config.trustedPath,
-    // Half a timeout: a read racing a Redis failure still answers within one.
+    // Half a timeout: a read or tick racing a Redis failure answers 503 well within a second.
     appliedWaitMs: Math.floor(timeoutMs / 2),
   });
 

@@ -21,7 +21,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { EngineError } from '../domain/errors.js';
+import { DependencyUnavailable, EngineError } from '../domain/errors.js';
 import type { Marks } from '../domain/margin.js';
 import { acquireAccount, peekAccount, releaseAccount, type MarkBook, type StoredAccount } from '../store/accounts.js';
 import { heartbeat, leave } from '../store/engines.js';
@@ -60,7 +60,7 @@ export interface GateOptions {
   readonly marksMaxAgeMs: number;
   /** 'auto': the trusted path only while this is the only engine process on the key prefix. */
   readonly trustedPath: 'auto' | 'on' | 'off';
-  /** Longest a read waits for this process's acknowledged writes to reach Redis (only a Redis failure makes it wait that long). */
+  /** Longest a read waits for this process's acknowledged writes to reach Redis before answering 503 (only a Redis failure makes it wait that long). */
   readonly appliedWaitMs: number;
 }
 
@@ -183,15 +183,20 @@ export class AccountGate {
    * Resolves once Redis holds every operation this process has answered so
    * far (on `accountId`, or on every account): what a read waits for so a
    * client always sees its own acknowledged writes. An apply normally lands
-   * within a round trip; one stuck in a Redis failure is waited for at most
-   * `appliedWaitMs` (the read then meets the same failure).
+   * within a round trip; if they have not all landed within `appliedWaitMs`,
+   * Redis is failing (or crawling) and the caller answers 503 at once rather
+   * than wait out a timeout of its own on top, or serve a state without them.
    */
   async applied(accountId?: number): Promise<void> {
     const pending = accountId !== undefined ? this.applying.get(accountId) : this.applying.size > 0 ? Promise.all(this.applying.values()) : undefined;
     if (pending === undefined) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([pending, new Promise((r) => (timer = setTimeout(r, this.options.appliedWaitMs)))]);
+    const landed = await Promise.race([
+      pending.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.options.appliedWaitMs))),
+    ]);
     clearTimeout(timer);
+    if (!landed) throw new DependencyUnavailable('redis');
   }
 
   /** Resolves once no operation is queued or running and every apply has landed (shutdown). */

@@ -106,7 +106,7 @@ export interface MarginReportDeps {
   readonly risk: RiskKeys;
   readonly marks: MarkBook;
   readonly rates: MarginRates;
-  /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
+  /** Resolves once Redis holds what this process acknowledged; a 503 if Redis does not get there in time (see AccountGate.applied). */
   readonly applied: (accountId?: number) => Promise<void>;
 }
 

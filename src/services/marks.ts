@@ -31,7 +31,7 @@ export interface MarksDeps {
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
   readonly committer: { readonly unavailable: boolean };
-  /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
+  /** Resolves once Redis holds what this process acknowledged; a 503 if Redis does not get there in time (see AccountGate.applied). */
   readonly applied: (accountId?: number) => Promise<void>;
 }
 
@@ -41,10 +41,11 @@ export class MarksService {
   async setMark(symbol: string, price: Dec): Promise<MarkResult> {
     const { redis, sql, keys, risk, timeoutMs, committer, liquidation } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
-    const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
     // Every trade acknowledged before this tick is in Redis, and in the risk
-    // index the tick reads, before the mark moves: the tick itself checks them.
+    // index the tick reads, before the mark moves: the tick itself checks
+    // them. (If Redis cannot take them, this is a 503 with nothing changed.)
     await this.deps.applied();
+    const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
     // Publish the mark, then look for the accounts it endangers: an account
     // indexed after this read sees the new mark when it re-checks itself.
     const endangered = await redisCall(async () => {

@@ -24,7 +24,13 @@ let base: string;
 
 /** An engine on the trusted path (marks trusted for a minute), its Redis behind the proxy. */
 const trustingEngine = () =>
-  startEngine(iso, { REDIS_URL: viaProxy(iso.redisUrl, redisProxy.listeningPort), TRUSTED_PATH: 'on', MARKS_MAX_AGE_MS: '60000' });
+  startEngine(iso, {
+    REDIS_URL: viaProxy(iso.redisUrl, redisProxy.listeningPort),
+    TRUSTED_PATH: 'on',
+    MARKS_MAX_AGE_MS: '60000',
+    // A slowed apply behind another takes up to four delays: well within half of this.
+    DEPENDENCY_TIMEOUT_MS: '3000',
+  });
 
 beforeAll(async () => {
   iso = newIsolation();

@@ -171,7 +171,7 @@ describe('Redis unreachable', () => {
     expect((await until(() => buy(), (r) => r.status === 200)).status).toBe(200);
   });
 
-  it('books a trade that raced a Redis hang, answers it, and brings Redis level when Redis returns', async () => {
+  it('books a trade that raced a Redis hang, answers it, brings Redis level when Redis returns, and answers a tick behind a hung apply with 503 within a second', async () => {
     // A second engine that trusts its cached state for a minute: its next trade
     // reads nothing from Redis before committing, as one racing the failure would.
     const trusting = await startEngine(iso, {
@@ -201,6 +201,21 @@ describe('Redis unreachable', () => {
       const state = await until(redisState, (s) => s.seq === head, 5000);
       expect(state.seq).toBe(head);
       expect((await trusting.engine.recovery.reconcile())).toEqual([]);
+
+      // A mark posted while that engine's answered trade still hangs in its
+      // apply: the tick waits for the apply only briefly, then meets the hang
+      // itself, and still answers 503 within a second.
+      expect((await trade()).status).toBe(200); // confirms the marks again
+      redisProxy.blackhole();
+      let tick;
+      try {
+        expect((await trade()).status).toBe(200); // answered at its commit; its apply hangs
+        tick = await send(tBase, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
+      } finally {
+        await redisProxy.restore();
+      }
+      expect(tick.status).toBe(503);
+      expect(tick.ms).toBeLessThan(1000);
     } finally {
       await trusting.close();
     }
