@@ -10,17 +10,15 @@
  * "ENTRY" the engine's entry script (to compare two builds: copy one build's
  * dist/ to a directory inside the checkout, e.g. dist-base/, and name its main.js).
  */
-import { readFileSync, readdirSync } from 'node:fs';
-import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine, type Child } from './harness.js';
+import { readdirSync } from 'node:fs';
+import { ENGINE_NODE_FLAGS, cleanup, isolation, load, procStat, startEngine, type Child } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 /** CPU ticks (user + system) of each thread of a process. */
 function threadTicks(pid: number): Map<number, number> {
   const out = new Map<number, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(Number(tid), Number(f[11]) + Number(f[12]));
+    out.set(Number(tid), procStat(`/proc/${pid}/task/${tid}/stat`).ticks);
   }
   return out;
 }

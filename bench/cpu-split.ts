@@ -8,22 +8,20 @@
  * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { cleanup, isolation, load, startEngine } from './harness.js';
+import { cleanup, isolation, load, procStat, startEngine } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 /** CPU ticks (user + system, 1/100 s) per process group, read off /proc. */
 function ticksByGroup(enginePid: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    let stat: string;
+    let stat: { comm: string; ticks: number };
     try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      stat = procStat(`/proc/${pid}/stat`);
     } catch {
-      continue;
+      continue; // exited meanwhile
     }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]);
+    const { comm, ticks } = stat;
     const group = Number(pid) === enginePid ? 'engine' : comm.startsWith('postgres') ? 'postgres' : comm.startsWith('redis') ? 'redis' : comm === 'wrk' ? 'wrk' : 'other';
     out.set(group, (out.get(group) ?? 0) + ticks);
   }

@@ -33,6 +33,17 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+/**
+ * A process's or thread's `stat` file (/proc/<pid>/stat, /proc/<pid>/task/<tid>/stat):
+ * its command name, and its CPU time so far (utime + stime, fields 14 and 15
+ * after the ')' of the name) in clock ticks, 100 per second here.
+ */
+export function procStat(path: string): { comm: string; ticks: number } {
+  const stat = readFileSync(path, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
 async function waitFor(url: string, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -62,10 +73,7 @@ function child(cmd: string, args: string[], env: Record<string, string>, port: n
       return m ? Number.parseInt(m[1]!, 10) / 1024 : Number.NaN;
     },
     cpuSeconds() {
-      // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks (100 per second here), after the ')' of the command name.
-      const stat = readFileSync(`/proc/${proc.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number.parseInt(fields[11]!, 10) + Number.parseInt(fields[12]!, 10)) / 100;
+      return procStat(`/proc/${proc.pid}/stat`).ticks / 100;
     },
     stop: () =>
       new Promise<void>((resolve) => {

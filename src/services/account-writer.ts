@@ -204,7 +204,7 @@ export class AccountWriter {
       accountId: before.accountId,
       expectedSeq: before.seq,
       seq: last.seq,
-      balance: str(after.balance),
+      balance: last.balance, // the row's own text of it: str(after.balance)
       set: [...after.positions]
         .filter(([symbol, p]) => before.positions.get(symbol) !== p)
         .map(([symbol, p]) => ({ symbol, quantity: str(p.quantity), entryPrice: str(p.entryPrice) })),
