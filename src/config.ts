@@ -63,6 +63,8 @@ const envSchema = z
     COMMIT_BATCH_MAX: positiveInt(512),
     /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
     COMMIT_CONCURRENCY: positiveInt(6),
+    /** A group commit leaves as soon as this many rows wait (0: only at the end of the event loop's turn). */
+    COMMIT_EARLY_ROWS: z.coerce.number().int().min(0).max(100_000).default(32),
     /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
   });
@@ -86,6 +88,7 @@ export interface Config {
   readonly trustedPath: 'auto' | 'on' | 'off';
   readonly commitBatchMax: number;
   readonly commitConcurrency: number;
+  readonly commitEarlyRows: number;
   readonly workers: number;
 }
 
@@ -126,6 +129,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     trustedPath: e.TRUSTED_PATH,
     commitBatchMax: e.COMMIT_BATCH_MAX,
     commitConcurrency: e.COMMIT_CONCURRENCY,
+    commitEarlyRows: e.COMMIT_EARLY_ROWS,
     workers: e.WORKERS,
   };
 }

@@ -76,6 +76,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const committer = new GroupCommitter(sql, {
     maxRows: config.commitBatchMax,
     maxConcurrent: config.commitConcurrency,
+    earlyRows: config.commitEarlyRows,
     flushTimeoutMs: timeoutMs,
     isConnectionError: isPostgresUnavailable,
   });

@@ -75,7 +75,9 @@ export function applyTrade(state: AccountState, fill: TradeFill): TradeOutcome {
   const positions = new Map(state.positions);
   if (result.position) positions.set(fill.symbol, result.position);
   else positions.delete(fill.symbol);
-  return { ...result, after: { balance: state.balance.plus(result.realisedPnl), positions } };
+  // Opening or increasing realises nothing (applyFill returns ZERO itself): the balance is unchanged.
+  const balance = result.realisedPnl === ZERO ? state.balance : state.balance.plus(result.realisedPnl);
+  return { ...result, after: { balance, positions } };
 }
 
 export interface PositionValuation {

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError } from '../domain/errors.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
-import type { AccountState, MarginRates, MarginTotals } from '../domain/margin.js';
+import type { AccountState, MarginRates, MarginTotals, Position } from '../domain/margin.js';
 import { applyAccount, markContended, rememberClientOrder, type AccountUpdate, type MarkBook } from '../store/accounts.js';
 import {
   GroupCommitter,
@@ -205,9 +205,7 @@ export class AccountWriter {
       expectedSeq: before.seq,
       seq: last.seq,
       balance: last.balance, // the row's own text of it: str(after.balance)
-      set: [...after.positions]
-        .filter(([symbol, p]) => before.positions.get(symbol) !== p)
-        .map(([symbol, p]) => ({ symbol, quantity: str(p.quantity), entryPrice: str(p.entryPrice) })),
+      set: [...after.positions].filter(([symbol, p]) => before.positions.get(symbol) !== p).map(([symbol, p]) => positionText(symbol, p, entries)),
       remove: [...before.positions.keys()].filter((symbol) => !after.positions.has(symbol)),
       ...(tradeWithOrder ? { clientOrder: { id: tradeWithOrder.clientOrderId!, stored: storedClientOrder(tradeWithOrder) } } : {}),
     };
@@ -226,6 +224,20 @@ export class AccountWriter {
     }
     return result.marksEpoch !== snapshot.marksEpoch;
   }
+}
+
+/**
+ * A changed position as text for Redis: the trade row that left it so
+ * already carries it (str of the same decimals), otherwise it is formatted.
+ */
+function positionText(symbol: string, p: Position, entries: readonly LedgerEntry[]): { symbol: string; quantity: string; entryPrice: string } {
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i]!;
+    if (e.symbol !== symbol) continue;
+    if (e.positionQuantity !== null && e.positionEntryPrice !== null) return { symbol, quantity: e.positionQuantity, entryPrice: e.positionEntryPrice };
+    break;
+  }
+  return { symbol, quantity: str(p.quantity), entryPrice: str(p.entryPrice) };
 }
 
 function entryOf(row: LedgerRow, c: CommittedRow): LedgerEntry {

@@ -83,6 +83,11 @@ export interface GroupCommitterOptions {
   readonly maxRows: number;
   /** Most commits in flight at once (each on its own pooled connection). */
   readonly maxConcurrent: number;
+  /**
+   * A commit leaves as soon as this many rows are queued (with a slot free),
+   * without waiting for the end of the event loop's turn (0: never early).
+   */
+  readonly earlyRows: number;
   /** A commit slower than this marks PostgreSQL down; the next batch goes on without it. */
   readonly flushTimeoutMs: number;
   /** Tells a connection failure from a bug. */
@@ -101,6 +106,8 @@ export interface GroupCommitterOptions {
  */
 export class GroupCommitter {
   private queue: Pending[] = [];
+  /** Rows in `queue`. */
+  private queuedRows = 0;
   private scheduled = false;
   /** Commits whose outcome is not known yet (a hung one stays here until it settles). */
   private readonly inFlight = new Set<Promise<void>>();
@@ -131,7 +138,14 @@ export class GroupCommitter {
     }
     return new Promise((resolve, reject) => {
       this.queue.push({ rows, liquidation, resolve, reject });
-      this.schedule();
+      this.queuedRows += rows.length;
+      // Under load a wave of requests arrives in one turn of the event loop.
+      // Sending its first rows while the rest are still being decided keeps
+      // PostgreSQL and the engine busy at once; otherwise the whole wave
+      // waits for one commit with the engine idle, and the waves stay in step.
+      const { earlyRows, maxConcurrent } = this.options;
+      if (earlyRows > 0 && this.queuedRows >= earlyRows && this.slotsUsed < maxConcurrent) this.pump();
+      else this.schedule();
     });
   }
 
@@ -167,6 +181,7 @@ export class GroupCommitter {
    */
   private pump(): void {
     if (this.down) {
+      this.queuedRows = 0;
       for (const p of this.queue.splice(0)) p.reject(new LedgerUnavailable('postgres is unavailable', false));
       return;
     }
@@ -177,6 +192,7 @@ export class GroupCommitter {
         const next = this.queue.shift()!;
         batch.push(next);
         rowCount += next.rows.length;
+        this.queuedRows -= next.rows.length;
       }
       this.slotsUsed++;
       let slotHeld = true;

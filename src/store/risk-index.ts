@@ -26,15 +26,32 @@ import type { KeySpace } from './redis.js';
 export const member = (accountId: number) => String(accountId).padStart(16, '0');
 export const accountOf = (m: string) => Number.parseInt(m, 10);
 
-const buffer = new DataView(new ArrayBuffer(8));
-function step(x: number, up: boolean): number {
+/**
+ * The 64 bits of one double as two 32-bit words (the platform's byte order),
+ * so stepping to a neighbouring double is integer arithmetic on the words
+ * instead of a BigInt round trip.
+ */
+const f64 = new Float64Array(1);
+const words = new Uint32Array(f64.buffer);
+const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HIGH = 1 - LOW;
+
+/** The neighbouring double of `x` towards +∞ (`up`) or −∞. */
+export function step(x: number, up: boolean): number {
   if (Number.isNaN(x) || x === (up ? Infinity : -Infinity)) return x;
   if (x === 0) return up ? Number.MIN_VALUE : -Number.MIN_VALUE;
-  buffer.setFloat64(0, x);
-  let bits = buffer.getBigUint64(0);
-  bits = (x > 0) === up ? bits + 1n : bits - 1n;
-  buffer.setBigUint64(0, bits);
-  return buffer.getFloat64(0);
+  f64[0] = x;
+  // Away from zero adds one to the magnitude's bit pattern; towards zero subtracts one.
+  if ((x > 0) === up) {
+    if (words[LOW] === 0xffffffff) {
+      words[LOW] = 0;
+      words[HIGH]! += 1;
+    } else words[LOW]! += 1;
+  } else if (words[LOW] === 0) {
+    words[LOW] = 0xffffffff;
+    words[HIGH]! -= 1;
+  } else words[LOW]! -= 1;
+  return f64[0]!;
 }
 
 /** A double no smaller than `d` (the nearest double, then two steps up to cover its rounding). */
@@ -52,9 +69,21 @@ const outward = (x: number, up: boolean) => step(step(step(x, up), up), up);
 
 export class RiskKeys {
   constructor(private readonly keys: KeySpace) {}
-  long = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:long`;
-  short = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:short`;
-  multiOf = (symbol: string) => `${this.keys.prefix}:multi:${symbol}`;
+  private readonly names = new Map<string, { long: string; short: string; multi: string }>();
+  /** Each symbol's key names, built once (a trade names two or three of them). */
+  private of(symbol: string): { long: string; short: string; multi: string } {
+    let n = this.names.get(symbol);
+    if (n === undefined) {
+      const p = this.keys.prefix;
+      if (this.names.size >= 10_000) this.names.clear(); // bounded, whatever symbols clients send
+      n = { long: `${p}:idx:${symbol}:long`, short: `${p}:idx:${symbol}:short`, multi: `${p}:multi:${symbol}` };
+      this.names.set(symbol, n);
+    }
+    return n;
+  }
+  long = (symbol: string) => this.of(symbol).long;
+  short = (symbol: string) => this.of(symbol).short;
+  multiOf = (symbol: string) => this.of(symbol).multi;
   get multi() {
     return `${this.keys.prefix}:multi`;
   }

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation, type Threshold } from '../../src/domain/liquidation.js';
 import { marginTotals, type AccountState, type MarginRates, type Position } from '../../src/domain/margin.js';
-import { scoreOf } from '../../src/store/risk-index.js';
+import { scoreOf, step } from '../../src/store/risk-index.js';
 
 const d = (v: string | number) => new D(v);
 const rates: MarginRates = { initial: d('0.2'), maintenance: d('0.1') };
@@ -355,5 +355,49 @@ describe('thresholds agree with isLiquidatable (property-based)', () => {
       { numRuns: 500 },
     );
     expect(seen).toEqual(new Set([true, false]));
+  });
+});
+
+describe('stepping to a neighbouring double (the risk index rounds outward with it)', () => {
+  /** The reference: the double's bits as one 64-bit integer, moved by one. */
+  const view = new DataView(new ArrayBuffer(8));
+  const reference = (x: number, up: boolean): number => {
+    if (Number.isNaN(x) || x === (up ? Infinity : -Infinity)) return x;
+    if (x === 0) return up ? Number.MIN_VALUE : -Number.MIN_VALUE;
+    view.setFloat64(0, x);
+    const bits = view.getBigUint64(0);
+    view.setBigUint64(0, (x > 0) === up ? bits + 1n : bits - 1n);
+    return view.getFloat64(0);
+  };
+
+  it('moves to the next double up or down, across word boundaries, signs, subnormals and the extremes', () => {
+    const fromBits = (hi: number, lo: number) => {
+      view.setUint32(0, hi);
+      view.setUint32(4, lo);
+      return view.getFloat64(0);
+    };
+    const edges = [
+      1, -1, 0.1, -0.1, 50_000, 2 ** 32, 2 ** -1074, -(2 ** -1074), Number.MIN_VALUE, Number.MAX_VALUE, -Number.MAX_VALUE, Infinity, -Infinity,
+      fromBits(0x40e86a00, 0xffffffff), // low word all ones: a carry into the high word going up
+      fromBits(0x40e86a01, 0x00000000), // low word zero: a borrow from the high word going down
+      fromBits(0xc0e86a00, 0xffffffff),
+      fromBits(0xc0e86a01, 0x00000000),
+    ];
+    for (const x of edges) {
+      for (const up of [true, false]) expect(Object.is(step(x, up), reference(x, up)), `${x} ${up ? 'up' : 'down'}`).toBe(true);
+    }
+    expect(step(1, true)).toBe(1 + Number.EPSILON);
+    expect(step(Number.MAX_VALUE, true)).toBe(Infinity);
+  });
+
+  it('agrees with the 64-bit reference on random doubles', () => {
+    fc.assert(
+      fc.property(fc.double({ noNaN: true }), fc.boolean(), (x, up) => {
+        const got = step(x, up);
+        expect(Object.is(got, reference(x, up))).toBe(true);
+        if (Number.isFinite(x) && x !== 0) expect(up ? got > x : got < x).toBe(true);
+      }),
+      { numRuns: 20_000 },
+    );
   });
 });
