@@ -48,11 +48,15 @@ export class MarksService {
     const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
     // Publish the mark, then look for the accounts it endangers: an account
     // indexed after this read sees the new mark when it re-checks itself.
+    // One round trip: the three go out together and Redis runs them in order.
     const endangered = await redisCall(async () => {
-      const epoch = await storeMark(redis, keys, symbol, str(price), version);
+      const [epoch, , candidates] = await Promise.all([
+        storeMark(redis, keys, symbol, str(price), version),
+        redis.incr(risk.rev),
+        endangeredBy(redis, risk, symbol, price),
+      ]);
       if (epoch > 0) this.deps.markBook.moved(epoch);
-      await redis.incr(risk.rev);
-      return endangeredBy(redis, risk, symbol, price);
+      return candidates;
     });
     const liquidated = await liquidation.afterTick(symbol, price, endangered);
     return { symbol, price: str(price), liquidated };

@@ -187,7 +187,6 @@ const SCRIPTS = {
   reindex: defineScript('reindex', REINDEX, -1),
   peek: defineScript('peek', PEEK, -1),
   release: defineScript('release', RELEASE, 1),
-  setMark: defineScript('setMark', SET_MARK, 1),
 };
 
 export function parseAccount(accountId: number, flat: string[] | Record<string, string>): StoredAccount {
@@ -610,8 +609,10 @@ export async function peekAccount(
 /** Records a booked client order's stored result, unless Redis already has one for that id. */
 export async function rememberClientOrder(redis: Redis, keys: KeySpace, accountId: number, clientOrderId: string, stored: string): Promise<void> {
   const hash = keys.account(accountId).clientOrders;
-  await redis.hsetnx(hash, clientOrderId, stored);
-  if (keys.clientOrderTtlMs > 0) await redis.pexpire(hash, keys.clientOrderTtlMs);
+  // Both in one round trip (a pipeline keeps their order).
+  const pipeline = redis.pipeline().hsetnx(hash, clientOrderId, stored);
+  if (keys.clientOrderTtlMs > 0) pipeline.pexpire(hash, keys.clientOrderTtlMs);
+  for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
 }
 
 /** After a collision: for `ms`, writers of this account take its lock instead of the optimistic path. */
@@ -637,7 +638,12 @@ export async function readAccount(redis: Redis, keys: KeySpace, marks: MarkBook,
   return { account: parseAccount(accountId, state), marks: current };
 }
 
-/** Publishes a mark; returns the marks' new epoch, or 0 when a newer version was already there. */
+/**
+ * Publishes a mark; returns the marks' new epoch, or 0 when a newer version
+ * was already there. Sent with its body (EVAL, not EVALSHA): it never meets
+ * NOSCRIPT and is never sent twice, so commands issued right after it on the
+ * same connection always run after it (the tick pipelines its reads behind it).
+ */
 export async function storeMark(redis: Redis, keys: KeySpace, symbol: string, price: string, version: number): Promise<number> {
-  return Number(await runScript(redis, SCRIPTS.setMark, [keys.marks, symbol, price, version]));
+  return Number(await redis.eval(SET_MARK, 1, keys.marks, symbol, price, version));
 }

@@ -33,8 +33,8 @@ export async function loadScripts(redis: Redis): Promise<void> {
 export const isNoScript = (error: unknown) => error instanceof Error && error.message.includes('NOSCRIPT');
 
 /**
- * EVALSHA with the script's keys and arguments. Commands issued in the same
- * tick share one socket write (the client auto-pipelines).
+ * EVALSHA with the script's keys and arguments. After a NOSCRIPT the call is
+ * sent again, behind anything issued meanwhile on the connection.
  */
 export async function runScript(redis: Redis, script: LuaScript, keysAndArgs: (string | number)[]): Promise<unknown> {
   // A script defined with numberOfKeys -1 takes its key count as the first argument.
