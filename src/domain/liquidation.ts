@@ -132,12 +132,27 @@ export function liquidationThresholds(state: AccountState, marks: Marks, rates: 
   const total = equity.minus(maintenanceMargin); // f at the current marks
   const out = new Map<string, Threshold>();
   for (const [symbol, p] of state.positions) {
-    const term = terms.get(symbol)!;
-    const rest = total.minus(term.pnl.minus(term.notional.times(r))); // C
+    // C = total − (pnl − r·notional), so the numerator q·e − C is k − total
+    // with k = q·e + pnl − r·notional, which depends on this position alone.
     const { cost, slope, slopeDouble } = fixedParts(p, r);
-    out.set(symbol, new Threshold(p.quantity.isPos() ? 'long' : 'short', cost.minus(rest), slope, slopeDouble));
+    out.set(symbol, new Threshold(p.quantity.isPos() ? 'long' : 'short', ownPart(terms.get(symbol)!, cost, r).minus(total), slope, slopeDouble));
   }
   return out;
+}
+
+/**
+ * k = q·e + pnl − r·notional for one valuation of one position, remembered
+ * per valuation object (margin.ts keeps one per position and price), so a
+ * trade only computes it for the position it changed.
+ */
+const ownParts = new WeakMap<object, { readonly rate: Dec; readonly cost: Dec; readonly k: Dec }>();
+
+function ownPart(term: { readonly pnl: Dec; readonly notional: Dec }, cost: Dec, r: Dec): Dec {
+  const known = ownParts.get(term);
+  if (known !== undefined && known.rate === r && known.cost === cost) return known.k;
+  const k = cost.plus(term.pnl.minus(term.notional.times(r)));
+  ownParts.set(term, { rate: r, cost, k });
+  return k;
 }
 
 const ONE = new D(1);

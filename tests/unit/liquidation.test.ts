@@ -253,6 +253,11 @@ describe('liquidationThresholds', () => {
     const r2: MarginRates = { initial: d('0.3'), maintenance: d('0.2') };
     expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), r2).get('X')))).toBe('6.666666666666666667');
     expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), rates).get('X')))).toBe('5.925925925925925926');
+    // The same price object too: the position's remembered valuation is reused, its own part k = q·e + pnl − r·notional is not
+    const m = marks({ X: '6' });
+    expect(s(priceOf(liquidationThresholds(a, m, rates).get('X')))).toBe('5.925925925925925926');
+    expect(s(priceOf(liquidationThresholds(a, m, r2).get('X')))).toBe('6.666666666666666667');
+    expect(s(priceOf(liquidationThresholds(a, m, rates).get('X')))).toBe('5.925925925925925926');
   });
 
   it('reports "always" or "never" when the mark cannot move the account (maintenance rate 100%, long)', () => {
