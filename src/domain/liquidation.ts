@@ -4,7 +4,7 @@
  * account would fall below maintenance, the other marks held fixed).
  */
 import { D, type Dec, ZERO, divRound } from './decimal.js';
-import { applyFill, marginTotals, type AccountState, type MarginRates, type MarginTotals, type Marks, type Position, type Side } from './margin.js';
+import { applyFill, marginTotals, remember, type AccountState, type MarginRates, type MarginTotals, type Marks, type Position, type Side } from './margin.js';
 
 /** Equity strictly below maintenance margin, with positions open. Exactly at maintenance is not liquidated. */
 export function isLiquidatable(state: AccountState, marks: Marks, rates: MarginRates): boolean {
@@ -145,14 +145,13 @@ export function liquidationThresholds(state: AccountState, marks: Marks, rates: 
  * per valuation object (margin.ts keeps one per position and price), so a
  * trade only computes it for the position it changed.
  */
-const ownParts = new WeakMap<object, { readonly rate: Dec; readonly cost: Dec; readonly k: Dec }>();
+const OWN = Symbol('own');
+type Own = { readonly rate: Dec; readonly cost: Dec; readonly k: Dec };
 
 function ownPart(term: { readonly pnl: Dec; readonly notional: Dec }, cost: Dec, r: Dec): Dec {
-  const known = ownParts.get(term);
+  const known = (term as { [OWN]?: Own })[OWN];
   if (known !== undefined && known.rate === r && known.cost === cost) return known.k;
-  const k = cost.plus(term.pnl.minus(term.notional.times(r)));
-  ownParts.set(term, { rate: r, cost, k });
-  return k;
+  return remember(term, OWN, { rate: r, cost, k: cost.plus(term.pnl.minus(term.notional.times(r))) }).k;
 }
 
 const ONE = new D(1);
@@ -170,13 +169,13 @@ function factorsOf(r: Dec): { readonly long: Dec; readonly short: Dec } {
  * for a long and q·(1 + r) for a short. Remembered per position object, like
  * the valuations in margin.ts.
  */
-const fixed = new WeakMap<Position, { readonly rate: Dec; readonly cost: Dec; readonly slope: Dec; readonly slopeDouble: number }>();
+const FIXED = Symbol('fixed');
+type Fixed = { readonly rate: Dec; readonly cost: Dec; readonly slope: Dec; readonly slopeDouble: number };
 
 function fixedParts(p: Position, r: Dec): { readonly cost: Dec; readonly slope: Dec; readonly slopeDouble: number } {
-  const known = fixed.get(p);
+  const known = (p as { [FIXED]?: Fixed })[FIXED];
   if (known !== undefined && known.rate === r) return known;
   const slope = p.quantity.times(p.quantity.isPos() ? factorsOf(r).long : factorsOf(r).short);
   const parts = { rate: r, cost: p.quantity.times(p.entryPrice), slope, slopeDouble: Number(slope.toString()) };
-  fixed.set(p, parts);
-  return parts;
+  return remember(p, FIXED, parts);
 }

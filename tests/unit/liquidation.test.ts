@@ -260,6 +260,17 @@ describe('liquidationThresholds', () => {
     expect(s(priceOf(liquidationThresholds(a, m, rates).get('X')))).toBe('5.925925925925925926');
   });
 
+  it('keeps what it remembers off the value: a valued position still equals a fresh one, in comparisons, copies and JSON', () => {
+    const p = pos('3', '7');
+    const a = account('5', { X: p });
+    liquidationThresholds(a, marks({ X: '6' }), rates);
+    expect(Object.getOwnPropertySymbols(p).length).toBeGreaterThan(0); // it did remember something on it
+    expect(p).toEqual(pos('3', '7'));
+    expect({ ...p }).toEqual(pos('3', '7'));
+    expect(Object.keys(p)).toEqual(['quantity', 'entryPrice']);
+    expect(JSON.stringify(p)).toBe(JSON.stringify(pos('3', '7')));
+  });
+
   it('reports "always" or "never" when the mark cannot move the account (maintenance rate 100%, long)', () => {
     // r = 1: a long's equity − maintenance = C − q·e + m·(q − q) does not depend on m
     const full: MarginRates = { initial: d('1'), maintenance: d('1') };

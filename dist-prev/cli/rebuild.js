@@ -1,0 +1,22 @@
+/** `npm run rebuild`: rebuilds Redis's state from the PostgreSQL ledger, now, and exits. */
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../config.js';
+import { createEngine } from '../engine.js';
+try {
+    const config = loadConfig(process.env);
+    const engine = await createEngine(config, pino({ level: config.logLevel }), { recover: false });
+    try {
+        // Take the shared rebuild lock like a running engine would, then rebuild unconditionally.
+        await engine.redis.hdel(engine.keys.marks, '#boot');
+        const stats = await engine.recovery.rebuildOrWait();
+        process.stdout.write(`${JSON.stringify(stats ?? 'another engine rebuilt it')}\n`);
+    }
+    finally {
+        await engine.close();
+    }
+}
+catch (error) {
+    process.stderr.write(`${error instanceof ConfigError ? error.message : `rebuild failed: ${error.message}`}\n`);
+    process.exit(1);
+}
+//# sourceMappingURL=rebuild.js.map

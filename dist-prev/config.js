@@ -1,0 +1,108 @@
+/**
+ * The engine's configuration: one zod schema over the environment, parsed once
+ * at start-up. Nothing else in the code base reads process.env.
+ */
+import { z } from 'zod';
+import { D } from './domain/decimal.js';
+const rate = (fallback) => z
+    .string()
+    .default(fallback)
+    .refine((s) => /^(0(\.\d+)?|1(\.0+)?)$/.test(s.trim()), 'must be a decimal between 0 and 1')
+    .transform((s) => new D(s.trim()));
+const positiveInt = (fallback) => z.coerce.number().int().positive().default(fallback);
+const envSchema = z
+    .object({
+    HOST: z.string().min(1).default('0.0.0.0'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+    REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+    DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default('postgres://postgres@127.0.0.1:5432/postgres'),
+    DATABASE_SCHEMA: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+        .default('public'),
+    REDIS_KEY_PREFIX: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -')
+        .default('me'),
+    INITIAL_MARGIN_RATE: rate('0.20'),
+    MAINTENANCE_MARGIN_RATE: rate('0.10'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    DATABASE_POOL_SIZE: positiveInt(10),
+    /** How long a request may wait on Redis or PostgreSQL before it answers 503. */
+    DEPENDENCY_TIMEOUT_MS: positiveInt(800),
+    /** Lease of the cross-process account lock; a crashed holder frees it after this. */
+    ACCOUNT_LOCK_TTL_MS: positiveInt(5000),
+    /** Accounts whose last committed state each process keeps in memory (0: none; every operation parses Redis's copy). */
+    ACCOUNT_CACHE_SIZE: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
+    /**
+     * The trusted path (no read before deciding, for cached accounts; the
+     * answer goes out at the commit and the Redis apply follows): 'auto'
+     * takes it only while this is the only engine process on the key prefix
+     * (a heartbeat in Redis tells), 'on' beside others too (collisions are
+     * fenced by the ledger's key, at a cost), 'off' never.
+     */
+    TRUSTED_PATH: z.enum(['auto', 'on', 'off']).default('auto'),
+    /**
+     * How recently a Redis reply must have confirmed this process's copy of the
+     * marks for a trade or cash movement on a cached account to skip its read
+     * round trip (0: every operation reads). Bounds how stale a mark posted
+     * through another engine process can be when a trade is checked.
+     */
+    MARKS_MAX_AGE_MS: z.coerce.number().int().min(0).max(60_000).default(20),
+    /**
+     * How long Redis keeps an account's booked client order results after its
+     * last one (seconds; 0: for ever). Later repeats are answered from the
+     * ledger, whose unique index keeps client order ids for good.
+     */
+    CLIENT_ORDER_RETENTION_S: z.coerce.number().int().min(0).max(31_536_000).default(86_400),
+    /** Most rows one group commit writes to PostgreSQL. */
+    COMMIT_BATCH_MAX: positiveInt(512),
+    /** Group commits in flight at once; must stay below DATABASE_POOL_SIZE. */
+    COMMIT_CONCURRENCY: positiveInt(6),
+    /** A group commit leaves as soon as this many rows wait (0: only at the end of the event loop's turn). */
+    COMMIT_EARLY_ROWS: z.coerce.number().int().min(0).max(100_000).default(32),
+    /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
+    WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+});
+export class ConfigError extends Error {
+}
+/** Parses the environment; throws a ConfigError naming every bad variable. */
+export function loadConfig(env) {
+    // An empty variable means "not set", as in most .env tooling.
+    const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+    const parsed = envSchema.safeParse(present);
+    if (!parsed.success) {
+        const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+        throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+    }
+    const e = parsed.data;
+    if (e.COMMIT_CONCURRENCY >= e.DATABASE_POOL_SIZE) {
+        throw new ConfigError('Invalid configuration:\n  COMMIT_CONCURRENCY: must be below DATABASE_POOL_SIZE (reads need connections too)');
+    }
+    if (e.MAINTENANCE_MARGIN_RATE.gt(e.INITIAL_MARGIN_RATE)) {
+        throw new ConfigError('Invalid configuration:\n  MAINTENANCE_MARGIN_RATE: must not exceed INITIAL_MARGIN_RATE');
+    }
+    return {
+        host: e.HOST,
+        port: e.PORT,
+        redisUrl: e.REDIS_URL,
+        databaseUrl: e.DATABASE_URL,
+        databaseSchema: e.DATABASE_SCHEMA,
+        redisKeyPrefix: e.REDIS_KEY_PREFIX,
+        initialMarginRate: e.INITIAL_MARGIN_RATE,
+        maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
+        logLevel: e.LOG_LEVEL,
+        databasePoolSize: e.DATABASE_POOL_SIZE,
+        dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
+        accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
+        accountCacheSize: e.ACCOUNT_CACHE_SIZE,
+        marksMaxAgeMs: e.MARKS_MAX_AGE_MS,
+        clientOrderRetentionS: e.CLIENT_ORDER_RETENTION_S,
+        trustedPath: e.TRUSTED_PATH,
+        commitBatchMax: e.COMMIT_BATCH_MAX,
+        commitConcurrency: e.COMMIT_CONCURRENCY,
+        commitEarlyRows: e.COMMIT_EARLY_ROWS,
+        workers: e.WORKERS,
+    };
+}
+//# sourceMappingURL=config.js.map

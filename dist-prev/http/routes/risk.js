@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { DEFAULT_PAGE_LIMIT, errorResponse, liquidationsQuery, liquidationsResponse, marginReportQuery, marginReportResponse, } from '../schemas.js';
+export const riskRoutes = async (app, { engine }) => {
+    app.get('/margin-report', {
+        schema: {
+            tags: ['risk'],
+            summary: 'Every account, riskiest first (highest margin utilisation), paged',
+            description: 'Carries an ETag that changes whenever any account or mark changes; send If-None-Match to get 304 when nothing did.',
+            querystring: marginReportQuery,
+            response: { 200: marginReportResponse, 304: z.null().describe('Not modified since the ETag sent'), 400: errorResponse, 503: errorResponse },
+        },
+    }, async (req, reply) => {
+        const query = { limit: req.query.limit ?? DEFAULT_PAGE_LIMIT, cursor: req.query.cursor ?? null, status: req.query.status ?? null };
+        const etag = await engine.report.etag(query);
+        void reply.header('etag', etag).header('cache-control', 'no-cache');
+        if (req.headers['if-none-match'] === etag)
+            return reply.code(304).send(null);
+        return engine.report.page(query);
+    });
+    app.get('/liquidations', {
+        schema: {
+            tags: ['risk'],
+            summary: 'Liquidation records, newest first',
+            querystring: liquidationsQuery,
+            response: { 200: liquidationsResponse, 400: errorResponse, 503: errorResponse },
+        },
+    }, (req) => engine.accounts.liquidations(req.query.account_id ?? null, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null));
+};
+//# sourceMappingURL=risk.js.map

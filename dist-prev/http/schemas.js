@@ -1,0 +1,179 @@
+/**
+ * The wire format, as zod schemas: they validate every request, type the
+ * handlers, and generate the OpenAPI document at /docs.
+ */
+import { z } from 'zod';
+import { D, MAX_INPUT_DECIMALS, MAX_INPUT_VALUE } from '../domain/decimal.js';
+const DECIMAL_TEXT = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+/**
+ * A price, quantity or amount: a JSON number or a decimal string, finite,
+ * positive, at most 18 decimal places. JSON numbers arrive exact (see json.ts).
+ */
+const required = (otherwise) => (issue) => (issue.input === undefined ? 'is required' : otherwise);
+export const positiveDecimal = z
+    .union([z.number(), z.string()], { error: required('must be a decimal number or a decimal string') })
+    .transform((value, ctx) => {
+    const fail = (message) => {
+        ctx.addIssue({ code: 'custom', message });
+        return z.NEVER;
+    };
+    if (typeof value === 'number' && !Number.isFinite(value))
+        return fail('must be a finite decimal');
+    if (typeof value === 'string' && !DECIMAL_TEXT.test(value))
+        return fail('must be a decimal number such as "0.1" or "50000"');
+    const d = new D(value);
+    if (!d.isFinite())
+        return fail('must be a finite decimal');
+    if (!d.isPos() || d.isZero())
+        return fail('must be greater than 0');
+    if (d.decimalPlaces() > MAX_INPUT_DECIMALS)
+        return fail(`must have at most ${MAX_INPUT_DECIMALS} decimal places`);
+    if (d.gte(MAX_INPUT_VALUE))
+        return fail('must be less than 1e20');
+    return d;
+})
+    .meta({ description: 'Positive decimal, up to 18 decimal places, as a JSON number or a string', examples: ['0.1', 50000] });
+const MAX_ID = Number.MAX_SAFE_INTEGER;
+const ACCOUNT_ID_RULE = `must be a JSON integer from 1 to ${MAX_ID}`;
+export const accountIdBody = z
+    .number({ error: required(ACCOUNT_ID_RULE) })
+    .int(ACCOUNT_ID_RULE)
+    .positive(ACCOUNT_ID_RULE)
+    .max(MAX_ID, ACCOUNT_ID_RULE)
+    .meta({ description: 'Account id, a positive integer', examples: [1] });
+/** A positive integer in a path or query string. */
+const idText = (message) => z
+    .string()
+    .regex(/^[1-9][0-9]{0,15}$/, message)
+    .transform(Number)
+    .refine((n) => n <= MAX_ID, 'is too large');
+export const accountIdParams = z.object({ account_id: idText('must be a positive integer') });
+export const symbol = z
+    .string({ error: required('must be a string') })
+    .regex(/^[A-Z0-9_/-]{1,32}$/, 'must be 1-32 of A-Z 0-9 - _ /')
+    .meta({ examples: ['BTC-PERP'] });
+export const side = z.enum(['BUY', 'SELL'], { error: required('must be "BUY" or "SELL"') });
+export const clientOrderId = z
+    .string()
+    .regex(/^[\x21-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without spaces')
+    .meta({ description: 'Makes the trade idempotent per account' });
+export const DEFAULT_PAGE_LIMIT = 100;
+const limitParam = z
+    .string()
+    .regex(/^[0-9]{1,7}$/, 'must be an integer from 1 to 1000')
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= 1000, 'must be an integer from 1 to 1000')
+    .optional();
+const sequenceCursor = idText('must be a cursor returned by a previous page').optional();
+export const pageQuery = z.object({ limit: limitParam, cursor: sequenceCursor }).strict();
+export const marginReportQuery = z
+    .object({
+    limit: limitParam,
+    cursor: z.string().regex(/^[A-Za-z0-9_-]{1,4096}$/, 'must be a cursor returned by a previous page').optional(),
+    status: z.enum(['healthy', 'margin_call', 'liquidatable'], { error: 'must be healthy, margin_call or liquidatable' }).optional(),
+})
+    .strict();
+export const liquidationsQuery = z
+    .object({ account_id: idText('must be a positive integer').optional(), limit: limitParam, cursor: sequenceCursor })
+    .strict();
+export const amountBody = z.object({ amount: positiveDecimal }).strict();
+export const tradeBody = z
+    .object({
+    account_id: accountIdBody,
+    symbol,
+    side,
+    quantity: positiveDecimal,
+    price: positiveDecimal,
+    client_order_id: clientOrderId.optional(),
+})
+    .strict();
+export const markBody = z.object({ symbol, price: positiveDecimal }).strict();
+// ---- responses (documentation and handler types; amounts are decimal strings)
+const amount = z.string().meta({ description: 'Decimal string' });
+export const errorResponse = z.object({
+    success: z.literal(false),
+    error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }),
+});
+export const cashResponse = z.object({ account_id: z.number(), balance: amount });
+export const tradeResponse = z.object({
+    success: z.literal(true),
+    trade_id: z.number(),
+    account_id: z.number(),
+    symbol: z.string(),
+    side,
+    quantity: amount,
+    price: amount,
+    realised_pnl: amount,
+    position: z.object({ symbol: z.string(), quantity: amount, entry_price: amount.nullable() }),
+    balance: amount,
+    equity: amount,
+});
+export const positionsResponse = z.object({
+    account_id: z.number(),
+    balance: amount,
+    equity: amount,
+    unrealised_pnl: amount,
+    notional: amount,
+    initial_margin: amount,
+    maintenance_margin: amount,
+    available_margin: amount,
+    margin_utilisation_pct: amount.nullable(),
+    status: z.enum(['healthy', 'margin_call', 'liquidatable']),
+    positions: z.array(z.object({
+        symbol: z.string(),
+        quantity: amount,
+        entry_price: amount,
+        mark_price: amount.nullable(),
+        notional: amount,
+        unrealised_pnl: amount,
+    })),
+});
+export const tradesResponse = z.object({
+    trades: z.array(z.object({
+        trade_id: z.number(),
+        account_id: z.number(),
+        symbol: z.string(),
+        side,
+        quantity: amount,
+        price: amount,
+        realised_pnl: amount,
+        liquidation_id: z.number().nullable(),
+        client_order_id: z.string().nullable(),
+        created_at: z.string(),
+    })),
+    next_cursor: z.string().nullable(),
+});
+export const markResponse = z.object({ symbol: z.string(), price: amount, liquidated: z.array(z.number()) });
+export const marginReportResponse = z.object({
+    total_accounts: z.number(),
+    liquidation_candidates: z.array(z.number()),
+    accounts_detail: z.array(z.object({
+        account_id: z.number(),
+        balance: amount,
+        equity: amount,
+        notional: amount,
+        initial_margin: amount,
+        maintenance_margin: amount,
+        margin_utilisation_pct: amount.nullable(),
+        status: z.enum(['healthy', 'margin_call', 'liquidatable']),
+        liquidation_risk: z.boolean(),
+    })),
+    next_cursor: z.string().nullable(),
+});
+export const liquidationsResponse = z.object({
+    liquidations: z.array(z.object({
+        liquidation_id: z.number(),
+        account_id: z.number(),
+        reason: z.string(),
+        equity: amount,
+        maintenance_margin: amount,
+        realised_pnl: amount,
+        shortfall: amount,
+        positions: z.array(z.object({ symbol: z.string(), quantity: amount, entry_price: amount, mark_price: amount })),
+        created_at: z.string(),
+    })),
+    next_cursor: z.string().nullable(),
+});
+export const healthResponse = z.object({ status: z.literal('ok') });
+export const readyResponse = z.object({ status: z.literal('ready'), redis: z.literal('up'), postgres: z.literal('up') });
+//# sourceMappingURL=schemas.js.map

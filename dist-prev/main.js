@@ -1,0 +1,90 @@
+/**
+ * Start-up: parse the configuration, build the engine and the app, listen,
+ * and shut down gracefully on SIGTERM/SIGINT.
+ */
+import cluster from 'node:cluster';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { createEngine } from './engine.js';
+import { buildApp } from './http/app.js';
+async function main() {
+    let config;
+    try {
+        config = loadConfig(process.env);
+    }
+    catch (error) {
+        if (error instanceof ConfigError) {
+            process.stderr.write(`${error.message}\n`);
+            process.exit(1);
+        }
+        throw error;
+    }
+    const log = pino({ level: config.logLevel });
+    if (config.workers > 1 && cluster.isPrimary) {
+        superviseWorkers(config.workers, log);
+        return;
+    }
+    const engine = await createEngine(config, log);
+    const app = await buildApp(engine, { logger: log });
+    let stopping = false;
+    const stop = async (signal) => {
+        if (stopping)
+            return;
+        stopping = true;
+        log.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
+        try {
+            // Keep-alive sockets that finish their request during shutdown become
+            // idle after close() began; close those too, or close() waits for the
+            // keep-alive timeout.
+            const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+            await app.close(); // stops accepting and waits for in-flight requests
+            clearInterval(reaper);
+            log.info('http server closed; flushing pending writes');
+            await engine.close(); // flushes pending ledger writes, closes clients
+            log.info('stopped');
+            process.exit(0);
+        }
+        catch (error) {
+            log.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+        }
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+    await app.listen({ host: config.host, port: config.port });
+}
+/**
+ * WORKERS > 1: this process only supervises. Each worker is a complete engine
+ * (its own clients, its own lock identity) sharing the listening port; they
+ * coordinate through Redis and PostgreSQL exactly as separate hosts would.
+ */
+function superviseWorkers(count, log) {
+    let stopping = false;
+    const fork = () => cluster.fork();
+    for (let i = 0; i < count; i++)
+        fork();
+    cluster.on('exit', (worker, code, signal) => {
+        if (stopping) {
+            if (Object.keys(cluster.workers ?? {}).length === 0)
+                process.exit(0);
+            return;
+        }
+        log.error({ pid: worker.process.pid, code, signal }, 'engine worker died; starting another');
+        fork();
+    });
+    const stop = (signal) => {
+        if (stopping)
+            return;
+        stopping = true;
+        log.info({ signal }, 'stopping engine workers');
+        for (const worker of Object.values(cluster.workers ?? {}))
+            worker?.process.kill(signal);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+}
+main().catch((error) => {
+    process.stderr.write(`margin engine failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+});
+//# sourceMappingURL=main.js.map

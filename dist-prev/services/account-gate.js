@@ -1,0 +1,250 @@
+/**
+ * One operation at a time per account, across connections and across engine
+ * processes sharing one Redis.
+ *
+ * Inside a process, operations on one account queue on a promise chain, so they
+ * never contend with each other. Across processes, the last line of defence is
+ * the ledger's primary key (account_id, seq): it refuses a second writer that
+ * computed from the same state, and that writer catches up and runs again.
+ *
+ * Three ways in:
+ * - trusted (trades, cash, on a cached account while this process is the
+ *   only engine): no read at all; the ledger's key fences the commit, and a
+ *   refusal is confirmed on the optimistic path.
+ * - optimistic (trades, cash otherwise): one lock-free read (PEEK) of the
+ *   account's seq and the marks; the state comes from this process's cache
+ *   when Redis is still at the cached seq. Defers to the lock when another
+ *   writer holds it.
+ * - locked (liquidations, threshold refreshes, and a retry after a conflict): a
+ *   Redis lease lock taken in the same round trip that reads the account, so
+ *   slow or contended work takes turns instead of colliding.
+ */
+import { randomUUID } from 'node:crypto';
+import { DependencyUnavailable, EngineError } from '../domain/errors.js';
+import { acquireAccount, peekAccount, releaseAccount } from '../store/accounts.js';
+import { heartbeat, leave } from '../store/engines.js';
+import { redisCall } from './dependencies.js';
+/** What an operation holds while it runs: the lock's token ('' on the optimistic path), and whether the lock has been dealt with. */
+export class Lease {
+    token;
+    /** Set once the lock was released (or handed to a background completion). */
+    settled = false;
+    /**
+     * Set on the trusted path: the operation may be answered as soon as its
+     * rows are committed, its Redis apply following (see AccountGate.follow).
+     */
+    ackAtCommit = false;
+    constructor(token) {
+        this.token = token;
+    }
+}
+/** How long an account another process wrote under this one stays off the trusted path here. */
+const SHARED_MS = 60_000;
+export class AccountGate {
+    redis;
+    keys;
+    marks;
+    cache;
+    options;
+    tails = new Map();
+    /** Redis applies still running for operations already answered at their commit, by account. */
+    applying = new Map();
+    instanceId = randomUUID();
+    /** Accounts another process wrote under this one lately (a collision at the ledger's key): until when they skip the trusted path. */
+    shared = new Map();
+    /** Until when the last heartbeat showed no other engine process on the key prefix (performance.now()). */
+    soloUntil = Number.NEGATIVE_INFINITY;
+    heartbeat = null;
+    constructor(redis, keys, marks, cache, options) {
+        this.redis = redis;
+        this.keys = keys;
+        this.marks = marks;
+        this.cache = cache;
+        this.options = options;
+    }
+    /** Runs `operation` on the account's current state (plus all marks), one at a time per account. */
+    run(accountId, clientOrderId, operation, mode = 'locked') {
+        const previous = this.tails.get(accountId) ?? Promise.resolve();
+        const current = previous.then(() => mode === 'optimistic' ? this.optimistic(accountId, clientOrderId, operation) : this.locked(accountId, clientOrderId, operation));
+        // The account's next operation starts once this one is over, its Redis
+        // apply included, even when this one was answered at its commit.
+        const tail = current.catch(() => undefined).then(() => this.applying.get(accountId));
+        this.tails.set(accountId, tail);
+        void tail.then(() => {
+            if (this.tails.get(accountId) === tail)
+                this.tails.delete(accountId);
+        });
+        return current;
+    }
+    async optimistic(accountId, clientOrderId, operation) {
+        const cached = this.cache.get(accountId);
+        // Trusted path: no read at all. The cached state is the ledger's at its
+        // seq, and the commit of seq + 1 is refused if anyone wrote seq + 1 first,
+        // so an acceptance can never rest on a stale state. A refusal could, so a
+        // refusal is confirmed on the peek path below before it is answered.
+        // A client order id booked before is caught the same way, by the ledger's
+        // unique index on it; the retry then reads its first result. Every
+        // operation peeks while the Redis client is not connected, so an outage
+        // answers 503 before anything is booked.
+        const book = cached !== undefined && this.trusting() && this.redis.status === 'ready' && !this.isShared(accountId)
+            ? this.marks.trusted(this.options.marksMaxAgeMs)
+            : null;
+        if (book !== null) {
+            const lease = new Lease('');
+            lease.settled = true;
+            lease.ackAtCommit = true;
+            try {
+                return await operation({ account: cached, marks: book.marks, marksEpoch: book.epoch, clientOrder: null }, lease);
+            }
+            catch (error) {
+                if (!(error instanceof EngineError && error.code === 'INSUFFICIENT_MARGIN'))
+                    throw error;
+            }
+        }
+        const peeked = await redisCall(() => peekAccount(this.redis, this.keys, this.marks, accountId, cached?.seq ?? null, clientOrderId));
+        if (!peeked.free)
+            return this.locked(accountId, clientOrderId, operation);
+        let account = peeked.account;
+        if (account === null)
+            account = cached;
+        else if (account.seq > 0)
+            this.cache.set(account);
+        const lease = new Lease('');
+        lease.settled = true;
+        return operation({ account, marks: peeked.marks, marksEpoch: peeked.marksEpoch, clientOrder: peeked.clientOrder }, lease);
+    }
+    async locked(accountId, clientOrderId, operation) {
+        const lease = new Lease(randomUUID());
+        const deadline = Date.now() + this.options.lockWaitMs;
+        let delayMs = 0.5;
+        for (;;) {
+            const got = await redisCall(() => acquireAccount(this.redis, this.keys, this.marks, accountId, lease.token, this.options.lockTtlMs, this.instanceId, clientOrderId));
+            if (got.acquired) {
+                try {
+                    const snapshot = { account: got.account, marks: got.marks, marksEpoch: got.marksEpoch, clientOrder: got.clientOrder };
+                    return await operation(snapshot, lease);
+                }
+                finally {
+                    if (!lease.settled)
+                        await this.release(accountId, lease);
+                }
+            }
+            if (Date.now() >= deadline) {
+                throw new EngineError('ACCOUNT_BUSY', `account ${accountId} is locked by another engine process; retry`, {
+                    account_id: accountId,
+                });
+            }
+            await new Promise((r) => setTimeout(r, delayMs));
+            delayMs = Math.min(delayMs * 2, 8);
+        }
+    }
+    /**
+     * An operation answered at its commit hands its Redis apply over: the
+     * account's next operation, reads of the account, and anything waiting
+     * for `applied()` wait for it. `apply` must not reject.
+     */
+    follow(accountId, apply) {
+        this.applying.set(accountId, apply);
+        void apply.then(() => {
+            if (this.applying.get(accountId) === apply)
+                this.applying.delete(accountId);
+        });
+    }
+    /**
+     * Resolves once Redis holds every operation this process has answered so
+     * far (on `accountId`, or on every account): what a read waits for so a
+     * client always sees its own acknowledged writes. An apply normally lands
+     * within a round trip; if they have not all landed within `appliedWaitMs`,
+     * Redis is failing (or crawling) and the caller answers 503 at once rather
+     * than wait out a timeout of its own on top, or serve a state without them.
+     */
+    async applied(accountId) {
+        const pending = accountId !== undefined ? this.applying.get(accountId) : this.applying.size > 0 ? Promise.all(this.applying.values()) : undefined;
+        if (pending === undefined)
+            return;
+        let timer;
+        const landed = await Promise.race([
+            pending.then(() => true),
+            new Promise((resolve) => (timer = setTimeout(() => resolve(false), this.options.appliedWaitMs))),
+        ]);
+        clearTimeout(timer);
+        if (!landed)
+            throw new DependencyUnavailable('redis');
+    }
+    /** Resolves once no operation is queued or running and every apply has landed (shutdown). */
+    async idle() {
+        while (this.tails.size > 0 || this.applying.size > 0) {
+            await Promise.all([...this.tails.values(), ...this.applying.values()]);
+        }
+    }
+    trusting() {
+        const mode = this.options.trustedPath;
+        return mode === 'on' || (mode === 'auto' && performance.now() < this.soloUntil);
+    }
+    /**
+     * Heartbeats this process into the key prefix's engine set every `everyMs`
+     * and learns whether it is alone there: the trusted path in 'auto' mode is
+     * taken only then (two processes writing the same accounts would keep
+     * colliding at the ledger's key). The answer holds for three beats.
+     */
+    startHeartbeat(everyMs = 500) {
+        // Every engine beats, whatever its own mode, so that 'auto' engines see it.
+        if (this.heartbeat)
+            return;
+        const beat = async () => {
+            try {
+                const count = await heartbeat(this.redis, this.keys, this.instanceId, 3 * everyMs);
+                this.soloUntil = count === 1 ? performance.now() + 3 * everyMs : Number.NEGATIVE_INFINITY;
+            }
+            catch {
+                this.soloUntil = Number.NEGATIVE_INFINITY;
+            }
+        };
+        void beat();
+        this.heartbeat = setInterval(() => void beat(), everyMs);
+        this.heartbeat.unref();
+    }
+    /** Stops the heartbeat and leaves the engine set. */
+    async stopHeartbeat() {
+        if (!this.heartbeat)
+            return;
+        clearInterval(this.heartbeat);
+        this.heartbeat = null;
+        this.soloUntil = Number.NEGATIVE_INFINITY;
+        await leave(this.redis, this.keys, this.instanceId).catch(() => undefined);
+    }
+    /**
+     * Another process wrote this account under this one (a write collided at
+     * the ledger's key): for SHARED_MS, its operations here read before
+     * deciding instead of colliding again.
+     */
+    noteShared(accountId) {
+        const now = performance.now();
+        // Bounded: expired entries go whenever the map grows large.
+        if (this.shared.size >= 10_000)
+            for (const [id, until] of this.shared)
+                if (until <= now)
+                    this.shared.delete(id);
+        this.shared.set(accountId, now + SHARED_MS);
+    }
+    isShared(accountId) {
+        const until = this.shared.get(accountId);
+        if (until === undefined)
+            return false;
+        if (performance.now() < until)
+            return true;
+        this.shared.delete(accountId);
+        return false;
+    }
+    /** Releases the lock; a failure only delays the next holder until the lease expires. */
+    async release(accountId, lease) {
+        lease.settled = true;
+        try {
+            await releaseAccount(this.redis, this.keys, accountId, lease.token);
+        }
+        catch {
+            // The lease's TTL frees it; nothing else depends on this reply.
+        }
+    }
+}
+//# sourceMappingURL=account-gate.js.map

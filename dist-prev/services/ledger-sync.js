@@ -1,0 +1,93 @@
+import { D } from '../domain/decimal.js';
+import { liquidationThresholds } from '../domain/liquidation.js';
+import { applyAccount, parseAccount, parseMarks, reindexAt } from '../store/accounts.js';
+import { entriesAfter } from '../store/ledger.js';
+import { queueIndexRemoval, queueIndexUpdate } from '../store/risk-index.js';
+import { postgresCall, redisCall } from './dependencies.js';
+const normalise = (s) => new D(s).toString();
+const same = (s) => s;
+/** Identifies a trade's parameters, so a reused client order id can be told apart from a retry. */
+export function tradeFingerprint(symbol, side, quantity, price) {
+    return `${symbol}|${side}|${normalise(quantity)}|${normalise(price)}`;
+}
+/**
+ * The trade response a ledger row stands for. `canonical`: the row's decimal
+ * strings were printed by this engine (str()), so they need no normalising;
+ * rows read back from PostgreSQL may carry a NUMERIC's trailing zeros.
+ */
+export function tradeResultFromEntry(e, canonical = false) {
+    const norm = canonical ? same : normalise;
+    if (e.kind !== 'TRADE' || !e.symbol || !e.side || !e.quantity || !e.price || !e.realisedPnl || !e.positionQuantity) {
+        throw new Error(`ledger row ${e.accountId}/${e.seq} is not a trade`);
+    }
+    return {
+        success: true,
+        trade_id: e.entryId,
+        account_id: e.accountId,
+        symbol: e.symbol,
+        side: e.side,
+        quantity: norm(e.quantity),
+        price: norm(e.price),
+        realised_pnl: norm(e.realisedPnl),
+        position: {
+            symbol: e.symbol,
+            quantity: norm(e.positionQuantity),
+            entry_price: e.positionEntryPrice === null ? null : norm(e.positionEntryPrice),
+        },
+        balance: norm(e.balance),
+        equity: norm(e.equity ?? e.balance),
+    };
+}
+/** What Redis keeps for a booked client order id: the parameters' fingerprint and the first result. */
+export function storedClientOrder(e) {
+    const result = tradeResultFromEntry(e);
+    return JSON.stringify({ fp: tradeFingerprint(result.symbol, result.side, result.quantity, result.price), result });
+}
+export function parseStoredClientOrder(stored) {
+    return JSON.parse(stored);
+}
+/** The Redis update a committed ledger row implies, applied on top of `expectedSeq`. */
+export function updateFromEntry(e, expectedSeq) {
+    const norm = normalise;
+    const base = { accountId: e.accountId, expectedSeq, seq: e.seq, balance: norm(e.balance) };
+    if (e.kind !== 'TRADE')
+        return { ...base, set: [], remove: [] };
+    const symbol = e.symbol;
+    const flat = new D(e.positionQuantity).isZero();
+    return {
+        ...base,
+        set: flat ? [] : [{ symbol, quantity: norm(e.positionQuantity), entryPrice: norm(e.positionEntryPrice) }],
+        remove: flat ? [symbol] : [],
+        ...(e.clientOrderId ? { clientOrder: { id: e.clientOrderId, stored: storedClientOrder(e) } } : {}),
+    };
+}
+/**
+ * Replays the ledger rows Redis has not seen (after `fromSeq`) onto the
+ * account. Each apply is conditional on the sequence it expects, so a
+ * concurrent catch-up or a late writer cannot apply a row twice.
+ */
+export async function catchUp(redis, sql, keys, accountId, fromSeq, timeoutMs) {
+    const entries = await postgresCall(() => entriesAfter(sql, accountId, fromSeq), timeoutMs);
+    let expected = fromSeq;
+    for (const e of entries) {
+        await redisCall(() => applyAccount(redis, keys, '', updateFromEntry(e, expected), expected === 0));
+        expected = e.seq;
+    }
+    return entries;
+}
+/**
+ * Rewrites an account's risk-index entries from its state in Redis (after
+ * rows were replayed without the index). `maybeStale`: symbols it may still
+ * be indexed under though it no longer holds them.
+ */
+export async function reindexAccount(redis, keys, risk, rates, accountId, maybeStale) {
+    const [hash, marksHash] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), redis.hgetall(keys.marks)]));
+    const account = parseAccount(accountId, hash);
+    const thresholds = liquidationThresholds(account, parseMarks(marksHash), rates);
+    // Guarded by the seq it was computed at: a writer that moved the account on meanwhile indexed it itself.
+    await redisCall(() => reindexAt(redis, keys, accountId, account.seq, (w) => {
+        queueIndexRemoval(w, risk, accountId, [...maybeStale].filter((s) => !account.positions.has(s)));
+        queueIndexUpdate(w, risk, accountId, null, thresholds);
+    }));
+}
+//# sourceMappingURL=ledger-sync.js.map

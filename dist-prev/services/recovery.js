@@ -1,0 +1,331 @@
+/**
+ * Keeping Redis equal to what PostgreSQL's ledger implies.
+ *
+ * - start(): at start-up, rebuild Redis if it lost the engine's state (no boot
+ *   marker), otherwise catch up any account whose Redis sequence is behind
+ *   its ledger (a process died between commit and apply).
+ * - A watch polls the boot marker; when Redis loses its data while the engine
+ *   runs (a flush, a restart without persistence), the engine reports
+ *   not-ready, rebuilds, and serves again. Requests meanwhile answer 503.
+ * - rebuild(): replaces everything under the key prefix with the state the
+ *   ledger's last rows record: balances, positions, client orders, marks,
+ *   the risk index, and finally the boot marker.
+ * - reconcile(): lists every difference between Redis and the ledger.
+ *
+ * One engine rebuilds at a time (a Redis lock outside the key prefix); the
+ * others wait for the marker.
+ */
+import { randomUUID } from 'node:crypto';
+import { D, str } from '../domain/decimal.js';
+import { liquidationThresholds } from '../domain/liquidation.js';
+import { BOOT_FIELD, parseAccount, parseMarks } from '../store/accounts.js';
+import { toEntry } from '../store/ledger.js';
+import { member, queueIndexUpdate } from '../store/risk-index.js';
+import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
+const CHUNK = 1000;
+export class Recovery {
+    deps;
+    rebuilding = null;
+    timer = null;
+    stateLost = false;
+    /** Accounts whose committed rows did not reach Redis (their apply failed): the watch catches them up. */
+    lagging = new Set();
+    constructor(deps) {
+        this.deps = deps;
+    }
+    /** False while Redis is known to have lost its state or a rebuild runs. */
+    get ready() {
+        return !this.stateLost && this.rebuilding === null;
+    }
+    get lockKey() {
+        return `${this.deps.keys.prefix}.rebuild-lock`;
+    }
+    async start(watchMs = 500) {
+        if (!(await this.hasMarker()))
+            await this.rebuildOrWait();
+        else
+            await this.catchUpAll();
+        if (watchMs > 0) {
+            this.timer = setInterval(() => void this.check(), watchMs);
+            this.timer.unref();
+        }
+    }
+    stop() {
+        if (this.timer)
+            clearInterval(this.timer);
+        this.timer = null;
+    }
+    /** Waits for a running rebuild (used on shutdown). */
+    async idle() {
+        await this.rebuilding;
+    }
+    async hasMarker() {
+        return (await this.deps.redis.hexists(this.deps.keys.marks, BOOT_FIELD)) === 1;
+    }
+    async check() {
+        if (this.rebuilding)
+            return;
+        try {
+            if (await this.hasMarker()) {
+                this.stateLost = false;
+                if (this.lagging.size > 0)
+                    await this.catchUpLagging();
+                return;
+            }
+            this.stateLost = true;
+            this.deps.log.warn('redis lost the engine state; rebuilding from postgresql');
+            await this.rebuildOrWait();
+            this.stateLost = false;
+        }
+        catch (error) {
+            // Redis or PostgreSQL unreachable: the next check tries again.
+            this.deps.log.warn({ err: error.message }, 'state check failed');
+        }
+    }
+    /** Rebuilds if this engine wins the rebuild lock; otherwise waits for the engine that did. */
+    async rebuildOrWait() {
+        this.rebuilding ??= (async () => {
+            try {
+                const token = randomUUID();
+                for (;;) {
+                    if (await this.deps.redis.set(this.lockKey, token, 'PX', 120_000, 'NX')) {
+                        try {
+                            // Another engine may have finished while we waited for the lock.
+                            if (await this.hasMarker())
+                                return null;
+                            return await this.rebuild();
+                        }
+                        finally {
+                            if ((await this.deps.redis.get(this.lockKey)) === token)
+                                await this.deps.redis.del(this.lockKey);
+                        }
+                    }
+                    if (await this.hasMarker())
+                        return null;
+                    await new Promise((r) => setTimeout(r, 200));
+                }
+            }
+            finally {
+                this.rebuilding = null;
+            }
+        })();
+        return this.rebuilding;
+    }
+    /** Replaces Redis's state under the prefix with what the ledger implies. Call under the rebuild lock. */
+    async rebuild() {
+        const started = performance.now();
+        const { redis, keys, risk, rates, log } = this.deps;
+        await this.deleteAll();
+        const expected = await this.expected(true);
+        // Marks first (without the boot marker), so thresholds use them.
+        const marksHash = {};
+        for (const [symbol, m] of expected.marks) {
+            marksHash[symbol] = m.price;
+            marksHash[`#${symbol}`] = String(m.version);
+        }
+        marksHash['#epoch'] = '1';
+        await redis.hset(keys.marks, marksHash);
+        const marks = parseMarks(marksHash);
+        let positions = 0;
+        let clientOrders = 0;
+        const entries = [...expected.accounts];
+        for (let i = 0; i < entries.length; i += CHUNK) {
+            const p = redis.pipeline();
+            for (const [accountId, a] of entries.slice(i, i + CHUNK)) {
+                const fields = { seq: String(a.seq), bal: str(a.balance) };
+                for (const [symbol, pos] of a.positions) {
+                    fields[`q:${symbol}`] = str(pos.quantity);
+                    fields[`e:${symbol}`] = str(pos.entryPrice);
+                }
+                p.hset(keys.account(accountId).state, fields);
+                p.sadd(keys.accounts, String(accountId));
+                if (a.clientOrders.size > 0) {
+                    p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
+                    if (keys.clientOrderTtlMs > 0)
+                        p.pexpire(keys.account(accountId).clientOrders, keys.clientOrderTtlMs);
+                }
+                queueIndexUpdate(p, risk, accountId, null, liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rates));
+                positions += a.positions.size;
+                clientOrders += a.clientOrders.size;
+            }
+            const results = await p.exec();
+            const failed = results?.find(([e]) => e);
+            if (failed)
+                throw failed[0];
+        }
+        await redis.incr(risk.rev);
+        await redis.hset(keys.marks, BOOT_FIELD, randomUUID()); // last: the state is complete
+        const stats = { accounts: expected.accounts.size, positions, clientOrders, marks: expected.marks.size, ms: Math.trunc(performance.now() - started) };
+        log.info(stats, 'rebuilt redis from postgresql');
+        return stats;
+    }
+    /**
+     * An operation committed its rows but could not apply them to Redis (Redis
+     * failed between the two): the next watch that finds Redis answering
+     * replays them, so the account does not wait for its next operation to be
+     * right in the report and the risk index.
+     */
+    noteLagging(accountId) {
+        this.lagging.add(accountId);
+    }
+    async catchUpLagging() {
+        const { redis, keys, log } = this.deps;
+        for (const accountId of [...this.lagging]) {
+            const seq = Number.parseInt((await redis.hget(keys.account(accountId).state, 'seq')) ?? '0', 10);
+            const replayed = await this.catchUpAccount(accountId, seq);
+            if (replayed > 0)
+                log.warn({ accountId, fromSeq: seq, replayed }, 'caught up an account whose apply had failed');
+            this.lagging.delete(accountId);
+        }
+    }
+    /** Replays the ledger rows after `fromSeq` into Redis and re-indexes the account if any; returns how many. */
+    async catchUpAccount(accountId, fromSeq) {
+        const { redis, sql, keys, risk, rates, timeoutMs } = this.deps;
+        const replayed = await catchUp(redis, sql, keys, accountId, fromSeq, timeoutMs);
+        if (replayed.length > 0)
+            await reindexAccount(redis, keys, risk, rates, accountId, await this.indexedSymbols(accountId));
+        return replayed.length;
+    }
+    /** Catches up every account whose Redis sequence is behind its ledger; returns how many. */
+    async catchUpAll() {
+        const { redis, sql, keys, log } = this.deps;
+        const heads = await sql `SELECT account_id, max(seq) AS seq FROM ledger GROUP BY account_id`;
+        let behind = 0;
+        for (let i = 0; i < heads.length; i += CHUNK) {
+            const chunk = heads.slice(i, i + CHUNK);
+            const seqs = await Promise.all(chunk.map((h) => redis.hget(keys.account(Number(h.account_id)).state, 'seq')));
+            for (const [j, h] of chunk.entries()) {
+                const inRedis = Number.parseInt(seqs[j] ?? '0', 10);
+                if (inRedis < Number(h.seq)) {
+                    behind++;
+                    await this.catchUpAccount(Number(h.account_id), inRedis);
+                }
+            }
+        }
+        if (behind > 0)
+            log.warn({ behind }, 'caught up accounts that were behind the ledger');
+        return behind;
+    }
+    async indexedSymbols(accountId) {
+        const { redis, risk } = this.deps;
+        const symbols = await redis.smembers(risk.symbols);
+        const m = member(accountId);
+        const scores = await Promise.all(symbols.flatMap((s) => [redis.zscore(risk.long(s), m), redis.zscore(risk.short(s), m)]));
+        return new Set(symbols.filter((_, i) => scores[2 * i] !== null || scores[2 * i + 1] !== null));
+    }
+    /** Every difference between Redis and what the ledger implies (empty: they agree). */
+    async reconcile() {
+        const { redis, keys, risk } = this.deps;
+        const expected = await this.expected();
+        const diffs = [];
+        if (!(await this.hasMarker()))
+            diffs.push('redis has no boot marker (state lost or never built)');
+        const marksHash = await redis.hgetall(keys.marks);
+        for (const [symbol, m] of expected.marks) {
+            if (marksHash[symbol] === undefined || !new D(marksHash[symbol]).eq(m.price)) {
+                diffs.push(`mark ${symbol}: redis ${marksHash[symbol] ?? 'missing'}, ledger ${m.price}`);
+            }
+        }
+        for (const field of Object.keys(marksHash)) {
+            if (!field.startsWith('#') && !expected.marks.has(field))
+                diffs.push(`mark ${field}: in redis only`);
+        }
+        const inRedis = new Set((await redis.smembers(keys.accounts)).map(Number));
+        for (const id of inRedis)
+            if (!expected.accounts.has(id))
+                diffs.push(`account ${id}: in redis only`);
+        const ids = [...expected.accounts.keys()];
+        for (let i = 0; i < ids.length; i += CHUNK) {
+            const chunk = ids.slice(i, i + CHUNK);
+            const [states, orders] = await Promise.all([
+                Promise.all(chunk.map((id) => redis.hgetall(keys.account(id).state))),
+                Promise.all(chunk.map((id) => redis.hgetall(keys.account(id).clientOrders))),
+            ]);
+            for (const [j, id] of chunk.entries()) {
+                const want = expected.accounts.get(id);
+                if (!inRedis.has(id))
+                    diffs.push(`account ${id}: missing from the account set`);
+                const got = parseAccount(id, states[j]);
+                if (got.seq !== want.seq)
+                    diffs.push(`account ${id}: seq redis ${got.seq}, ledger ${want.seq}`);
+                if (!got.balance.eq(want.balance))
+                    diffs.push(`account ${id}: balance redis ${str(got.balance)}, ledger ${str(want.balance)}`);
+                for (const symbol of new Set([...got.positions.keys(), ...want.positions.keys()])) {
+                    const g = got.positions.get(symbol);
+                    const w = want.positions.get(symbol);
+                    const show = (p) => (p ? `${str(p.quantity)} @ ${str(p.entryPrice)}` : 'none');
+                    if (!g || !w || !g.quantity.eq(w.quantity) || !g.entryPrice.eq(w.entryPrice)) {
+                        diffs.push(`account ${id} ${symbol}: position redis ${show(g)}, ledger ${show(w)}`);
+                    }
+                    if (w) {
+                        const key = w.quantity.isPos() ? risk.long(symbol) : risk.short(symbol);
+                        if ((await redis.zscore(key, member(id))) === null)
+                            diffs.push(`account ${id} ${symbol}: missing from the risk index`);
+                    }
+                }
+                // Redis's client order results are a cache of the ledger's answers:
+                // each one it holds must be the ledger's; with a retention limit, one
+                // it no longer holds is not a difference.
+                for (const [coid, stored] of Object.entries(orders[j])) {
+                    const booked = want.clientOrders.get(coid);
+                    if (booked !== stored)
+                        diffs.push(`account ${id}: client order ${coid} ${booked === undefined ? 'not in the ledger' : 'differs'}`);
+                }
+                if (keys.clientOrderTtlMs === 0) {
+                    for (const coid of want.clientOrders.keys()) {
+                        if (orders[j][coid] === undefined)
+                            diffs.push(`account ${id}: client order ${coid} missing`);
+                    }
+                }
+            }
+        }
+        return diffs;
+    }
+    /**
+     * The state the ledger's last rows record, and the latest marks. With
+     * `recentOrders`, only client orders booked within the retention window
+     * (what a rebuild puts back); otherwise all of them.
+     */
+    async expected(recentOrders = false) {
+        const { sql } = this.deps;
+        const accounts = new Map();
+        const heads = await sql `
+      SELECT DISTINCT ON (account_id) account_id, seq, balance FROM ledger ORDER BY account_id, seq DESC`;
+        for (const h of heads) {
+            accounts.set(Number(h.account_id), { seq: Number(h.seq), balance: new D(h.balance), positions: new Map(), clientOrders: new Map() });
+        }
+        const positions = await sql `
+      SELECT DISTINCT ON (account_id, symbol) account_id, symbol, position_quantity, position_entry_price
+      FROM ledger WHERE kind = 'TRADE' ORDER BY account_id, symbol, seq DESC`;
+        for (const p of positions) {
+            const q = new D(p.position_quantity);
+            if (q.isZero())
+                continue;
+            accounts.get(Number(p.account_id)).positions.set(p.symbol, { quantity: q, entryPrice: new D(p.position_entry_price) });
+        }
+        const ttlMs = this.deps.keys.clientOrderTtlMs;
+        const orders = recentOrders && ttlMs > 0
+            ? await sql `
+            SELECT * FROM ledger WHERE client_order_id IS NOT NULL AND created_at > now() - make_interval(secs => ${ttlMs / 1000})`
+            : await sql `SELECT * FROM ledger WHERE client_order_id IS NOT NULL`;
+        for (const o of orders)
+            accounts.get(Number(o.account_id)).clientOrders.set(o.client_order_id, storedClientOrder(toEntry(o)));
+        const marks = new Map();
+        for (const m of await sql `SELECT symbol, price, version FROM mark_prices`) {
+            marks.set(m.symbol, { price: new D(m.price).toString(), version: Number(m.version) });
+        }
+        return { accounts, marks };
+    }
+    /** Deletes every key under the prefix (the rebuild lock lives outside it). */
+    async deleteAll() {
+        const { redis, keys } = this.deps;
+        let cursor = '0';
+        do {
+            const [next, found] = await redis.scan(cursor, 'MATCH', `${keys.prefix}:*`, 'COUNT', 5000);
+            if (found.length > 0)
+                await redis.unlink(...found);
+            cursor = next;
+        } while (cursor !== '0');
+    }
+}
+//# sourceMappingURL=recovery.js.map

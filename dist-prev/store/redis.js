@@ -1,0 +1,64 @@
+/**
+ * Redis client construction and the key layout.
+ *
+ * Every key of one account carries the hash tag `{a<id>}`, so an account's
+ * update touches one cluster slot. Global keys (marks, the account set) are
+ * read or written in the same pipeline, never inside an account's script.
+ */
+import { Redis } from 'ioredis';
+/**
+ * Commands fail at once while the connection is down (no offline queue, no
+ * per-command retries) and give up after `commandTimeoutMs`, so a request
+ * answers 503 quickly instead of hanging; the client keeps reconnecting in the
+ * background and service resumes by itself.
+ */
+export function createRedis(options) {
+    return new Redis(options.url, {
+        lazyConnect: true,
+        // No auto-pipelining: ioredis runs one auto-pipeline at a time, so a
+        // command stuck in it (a hung Redis, or just the recovery watch's probe)
+        // holds every later one back until it times out, and a request waits out
+        // two timeouts. Each command goes out at once with its own timeout; the
+        // hot path's scripts are batched by the engine itself (store/batcher.ts).
+        enableAutoPipelining: false,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        commandTimeout: options.commandTimeoutMs,
+        connectTimeout: options.commandTimeoutMs,
+        retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+    });
+}
+export class KeySpace {
+    prefix;
+    clientOrderTtlMs;
+    marks;
+    accounts;
+    /** The report revision: bumped by every change to an account or a mark (see risk-index.ts). */
+    rev;
+    /** Engine processes serving this key prefix: a sorted set of instance ids by last heartbeat (ms). */
+    engines;
+    /**
+     * `clientOrderTtlMs`: how long an account's client-order hash outlives the
+     * last order stored in it (0: for ever). It only holds answers to repeats;
+     * the ledger's unique index keeps client order ids for good.
+     */
+    constructor(prefix, clientOrderTtlMs = 0) {
+        this.prefix = prefix;
+        this.clientOrderTtlMs = clientOrderTtlMs;
+        this.marks = `${prefix}:marks`;
+        this.accounts = `${prefix}:accounts`;
+        this.rev = `${prefix}:rev`;
+        this.engines = `${prefix}:engines`;
+    }
+    account(accountId) {
+        const tag = `${this.prefix}:{a${accountId}}`;
+        return {
+            state: `${tag}:state`,
+            lock: `${tag}:lock`,
+            lockWaiter: `${tag}:lockwait`,
+            clientOrders: `${tag}:coid`,
+            contended: `${tag}:contended`,
+        };
+    }
+}
+//# sourceMappingURL=redis.js.map
