@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load } from './harness.js';
+import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, waitFor } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 const rounds = Number.parseInt(process.argv[2] ?? '3', 10);
@@ -28,14 +28,7 @@ const proc = spawn(process.execPath, [...flags, '--trace-gc', process.env.ENTRY 
 });
 const base = `http://127.0.0.1:${port}`;
 try {
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(base + '/ready')).ok) break;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(base + '/ready', 20_000);
   await seedTradeAccounts(base);
   for (let i = 1; i <= rounds; i++) {
     const r = await load(base, 64, seconds, tradeBodies(ACCOUNTS));

@@ -44,7 +44,8 @@ export function procStat(path: string): { comm: string; ticks: number } {
   return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: Number(fields[11]) + Number(fields[12]) };
 }
 
-async function waitFor(url: string, ms: number): Promise<void> {
+/** Polls `url` every 100 ms until it answers 2xx; throws after `ms`. */
+export async function waitFor(url: string, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     try {

@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load } from './harness.js';
+import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, waitFor } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 interface ProfileNode {
@@ -32,14 +32,7 @@ const proc = spawn(process.execPath, [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const base = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 200; i++) {
-  try {
-    if ((await fetch(base + '/ready')).ok) break;
-  } catch {
-    // not up yet
-  }
-  await new Promise((r) => setTimeout(r, 100));
-}
+await waitFor(base + '/ready', 20_000);
 await seedTradeAccounts(base);
 const r = await load(base, Number.parseInt(process.argv[4] ?? '64', 10), seconds, tradeBodies(ACCOUNTS));
 console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
