@@ -7,8 +7,8 @@
  *
  * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
  */
-import { readFileSync, readdirSync } from 'node:fs';
-import { cleanup, isolation, load, procStat, startEngine } from './harness.js';
+import { readdirSync } from 'node:fs';
+import { cleanup, isolation, load, machineTicks, procStat, startEngine } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 /** CPU ticks (user + system, 1/100 s) per process group, read off /proc. */
@@ -26,13 +26,6 @@ function ticksByGroup(enginePid: number): Map<string, number> {
     out.set(group, (out.get(group) ?? 0) + ticks);
   }
   return out;
-}
-
-/** The machine's CPU time by kind (/proc/stat's first line), in ticks. */
-function machineTicks(): Record<string, number> {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
-  return { user: user + nice, system, idle: idle + iowait, irq: irq + softirq, steal };
 }
 
 const seconds = Number.parseInt(process.argv[2] ?? '8', 10);

@@ -124,6 +124,21 @@ export async function startEcho(): Promise<Child> {
   return child(process.execPath, ['bench/echo-server.mjs'], {}, await freePort(), '/health');
 }
 
+/**
+ * The storage floor (bench/floor-server.mjs): a bare route doing only a
+ * trade's durable I/O, on its own schema and key prefix. Needs `npm run build`.
+ */
+export async function startFloor(iso: Isolation): Promise<Child> {
+  return child(process.execPath, ['bench/floor-server.mjs'], engineEnv(iso), await freePort(), '/health');
+}
+
+/** The machine's CPU time so far by kind (/proc/stat's first line), in ticks of 1/100 s. */
+export function machineTicks(): Record<string, number> {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return { user: user + nice, system, idle: idle + iowait, irq: irq + softirq, steal };
+}
+
 export async function cleanup(iso: Isolation): Promise<void> {
   const sql = postgres(DATABASE_URL, { onnotice: () => {} });
   await sql`DROP SCHEMA IF EXISTS ${sql(iso.schema)} CASCADE`;
