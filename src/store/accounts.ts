@@ -450,9 +450,7 @@ export interface Applied {
   readonly applied: boolean;
   /** The marks' epoch after the apply. */
   readonly marksEpoch: string | null;
-  /** The boot marker is still there (false: Redis lost its state meanwhile). */
-  readonly booted: boolean;
-  /** The boot marker itself (null: gone). */
+  /** The boot marker (null: gone, Redis lost its state meanwhile). */
   readonly boot: string | null;
 }
 
@@ -478,8 +476,7 @@ async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem
     string | null,
     string | null,
   ];
-  const booted = boot !== null && boot !== undefined;
-  return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, booted, boot: boot ?? null }));
+  return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, boot: boot ?? null }));
 }
 
 interface PeekItem {

@@ -42,7 +42,7 @@ describe('batched account scripts', () => {
       applyAccount(redis, keys, '', update(3, 0, '300'), true, (w) => w.zadd(`${keys.prefix}:idx:BTC-PERP:long`, -45000, '3')),
     ]);
     expect([a.applied, b.applied, c.applied]).toEqual([true, false, true]);
-    expect(a).toMatchObject({ marksEpoch: '7', booted: true });
+    expect(a).toMatchObject({ marksEpoch: '7', boot: '1' });
     expect(await redis.hgetall(keys.account(1).state)).toEqual({ seq: '1', bal: '100', 'q:BTC-PERP': '0.5', 'e:BTC-PERP': '50000' });
     expect(await redis.hgetall(keys.account(2).state)).toEqual({ seq: '5', bal: '10' }); // untouched
     expect(await redis.zscore(`${keys.prefix}:idx:BTC-PERP:long`, '3')).toBe('-45000');
