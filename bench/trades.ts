@@ -2,12 +2,15 @@
  * POST /trade over HTTP: 1,000 accounts, mixed buys and sells, durable
  * acknowledgements, at 1, 16 and 64 connections; against a bare fastify echo
  * of the same body at 64 connections, in the same run with the same tool.
+ * A third server, the storage floor (bench/floor-server.mjs: only a trade's
+ * durable I/O, no logic), runs in the same rounds as the reference for what
+ * any engine on this stack and machine could reach.
  */
 import postgres from 'postgres';
-import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, table, type Child, type LoadResult } from './harness.js';
+import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, startFloor, table, type Child, type LoadResult } from './harness.js';
 
 export const ACCOUNTS = 1000;
-/** Alternating echo/engine rounds at 64 connections. */
+/** Alternating echo/floor/engine rounds at 64 connections. */
 const ROUNDS = 3;
 
 /** The load's request bodies: accounts in a scattered order, mixed buys and sells of two symbols near their marks. */
@@ -60,30 +63,41 @@ export async function benchTrades(seconds: number): Promise<string> {
       return r;
     };
     for (const connections of [1, 16]) await engineRun(`engine, ${connections} conn`, connections);
-    // The 64-connection comparison alternates echo and engine runs, so each
-    // ratio compares neighbours in time: this shared machine's speed drifts
-    // by tens of percent over a minute.
+    // The 64-connection comparison alternates echo, floor and engine runs,
+    // so each ratio compares neighbours in time: this shared machine's speed
+    // drifts by tens of percent over a minute.
+    const floorIso = isolation();
     const echo = await startEcho();
-    const pairs: { engine: LoadResult; echo: LoadResult }[] = [];
+    const floor = await startFloor(floorIso);
+    const rounds: { engine: LoadResult; echo: LoadResult; floor: LoadResult }[] = [];
     try {
+      await load(floor.base, 64, 2, body); // its first commits and JIT, as the engine's 1- and 16-connection rows warm it
       for (let round = 1; round <= ROUNDS; round++) {
         const { r: e, cpuUs } = await withCpu(echo, () => load(echo.base, 64, seconds, body));
         rows.push([`bare fastify echo, 64 conn (${round})`, e.rps.toFixed(0), e.p50, e.p99, e.non2xx + e.errors, '-', cpuUs.toFixed(0), echo.rssMiB().toFixed(0)]);
-        pairs.push({ echo: e, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
+        const { r: f, cpuUs: floorUs } = await withCpu(floor, () => load(floor.base, 64, seconds, body));
+        rows.push([`storage floor, 64 conn (${round})`, f.rps.toFixed(0), f.p50, f.p99, f.non2xx + f.errors, '-', floorUs.toFixed(0), floor.rssMiB().toFixed(0)]);
+        rounds.push({ echo: e, floor: f, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
       }
     } finally {
-      await echo.stop();
+      await Promise.all([echo.stop(), floor.stop()]);
+      await cleanup(floorIso);
     }
-    const ratios = pairs.map((p) => p.engine.rps / p.echo.rps);
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    const rate = med(pairs.map((p) => p.engine.rps));
-    const p99 = med(pairs.map((p) => p.engine.p99));
+    const ratios = (f: (r: (typeof rounds)[number]) => number) => {
+      const xs = rounds.map(f);
+      return `${xs.map((x) => x.toFixed(2)).join(' / ')}; median ${med(xs).toFixed(2)}`;
+    };
+    const rate = med(rounds.map((p) => p.engine.rps));
+    const p99 = med(rounds.map((p) => p.engine.p99));
     return [
       `### POST /trade throughput (${ACCOUNTS} accounts, ${seconds} s per row, wrk)`,
       '',
       table(['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'process CPU µs/request', 'RSS MiB'], rows),
       '',
-      `engine / bare fastify at 64 connections, per round: ${ratios.map((r) => r.toFixed(2)).join(' / ')}; median ${med(ratios).toFixed(2)} (target ≥ 0.35)`,
+      `engine / bare fastify at 64 connections, per round: ${ratios((r) => r.engine.rps / r.echo.rps)} (target ≥ 0.35)`,
+      `storage floor / bare fastify, per round: ${ratios((r) => r.floor.rps / r.echo.rps)} (durable I/O alone, no validation or margin math)`,
+      `engine / storage floor, per round: ${ratios((r) => r.engine.rps / r.floor.rps)}`,
       `engine at 64 connections, median of ${ROUNDS}: ${rate.toFixed(0)} trades/s, p99 ${p99} ms (target ≥ 10,000 trades/s with p99 ≤ 25 ms)`,
     ].join('\n');
   } finally {
