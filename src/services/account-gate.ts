@@ -64,6 +64,9 @@ export interface GateOptions {
   readonly appliedWaitMs: number;
 }
 
+/** The tail of an account no operation is queued on. */
+const SETTLED: Promise<unknown> = Promise.resolve();
+
 /** How long an account another process wrote under this one stays off the trusted path here. */
 const SHARED_MS = 60_000;
 
@@ -93,13 +96,14 @@ export class AccountGate {
     operation: (snapshot: Snapshot, lease: Lease) => Promise<T>,
     mode: GateMode = 'locked',
   ): Promise<T> {
-    const previous = this.tails.get(accountId) ?? Promise.resolve();
+    const previous = this.tails.get(accountId) ?? SETTLED;
     const current = previous.then(() =>
       mode === 'optimistic' ? this.optimistic(accountId, clientOrderId, operation) : this.locked(accountId, clientOrderId, operation),
     );
-    // The account's next operation starts once this one is over, its Redis
-    // apply included, even when this one was answered at its commit.
-    const tail = current.catch(() => undefined).then(() => this.applying.get(accountId));
+    // The account's next operation starts once this one is over (succeeded or
+    // failed), its Redis apply included, even when this one was answered at its commit.
+    const over = () => this.applying.get(accountId);
+    const tail = current.then(over, over);
     this.tails.set(accountId, tail);
     void tail.then(() => {
       if (this.tails.get(accountId) === tail) this.tails.delete(accountId);

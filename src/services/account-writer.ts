@@ -142,11 +142,6 @@ export class AccountWriter {
     const before = snapshot.account;
     const accountId = before.accountId;
     const pending = committer.submit(rows, liquidation);
-    const entriesOf = (committed: CommittedRow[]) => rows.map((row, i) => entryOf(row, committed[i]!));
-    const applyCommitted = async (committed: CommittedRow[]): Promise<WriteResult> => {
-      const entries = entriesOf(committed);
-      return { entries, marksMoved: await this.apply(lease.token, snapshot, entries, after, totals) };
-    };
     let committed: CommittedRow[];
     try {
       committed = await withTimeout(pending, timeoutMs, 'ledger commit');
@@ -156,9 +151,12 @@ export class AccountWriter {
         // Still pending: keep the lock until PostgreSQL decides, then apply or
         // release, so the account never runs ahead of its ledger.
         lease.settled = true;
-        pending.then(applyCommitted, () => this.deps.gate.release(accountId, lease)).catch((e: unknown) =>
-          log.warn({ err: e, accountId }, 'late commit could not be applied to redis; catch-up will'),
-        );
+        pending
+          .then(
+            (late) => this.apply(lease.token, snapshot, entriesOf(rows, late), after, totals),
+            () => this.deps.gate.release(accountId, lease),
+          )
+          .catch((e: unknown) => log.warn({ err: e, accountId }, 'late commit could not be applied to redis; catch-up will'));
       }
       // A connection that died mid-commit may have committed: the lock is
       // released, and if the rows did land, the next writer meets them at the
@@ -170,28 +168,35 @@ export class AccountWriter {
       throw error;
     }
     lease.settled = true;
-    const applyOrLag = async (): Promise<WriteResult> => {
-      try {
-        return await applyCommitted(committed);
-      } catch (error) {
-        this.deps.cache.delete(accountId);
-        // Booked in PostgreSQL, so the answer is success; Redis catches up from
-        // the ledger on the account's next operation (its sequence is behind).
-        log.warn({ err: error, accountId, seq: rows[rows.length - 1]!.seq }, 'committed rows not applied to redis');
-        this.deps.onLagging?.(accountId);
-        // No liquidation re-check now: it would only wait out the same Redis
-        // failure. The watch catches the account up and re-indexes it, so the
-        // next tick (or operation) checks it.
-        return { entries: entriesOf(committed), marksMoved: false };
-      }
-    };
-    if (!lease.ackAtCommit) return applyOrLag();
+    const entries = entriesOf(rows, committed);
+    if (!lease.ackAtCommit) return { entries, marksMoved: await this.applyOrLag(lease.token, snapshot, entries, after, totals) };
     // Durable now: answer, and let the apply follow. The account's next
     // operation and this process's reads of it wait for the apply (the gate
     // chains it), so no one here sees the account without this write.
-    const applying = applyOrLag().then((r) => r.marksMoved);
+    const applying = this.applyOrLag(lease.token, snapshot, entries, after, totals);
     this.deps.gate.follow(accountId, applying);
-    return { entries: entriesOf(committed), marksMoved: false, applying };
+    return { entries, marksMoved: false, applying };
+  }
+
+  /**
+   * The apply of rows already committed: resolves to whether the marks moved
+   * meanwhile, and never rejects. The rows are booked in PostgreSQL, so the
+   * answer is success whatever Redis does; if the apply fails, Redis catches
+   * up from the ledger on the account's next operation (its seq is behind).
+   */
+  private async applyOrLag(token: string, snapshot: Snapshot, entries: LedgerEntry[], after: AccountState, totals: MarginTotals | undefined): Promise<boolean> {
+    try {
+      return await this.apply(token, snapshot, entries, after, totals);
+    } catch (error) {
+      const accountId = snapshot.account.accountId;
+      this.deps.cache.delete(accountId);
+      this.deps.log.warn({ err: error, accountId, seq: entries[entries.length - 1]!.seq }, 'committed rows not applied to redis');
+      this.deps.onLagging?.(accountId);
+      // No liquidation re-check now: it would only wait out the same Redis
+      // failure. The watch catches the account up and re-indexes it, so the
+      // next tick (or operation) checks it.
+      return false;
+    }
   }
 
   /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
@@ -199,14 +204,18 @@ export class AccountWriter {
     const { redis, keys, risk, rates, cache } = this.deps;
     const before = snapshot.account;
     const last = entries[entries.length - 1]!;
+    const set: { symbol: string; quantity: string; entryPrice: string }[] = [];
+    for (const [symbol, p] of after.positions) if (before.positions.get(symbol) !== p) set.push(positionText(symbol, p, entries));
+    const remove: string[] = [];
+    for (const symbol of before.positions.keys()) if (!after.positions.has(symbol)) remove.push(symbol);
     const tradeWithOrder = entries.find((e) => e.kind === 'TRADE' && e.clientOrderId);
     const update: AccountUpdate = {
       accountId: before.accountId,
       expectedSeq: before.seq,
       seq: last.seq,
       balance: last.balance, // the row's own text of it: str(after.balance)
-      set: [...after.positions].filter(([symbol, p]) => before.positions.get(symbol) !== p).map(([symbol, p]) => positionText(symbol, p, entries)),
-      remove: [...before.positions.keys()].filter((symbol) => !after.positions.has(symbol)),
+      set,
+      remove,
       ...(tradeWithOrder ? { clientOrder: { id: tradeWithOrder.clientOrderId!, stored: storedClientOrder(tradeWithOrder) } } : {}),
     };
     const thresholds = liquidationThresholds(after, snapshot.marks, rates, totals);
@@ -224,6 +233,11 @@ export class AccountWriter {
     }
     return result.marksEpoch !== snapshot.marksEpoch;
   }
+}
+
+/** The ledger entries of committed rows (the commit supplies ids and timestamps). */
+function entriesOf(rows: readonly LedgerRow[], committed: readonly CommittedRow[]): LedgerEntry[] {
+  return rows.map((row, i) => entryOf(row, committed[i]!));
 }
 
 /**
