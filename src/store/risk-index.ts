@@ -118,7 +118,9 @@ export interface IndexWriter {
 
 /** The sides an account's positions are indexed under. */
 export function sidesOf(positions: ReadonlyMap<string, { quantity: Dec }>): IndexedSides {
-  return new Map([...positions].map(([symbol, p]) => [symbol, p.quantity.isPos() ? 'long' : 'short']));
+  const sides = new Map<string, 'long' | 'short'>();
+  for (const [symbol, p] of positions) sides.set(symbol, p.quantity.isPos() ? 'long' : 'short');
+  return sides;
 }
 
 /**
