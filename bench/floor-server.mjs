@@ -1,4 +1,5 @@
-// The storage floor for `bench/floor.ts`: a bare fastify route (like
+// The storage floor the trades benchmark (bench/trades.ts) runs beside the
+// echo and the engine: a bare fastify route (like
 // bench/echo-server.mjs) that does only the durable I/O a booked trade needs,
 // with the engine's drivers and the engine's table, and none of its logic.
 //

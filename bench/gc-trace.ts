@@ -8,11 +8,10 @@
  *
  * ENTRY=dist-base/main.js runs another build (see bench/ab.ts).
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, waitFor } from './harness.js';
+import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 const rounds = Number.parseInt(process.argv[2] ?? '3', 10);
@@ -21,24 +20,15 @@ const flags = process.argv.length > 4 ? process.argv.slice(4) : ENGINE_NODE_FLAG
 const dir = mkdtempSync(join(tmpdir(), 'gc-trace-'));
 const logFile = join(dir, 'gc.log');
 const iso = isolation();
-const port = await freePort();
-const proc = spawn(process.execPath, [...flags, '--trace-gc', process.env.ENTRY ?? 'dist/main.js'], {
-  env: { ...process.env, ...engineEnv(iso), PORT: String(port) },
-  stdio: ['ignore', openSync(logFile, 'w'), 'inherit'],
-});
-const base = `http://127.0.0.1:${port}`;
+const engine = await startEngine(iso, {}, [...flags, '--trace-gc'], process.env.ENTRY, logFile);
 try {
-  await waitFor(base + '/ready', 20_000);
-  await seedTradeAccounts(base);
+  await seedTradeAccounts(engine.base);
   for (let i = 1; i <= rounds; i++) {
-    const r = await load(base, 64, seconds, tradeBodies(ACCOUNTS));
+    const r = await load(engine.base, 64, seconds, tradeBodies(ACCOUNTS));
     console.log(`round ${i}: ${r.rps.toFixed(0)} trades/s, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
   }
 } finally {
-  await new Promise<void>((resolve) => {
-    proc.once('exit', () => resolve());
-    proc.kill('SIGTERM');
-  });
+  await engine.stop();
   await cleanup(iso);
 }
 

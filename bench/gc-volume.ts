@@ -7,35 +7,28 @@
  *
  *   npm run build && npx tsx bench/gc-volume.ts [node flags...]
  *
- * ENTRY=bench/floor-server.mjs measures the storage floor (bench/floor.ts)
+ * ENTRY=bench/floor-server.mjs measures the storage floor (see bench/trades.ts)
  * instead; ENTRY=dist-base/main.js another build of the engine.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, waitFor } from './harness.js';
+import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine, startFloor } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 const seconds = 8;
-const flags = process.argv.length > 2 ? process.argv.slice(2) : ENGINE_NODE_FLAGS;
+const flags = [...(process.argv.length > 2 ? process.argv.slice(2) : ENGINE_NODE_FLAGS), '--trace-gc-nvp'];
 const entry = process.env.ENTRY ?? 'dist/main.js';
 const isFloor = entry.includes('floor-server');
 const dir = mkdtempSync(join(tmpdir(), 'gc-volume-'));
 const logFile = join(dir, 'gc.log');
 const iso = isolation();
-const port = await freePort();
-const proc = spawn(process.execPath, [...flags, '--trace-gc-nvp', entry], {
-  env: { ...process.env, ...engineEnv(iso), PORT: String(port) },
-  stdio: ['ignore', openSync(logFile, 'w'), 'inherit'],
-});
-const base = `http://127.0.0.1:${port}`;
+const server = isFloor ? await startFloor(iso, flags, logFile) : await startEngine(iso, {}, flags, entry, logFile);
 try {
-  await waitFor(base + (isFloor ? '/health' : '/ready'), 20_000);
-  if (!isFloor) await seedTradeAccounts(base);
-  await load(base, 64, 3, tradeBodies(ACCOUNTS)); // warm-up, not counted
+  if (!isFloor) await seedTradeAccounts(server.base);
+  await load(server.base, 64, 3, tradeBodies(ACCOUNTS)); // warm-up, not counted
   const mark = readFileSync(logFile, 'utf8').length;
-  const r = await load(base, 64, seconds, tradeBodies(ACCOUNTS));
+  const r = await load(server.base, 64, seconds, tradeBodies(ACCOUNTS));
   const text = readFileSync(logFile, 'utf8').slice(mark);
   const field = (line: string, key: string) => Number(new RegExp(`\\b${key}=([\\d.]+)`).exec(line)?.[1] ?? 0);
   const scavenges = text.split('\n').filter((l) => l.includes(' gc=s '));
@@ -53,11 +46,7 @@ try {
       `promoted ${perTrade(sum(scavenges, 'promoted'))}`,
   );
 } finally {
-  await new Promise<void>((resolve) => {
-    if (proc.exitCode !== null) return resolve();
-    proc.once('exit', () => resolve());
-    proc.kill('SIGTERM');
-  });
+  await server.stop();
   await cleanup(iso);
   rmSync(dir, { recursive: true, force: true });
 }

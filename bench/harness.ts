@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -59,8 +59,10 @@ export async function waitFor(url: string, ms: number): Promise<void> {
   }
 }
 
-function child(cmd: string, args: string[], env: Record<string, string>, port: number, readyPath: string): Promise<Child> {
-  const proc = spawn(cmd, args, { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+/** `stdoutFile`: where the child's standard output goes (a GC trace, say); by default nowhere. */
+function child(cmd: string, args: string[], env: Record<string, string>, port: number, readyPath: string, stdoutFile?: string): Promise<Child> {
+  const stdout = stdoutFile === undefined ? 'ignore' : openSync(stdoutFile, 'w');
+  const proc = spawn(cmd, args, { env: { ...process.env, ...env, PORT: String(port) }, stdio: ['ignore', stdout, 'inherit'] });
   const base = `http://127.0.0.1:${port}`;
   const up = waitFor(base + readyPath, 20_000).catch((error: unknown) => {
     proc.kill('SIGKILL');
@@ -116,8 +118,9 @@ export async function startEngine(
   env: Record<string, string> = {},
   nodeFlags: readonly string[] = ENGINE_NODE_FLAGS,
   entry = 'dist/main.js',
+  stdoutFile?: string,
 ): Promise<Child> {
-  return child(process.execPath, [...nodeFlags, entry], engineEnv(iso, env), await freePort(), '/ready');
+  return child(process.execPath, [...nodeFlags, entry], engineEnv(iso, env), await freePort(), '/ready', stdoutFile);
 }
 
 export async function startEcho(): Promise<Child> {
@@ -128,8 +131,8 @@ export async function startEcho(): Promise<Child> {
  * The storage floor (bench/floor-server.mjs): a bare route doing only a
  * trade's durable I/O, on its own schema and key prefix. Needs `npm run build`.
  */
-export async function startFloor(iso: Isolation): Promise<Child> {
-  return child(process.execPath, ['bench/floor-server.mjs'], engineEnv(iso), await freePort(), '/health');
+export async function startFloor(iso: Isolation, nodeFlags: readonly string[] = [], stdoutFile?: string): Promise<Child> {
+  return child(process.execPath, [...nodeFlags, 'bench/floor-server.mjs'], engineEnv(iso), await freePort(), '/health', stdoutFile);
 }
 
 /** The machine's CPU time so far by kind (/proc/stat's first line), in ticks of 1/100 s. */
@@ -137,6 +140,24 @@ export function machineTicks(): Record<string, number> {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
   return { user: user + nice, system, idle: idle + iowait, irq: irq + softirq, steal };
+}
+
+/** A load run with the CPU it cost, per answered request: the server's own (user + system) and the whole machine's (every process and the kernel). */
+export interface Costed {
+  readonly r: LoadResult;
+  readonly cpuUs: number;
+  readonly machineUs: number;
+}
+
+/** Runs `f` (a load on `server`) and returns its result with the CPU used meanwhile, in µs per answered request. */
+export async function withCpu(server: Child, f: () => Promise<LoadResult>): Promise<Costed> {
+  const cpu = server.cpuSeconds();
+  const before = machineTicks();
+  const r = await f();
+  const after = machineTicks();
+  const ok = Math.max(1, r.ok);
+  const busyTicks = (['user', 'system', 'irq', 'steal'] as const).reduce((sum, k) => sum + after[k]! - before[k]!, 0);
+  return { r, cpuUs: ((server.cpuSeconds() - cpu) * 1e6) / ok, machineUs: (busyTicks / 100) * 1e6 / ok };
 }
 
 export async function cleanup(iso: Isolation): Promise<void> {

@@ -8,10 +8,9 @@
  *
  * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENGINE_NODE_FLAGS, cleanup, engineEnv, freePort, isolation, load, waitFor } from './harness.js';
+import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine } from './harness.js';
 import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
 
 interface ProfileNode {
@@ -25,22 +24,17 @@ const dir = process.argv[3] ?? '/tmp/prof';
 mkdirSync(dir, { recursive: true });
 const before = new Set(readdirSync(dir));
 const iso = isolation();
-const port = await freePort();
 const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, string>;
-const proc = spawn(process.execPath, [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], {
-  env: { ...process.env, ...engineEnv(iso, extra), PORT: String(port) },
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-const base = `http://127.0.0.1:${port}`;
-await waitFor(base + '/ready', 20_000);
-await seedTradeAccounts(base);
-const r = await load(base, Number.parseInt(process.argv[4] ?? '64', 10), seconds, tradeBodies(ACCOUNTS));
-console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
-await new Promise<void>((resolve) => {
-  proc.once('exit', () => resolve());
-  proc.kill('SIGTERM');
-});
-await cleanup(iso);
+// The profile is written when the engine exits, which stop() (SIGTERM) waits for.
+const engine = await startEngine(iso, extra, [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`]);
+try {
+  await seedTradeAccounts(engine.base);
+  const r = await load(engine.base, Number.parseInt(process.argv[4] ?? '64', 10), seconds, tradeBodies(ACCOUNTS));
+  console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
+} finally {
+  await engine.stop();
+  await cleanup(iso);
+}
 
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && !before.has(f));
 if (!file) throw new Error(`no new profile in ${dir}`);

@@ -7,7 +7,7 @@
  * any engine on this stack and machine could reach.
  */
 import postgres from 'postgres';
-import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, startFloor, table, type Child, type LoadResult } from './harness.js';
+import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, startFloor, table, withCpu, type Costed, type LoadResult } from './harness.js';
 
 export const ACCOUNTS = 1000;
 /** Alternating echo/floor/engine rounds at 64 connections. */
@@ -37,12 +37,16 @@ export async function seedTradeAccounts(base: string): Promise<void> {
   await pool(ids, 32, (id) => post(base, `/accounts/${id}/deposit`, { amount: '1000000000' }));
 }
 
-/** Runs `f` and returns its result with the CPU time `child` used meanwhile, in µs per answered request. */
-async function withCpu(child: Child, f: () => Promise<LoadResult>): Promise<{ r: LoadResult; cpuUs: number }> {
-  const cpu = child.cpuSeconds();
-  const r = await f();
-  return { r, cpuUs: ((child.cpuSeconds() - cpu) * 1e6) / Math.max(1, r.ok) };
-}
+/** A comparison server's row: its own ledger rows are not counted. */
+const comparisonRow = ({ r, cpuUs, machineUs }: Costed): (string | number)[] => [
+  r.rps.toFixed(0),
+  r.p50,
+  r.p99,
+  r.non2xx + r.errors,
+  '-',
+  cpuUs.toFixed(0),
+  machineUs.toFixed(0),
+];
 
 export async function benchTrades(seconds: number): Promise<string> {
   const iso = isolation();
@@ -57,9 +61,9 @@ export async function benchTrades(seconds: number): Promise<string> {
     // Engine CPU per trade (user + system time over 2xx answers): steadier than the rate on a shared machine.
     const engineRun = async (label: string, connections: number) => {
       const before = await count();
-      const { r, cpuUs } = await withCpu(engine, () => load(engine.base, connections, seconds, body));
+      const { r, cpuUs, machineUs } = await withCpu(engine, () => load(engine.base, connections, seconds, body));
       const after = await count();
-      rows.push([label, r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, ((after - before) / r.seconds).toFixed(0), cpuUs.toFixed(0), engine.rssMiB().toFixed(0)]);
+      rows.push([label, r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, ((after - before) / r.seconds).toFixed(0), cpuUs.toFixed(0), machineUs.toFixed(0), engine.rssMiB().toFixed(0)]);
       return r;
     };
     for (const connections of [1, 16]) await engineRun(`engine, ${connections} conn`, connections);
@@ -73,11 +77,11 @@ export async function benchTrades(seconds: number): Promise<string> {
     try {
       await load(floor.base, 64, 2, body); // its first commits and JIT, as the engine's 1- and 16-connection rows warm it
       for (let round = 1; round <= ROUNDS; round++) {
-        const { r: e, cpuUs } = await withCpu(echo, () => load(echo.base, 64, seconds, body));
-        rows.push([`bare fastify echo, 64 conn (${round})`, e.rps.toFixed(0), e.p50, e.p99, e.non2xx + e.errors, '-', cpuUs.toFixed(0), echo.rssMiB().toFixed(0)]);
-        const { r: f, cpuUs: floorUs } = await withCpu(floor, () => load(floor.base, 64, seconds, body));
-        rows.push([`storage floor, 64 conn (${round})`, f.rps.toFixed(0), f.p50, f.p99, f.non2xx + f.errors, '-', floorUs.toFixed(0), floor.rssMiB().toFixed(0)]);
-        rounds.push({ echo: e, floor: f, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
+        const e = await withCpu(echo, () => load(echo.base, 64, seconds, body));
+        rows.push([`bare fastify echo, 64 conn (${round})`, ...comparisonRow(e), echo.rssMiB().toFixed(0)]);
+        const f = await withCpu(floor, () => load(floor.base, 64, seconds, body));
+        rows.push([`storage floor, 64 conn (${round})`, ...comparisonRow(f), floor.rssMiB().toFixed(0)]);
+        rounds.push({ echo: e.r, floor: f.r, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
       }
     } finally {
       await Promise.all([echo.stop(), floor.stop()]);
@@ -93,7 +97,10 @@ export async function benchTrades(seconds: number): Promise<string> {
     return [
       `### POST /trade throughput (${ACCOUNTS} accounts, ${seconds} s per row, wrk)`,
       '',
-      table(['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'process CPU µs/request', 'RSS MiB'], rows),
+      table(
+        ['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'process CPU µs/request', 'machine CPU µs/request', 'RSS MiB'],
+        rows,
+      ),
       '',
       `engine / bare fastify at 64 connections, per round: ${ratios((r) => r.engine.rps / r.echo.rps)} (target ≥ 0.35)`,
       `storage floor / bare fastify, per round: ${ratios((r) => r.floor.rps / r.echo.rps)} (durable I/O alone, no validation or margin math)`,
