@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { D, type Dec } from './domain/decimal.js';
+import type { MarketParams } from './domain/markets.js';
 
 const rate = (fallback: string) =>
   z
@@ -12,11 +13,19 @@ const rate = (fallback: string) =>
     .refine((s) => /^(0(\.\d+)?|1(\.0+)?)$/.test(s.trim()), 'must be a decimal between 0 and 1')
     .transform((s) => new D(s.trim()));
 
+const signedRate = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((s) => /^-?(0(\.\d+)?|1(\.0+)?)$/.test(s.trim()), 'must be a decimal between -1 and 1')
+    .transform((s) => new D(s.trim()));
+
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
 const envSchema = z
   .object({
-    HOST: z.string().min(1).default('0.0.0.0'),
+    /** Loopback by default: a container sets HOST=0.0.0.0 (see docker-compose.yaml). */
+    HOST: z.string().min(1).default('127.0.0.1'),
     PORT: z.coerce.number().int().min(0).max(65535).default(8000),
     REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
     DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).default('postgres://postgres@127.0.0.1:5432/postgres'),
@@ -67,7 +76,36 @@ const envSchema = z
     COMMIT_EARLY_ROWS: z.coerce.number().int().min(0).max(100_000).default(32),
     /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+    /** API keys and roles (DESIGN §6). 'off' only while the engine listens on loopback alone. */
+    AUTH: z.enum(['on', 'off']).default('on'),
+    /** Accepted as an admin key without being stored (bootstrapping, containers). */
+    ADMIN_API_KEY: z.string().min(32, 'must be at least 32 characters').max(256).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces').optional(),
+    /** Trade price band: a trade further than this fraction from the market's mark is refused (0: off). Per market. */
+    TRADE_PRICE_BAND: rate('0.05'),
+    /** Mark move guard: a mark further than this fraction from the last one needs "force": true (0: off). Per market. */
+    MARK_MAX_MOVE: rate('0'),
+    /** Defaults of market parameters that take effect with later features; stored per market now. */
+    LIQUIDATION_MODE: z.enum(['full', 'partial']).default('full'),
+    LIQUIDATION_FEE_RATE: rate('0'),
+    LIQUIDATION_BUFFER: rate('0.02'),
+    MAKER_FEE_RATE: signedRate('0'),
+    TAKER_FEE_RATE: rate('0'),
+    LOT_SIZE: z
+      .string()
+      .refine((s) => /^(?:\d+(?:\.\d{1,18})?)$/.test(s.trim()) && !new D(s.trim()).isZero(), 'must be a positive decimal with at most 18 places')
+      .transform((s) => new D(s.trim()))
+      .optional(),
+    /** How long a request may take to arrive, headers and body (ms); a slower one is answered 408 and closed. */
+    REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    /** Most open connections; further ones are closed at once. */
+    MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   });
+
+/** An address only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
+}
 
 export interface Config {
   readonly host: string;
@@ -90,6 +128,31 @@ export interface Config {
   readonly commitConcurrency: number;
   readonly commitEarlyRows: number;
   readonly workers: number;
+  readonly auth: boolean;
+  readonly adminApiKey: string | null;
+  /** Defaults of every market's parameters (a market stores only what was set for it). */
+  readonly marketDefaults: MarketDefaults;
+  readonly requestTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+export interface MarketDefaults {
+  readonly tradePriceBand: Dec;
+  readonly maxMarkMove: Dec;
+  readonly liquidationMode: 'full' | 'partial';
+  readonly liquidationFeeRate: Dec;
+  readonly liquidationBuffer: Dec;
+  readonly makerFeeRate: Dec;
+  readonly takerFeeRate: Dec;
+  readonly lotSize: Dec | null;
+}
+
+/** Every market's parameters where it sets none of its own: the single default tier is DESIGN §2's flat rates. */
+export function defaultMarketParams(config: Config): MarketParams {
+  return {
+    tiers: [{ maxNotional: null, initialMarginRate: config.initialMarginRate, maintenanceMarginRate: config.maintenanceMarginRate }],
+    ...config.marketDefaults,
+  };
 }
 
 export class ConfigError extends Error {}
@@ -109,6 +172,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   if (e.MAINTENANCE_MARGIN_RATE.gt(e.INITIAL_MARGIN_RATE)) {
     throw new ConfigError('Invalid configuration:\n  MAINTENANCE_MARGIN_RATE: must not exceed INITIAL_MARGIN_RATE');
+  }
+  if (e.AUTH === 'off' && !isLoopback(e.HOST)) {
+    throw new ConfigError(`Invalid configuration:\n  AUTH: off is refused unless HOST is a loopback address (HOST is ${e.HOST})`);
+  }
+  if (e.MAKER_FEE_RATE.neg().gt(e.TAKER_FEE_RATE)) {
+    throw new ConfigError('Invalid configuration:\n  MAKER_FEE_RATE: a rebate (negative maker rate) must not exceed TAKER_FEE_RATE');
   }
   return {
     host: e.HOST,
@@ -131,5 +200,19 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     commitConcurrency: e.COMMIT_CONCURRENCY,
     commitEarlyRows: e.COMMIT_EARLY_ROWS,
     workers: e.WORKERS,
+    auth: e.AUTH === 'on',
+    adminApiKey: e.ADMIN_API_KEY ?? null,
+    marketDefaults: {
+      tradePriceBand: e.TRADE_PRICE_BAND,
+      maxMarkMove: e.MARK_MAX_MOVE,
+      liquidationMode: e.LIQUIDATION_MODE,
+      liquidationFeeRate: e.LIQUIDATION_FEE_RATE,
+      liquidationBuffer: e.LIQUIDATION_BUFFER,
+      makerFeeRate: e.MAKER_FEE_RATE,
+      takerFeeRate: e.TAKER_FEE_RATE,
+      lotSize: e.LOT_SIZE ?? null,
+    },
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    maxConnections: e.MAX_CONNECTIONS,
   };
 }

@@ -4,7 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
+import { defaultMarketParams, type Config } from './config.js';
 import type { MarginRates } from './domain/margin.js';
 import { BOOT_FIELD, MarkBook } from './store/accounts.js';
 import { loadScripts } from './store/scripts.js';
@@ -20,6 +20,8 @@ import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { MarksService } from './services/marks.js';
+import { MarketsService } from './services/markets.js';
+import { ApiKeys } from './services/api-keys.js';
 import { MarginReportService } from './services/margin-report.js';
 import { Recovery } from './services/recovery.js';
 import { TradingService } from './services/trading.js';
@@ -34,6 +36,9 @@ export interface Engine {
   readonly liquidation: LiquidationService;
   readonly accounts: AccountsView;
   readonly marks: MarksService;
+  readonly markets: MarketsService;
+  /** API keys (null with AUTH=off). */
+  readonly apiKeys: ApiKeys | null;
   readonly report: MarginReportService;
   readonly recovery: Recovery;
   /** Pings both stores; reports each one's state. */
@@ -80,7 +85,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     flushTimeoutMs: timeoutMs,
     isConnectionError: isPostgresUnavailable,
   });
-  const markBook = new MarkBook(redis, keys);
+  const defaults = defaultMarketParams(config);
+  const markBook = new MarkBook(redis, keys, defaults);
   const cache = new AccountCache(config.accountCacheSize);
   const gate = new AccountGate(redis, keys, markBook, cache, {
     lockTtlMs: config.accountLockTtlMs,
@@ -93,16 +99,6 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
 
   const risk = new RiskKeys(keys);
   const recovery = new Recovery({ redis, sql, keys, risk, rates, timeoutMs, log });
-  if (options.recover ?? true) {
-    try {
-      await recovery.start();
-    } catch (error) {
-      redis.disconnect();
-      await sql.end({ timeout: 1 });
-      throw error;
-    }
-  }
-  gate.startHeartbeat();
   const writer = new AccountWriter({
     redis,
     sql,
@@ -119,6 +115,19 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   });
   const applied = (accountId?: number) => gate.applied(accountId);
   const liquidation = new LiquidationService({ redis, keys, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
+  const marks = new MarksService({ redis, sql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
+  recovery.finishSweeps = (all) => marks.finishPending(all);
+  const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
+  try {
+    if (options.recover ?? true) await recovery.start();
+    await apiKeys?.start();
+  } catch (error) {
+    recovery.stop();
+    redis.disconnect();
+    await sql.end({ timeout: 1 });
+    throw error;
+  }
+  gate.startHeartbeat();
 
   return {
     config,
@@ -129,7 +138,9 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     trading: new TradingService({ writer, liquidation, rates, log }),
     liquidation,
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs, applied }),
-    marks: new MarksService({ redis, sql, keys, risk, markBook, liquidation, timeoutMs, committer, applied }),
+    marks,
+    markets: new MarketsService({ redis, sql, keys, risk, markBook, defaults, timeoutMs, applied, log }),
+    apiKeys,
     report: new MarginReportService({ redis, keys, risk, marks: markBook, rates, applied }),
     recovery,
     async readiness() {
@@ -146,9 +157,10 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         if ((await redis.hexists(keys.marks, BOOT_FIELD)) !== 1) throw new Error('no boot marker');
       };
       const [r, pg] = await Promise.all([ping(redisReady), ping(() => sql`SELECT 1`)]);
-      return { redis: r && recovery.ready, postgres: pg && !committer.unavailable };
+      return { redis: r && recovery.ready && marks.pendingSweeps === 0, postgres: pg && !committer.unavailable };
     },
     async close() {
+      apiKeys?.stop();
       await gate.stopHeartbeat();
       recovery.stop();
       await recovery.idle();

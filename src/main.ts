@@ -19,12 +19,30 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const log = pino({ level: config.logLevel });
+  // A key never reaches a log line: the request serializer logs no headers, and this covers any that would.
+  const log = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization', 'headers.authorization', 'key'], censor: '[redacted]' } });
   if (config.workers > 1 && cluster.isPrimary) {
     superviseWorkers(config.workers, log);
     return;
   }
   const engine = await createEngine(config, log);
+  const first = await engine.apiKeys?.ensureFirstKey();
+  if (first) {
+    // Printed once, on standard output, not through the logger: only a hash is kept.
+    process.stdout.write(
+      [
+        '',
+        'No API key existed, so the engine created this admin key. It is shown only now; keep it safe:',
+        '',
+        `  ${first.key}`,
+        '',
+        'Use it as "Authorization: Bearer <key>". Create more with POST /admin/keys or',
+        '"npm run keys -- create --role <role> --name <name>"; revoke with "npm run keys -- revoke <key_id>".',
+        '',
+      ].join('\n') + '\n',
+    );
+  }
+  if (!config.auth) log.warn({ host: config.host }, 'AUTH=off: every request is accepted without a key (loopback only)');
   const app = await buildApp(engine, { logger: log });
 
   let stopping = false;

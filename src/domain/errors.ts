@@ -8,7 +8,15 @@ export type ErrorCode =
   | 'INSUFFICIENT_MARGIN'
   | 'IDEMPOTENCY_CONFLICT'
   | 'SERVICE_UNAVAILABLE'
-  | 'ACCOUNT_BUSY';
+  | 'ACCOUNT_BUSY'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'KEY_NOT_FOUND'
+  | 'MARKET_NOT_FOUND'
+  | 'MARKET_HALTED'
+  | 'MARKET_REDUCE_ONLY'
+  | 'PRICE_OUT_OF_BAND'
+  | 'MARK_MOVE_TOO_LARGE';
 
 export class EngineError extends Error {
   constructor(
@@ -33,6 +41,8 @@ export const idempotencyConflict = (clientOrderId: string) =>
     `client_order_id ${JSON.stringify(clientOrderId)} was already used with different parameters`,
     { client_order_id: clientOrderId },
   );
+
+export const marketNotFound = (symbol: string) => new EngineError('MARKET_NOT_FOUND', `market ${symbol} is not listed`, { symbol });
 
 /** Redis or PostgreSQL did not answer in time; nothing was applied. */
 export class DependencyUnavailable extends EngineError {

@@ -2,10 +2,12 @@
  * One error shape for every failure: {success: false, error: {code, message, details?}}.
  * Internals of a 5xx never reach the client.
  */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { EngineError, type ErrorCode } from '../domain/errors.js';
-import { MalformedJson } from './json.js';
+import { DuplicateKey, MalformedJson } from './json.js';
 
 const STATUS: Record<ErrorCode, number> = {
   VALIDATION_ERROR: 400,
@@ -14,12 +16,37 @@ const STATUS: Record<ErrorCode, number> = {
   IDEMPOTENCY_CONFLICT: 409,
   SERVICE_UNAVAILABLE: 503,
   ACCOUNT_BUSY: 503,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  KEY_NOT_FOUND: 404,
+  MARKET_NOT_FOUND: 404,
+  MARKET_HALTED: 422,
+  MARKET_REDUCE_ONLY: 422,
+  PRICE_OUT_OF_BAND: 422,
+  MARK_MOVE_TOO_LARGE: 422,
 };
 
 export interface ErrorBody {
   success: false;
   error: { code: string; message: string; details?: Record<string, unknown> };
 }
+
+/**
+ * Client text echoed in an error (an unknown key's name, a URL, a parser's
+ * message quoting the body) is cut to at most `max` characters, the cut
+ * marked with '…', so a 60 KB key cannot make a 120 KB error.
+ */
+export function clip(text: string, max = 200): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  // Do not split a surrogate pair.
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
+}
+
+/** Most entries a validation error's details.fields lists (a body may name thousands of unknown keys). */
+const MAX_FIELDS = 20;
 
 export const errorBody = (code: string, message: string, details?: Record<string, unknown>): ErrorBody => ({
   success: false,
@@ -28,7 +55,7 @@ export const errorBody = (code: string, message: string, details?: Record<string
 
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+    void reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${clip(req.url.split('?')[0] ?? '')}`));
   });
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
@@ -38,29 +65,111 @@ export function registerErrorHandling(app: FastifyInstance): void {
         const path = [where, ...v.instancePath.split('/').filter(Boolean)];
         // An unknown key is named as the field itself, not as its parent object.
         const unknown = v.keyword === 'unrecognized_keys' ? ((v.params as { keys?: string[] }).keys ?? []) : [];
-        if (unknown.length > 0) return unknown.map((key) => ({ field: [...path, key].join('.'), message: 'is not a known field' }));
-        return [{ field: path.join('.'), message: v.message ?? 'is invalid' }];
+        if (unknown.length > 0) return unknown.map((key) => ({ field: clip([...path, key].join('.')), message: 'is not a known field' }));
+        return [{ field: clip(path.join('.')), message: clip(v.message ?? 'is invalid') }];
       });
-      return reply
-        .code(400)
-        .send(errorBody('VALIDATION_ERROR', `invalid ${fields.map((f) => f.field).join(', ')}`, { fields }));
+      const shown = fields.slice(0, MAX_FIELDS);
+      const more = fields.length - shown.length;
+      const message = `invalid ${clip(shown.map((f) => f.field).join(', '))}${more > 0 ? ` and ${more} more` : ''}`;
+      return reply.code(400).send(errorBody('VALIDATION_ERROR', message, { fields: shown }));
+    }
+    if (error instanceof DuplicateKey) {
+      const message = `duplicate key "${clip(error.key)}" in the JSON body`;
+      return reply.code(400).send(errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: error.reason }] }));
     }
     if (error instanceof MalformedJson) {
-      return reply.code(400).send(errorBody('VALIDATION_ERROR', error.message, { fields: [{ field: 'body', message: error.message }] }));
+      const message = clip(error.message);
+      return reply.code(400).send(errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: clip(error.reason) }] }));
     }
     if (error instanceof EngineError) {
       const status = STATUS[error.code];
       if (status >= 500) req.log.warn({ code: error.code, cause: (error.cause as Error | undefined)?.message }, error.message);
       if (status === 503) void reply.header('retry-after', '1');
-      return reply.code(status).send(errorBody(error.code, error.message, error.details));
+      if (status === 401) void reply.header('www-authenticate', 'Bearer');
+      return reply.code(status).send(errorBody(error.code, clip(error.message), error.details));
     }
     // fastify's own 4xx (unsupported media type, body too large, bad URL, …)
     const statusCode = error.statusCode ?? 500;
     if (statusCode >= 400 && statusCode < 500) {
       const code = statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_ERROR';
-      return reply.code(statusCode).send(errorBody(code, error.message));
+      // Their messages may quote the request (a content type, a URL): clipped.
+      return reply.code(statusCode).send(errorBody(code, clip(error.message)));
     }
     req.log.error({ err: error }, 'unhandled error');
     return reply.code(500).send(errorBody('INTERNAL_ERROR', 'internal error'));
   });
+}
+
+/** How long a refused connection may stay half-open after its answer, for the client to read it. */
+const LINGER_MS = 1000;
+
+/**
+ * fastify's clientErrorHandler: errors node's HTTP layer raises before a
+ * request reaches fastify, answered in the one error shape on the raw socket
+ * (`Connection: close`), which is then closed; nothing more is read from it.
+ *
+ *   400 BAD_REQUEST        the parser refused the request line or headers
+ *   408 REQUEST_TIMEOUT    headers and body not in within REQUEST_TIMEOUT_MS
+ *   413 PAYLOAD_TOO_LARGE  chunk extensions over node's limit
+ *   431 HEADERS_TOO_LARGE  request line and headers over node's limit
+ *
+ * A broken HTTP message is BAD_REQUEST, not VALIDATION_ERROR: there is no
+ * request yet, so no field that VALIDATION_ERROR's details.fields could name.
+ *
+ * The close lingers: the answer and a FIN go out at once, and the socket is
+ * destroyed when the client closes or after LINGER_MS. Destroying at once
+ * (node's and fastify's default) resets a connection whose client is still
+ * sending (an oversized header block), and the reset can discard the answer
+ * before the client reads it.
+ */
+export function clientErrorHandler(requestTimeoutMs: number, log?: FastifyBaseLogger) {
+  const answered = new WeakSet<Socket>();
+  return (error: Error & { code?: string; reason?: unknown }, socket: Socket): void => {
+    // A reset connection has nobody to answer; a refused one has been answered
+    // (its parser repeats the error on every later chunk, a timed-out one may
+    // be reported again by the next check).
+    if (error.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return;
+    answered.add(socket);
+    let status: number;
+    let body: ErrorBody;
+    switch (error.code) {
+      case 'ERR_HTTP_REQUEST_TIMEOUT':
+        status = 408;
+        body = errorBody('REQUEST_TIMEOUT', `request headers and body must arrive within ${requestTimeoutMs} ms`);
+        break;
+      case 'HPE_HEADER_OVERFLOW':
+        status = 431;
+        body = errorBody('HEADERS_TOO_LARGE', `request line and headers exceed ${maxHeaderSize} bytes`);
+        break;
+      case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+        status = 413;
+        body = errorBody('PAYLOAD_TOO_LARGE', 'chunk extensions too large');
+        break;
+      default: {
+        // llhttp's reason is its own fixed text ("Invalid method encountered"), not the client's.
+        const reason = typeof error.reason === 'string' && error.reason !== '' ? `: ${clip(error.reason)}` : '';
+        status = 400;
+        body = errorBody('BAD_REQUEST', `malformed HTTP request${reason}`);
+      }
+    }
+    log?.debug({ code: error.code, status }, 'refused a malformed or slow request');
+    // As node does: answer only if no response of an earlier (pipelined)
+    // request on this socket has begun, or the answer would corrupt it.
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (!socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const json = JSON.stringify(body);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(json)}\r\n` +
+        'Connection: close\r\n\r\n' +
+        json,
+    );
+    const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+    linger.unref();
+    socket.once('close', () => clearTimeout(linger));
+  };
 }

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { D, type Dec, MAX_INPUT_DECIMALS, MAX_INPUT_VALUE } from '../domain/decimal.js';
+import { tierProblem } from '../domain/markets.js';
 
 const DECIMAL_TEXT = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
@@ -101,7 +102,147 @@ export const tradeBody = z
   })
   .strict();
 
-export const markBody = z.object({ symbol, price: positiveDecimal }).strict();
+export const markBody = z
+  .object({
+    symbol,
+    price: positiveDecimal,
+    force: z.boolean({ error: 'must be true or false' }).optional().meta({ description: 'Post a mark beyond the market\'s max_mark_move' }),
+  })
+  .strict();
+
+export const symbolParams = z.object({ symbol });
+
+/** A decimal from `min` to 1 (a rate or fraction), as a JSON number or a string; stored as its decimal text. */
+const fraction = (min: 0 | -1) =>
+  z
+    .union([z.number(), z.string()], { error: 'must be a decimal number or a decimal string' })
+    .transform((value, ctx): string => {
+      const text = typeof value === 'number' ? String(value) : value.trim();
+      if (!/^-?(?:\d+(?:\.\d*)?|\.\d+)$/.test(text)) {
+        ctx.addIssue({ code: 'custom', message: 'must be a plain decimal such as "0.05"' });
+        return z.NEVER;
+      }
+      const d = new D(text);
+      if (d.lt(min) || d.gt(1) || d.decimalPlaces() > MAX_INPUT_DECIMALS) {
+        ctx.addIssue({ code: 'custom', message: `must be a decimal from ${min} to 1 with at most ${MAX_INPUT_DECIMALS} places` });
+        return z.NEVER;
+      }
+      return d.toString();
+    });
+
+const tier = z
+  .object({
+    max_notional: positiveDecimal.nullable().transform((d) => (d === null ? null : d.toString())),
+    initial_margin_rate: fraction(0),
+    maintenance_margin_rate: fraction(0),
+  })
+  .strict();
+
+export const marketBody = z
+  .object({
+    status: z.enum(['active', 'reduce_only', 'halted'], { error: 'must be active, reduce_only or halted' }).optional(),
+    tiers: z
+      .array(tier)
+      .min(1)
+      .max(32)
+      .optional()
+      .superRefine((tiers, ctx) => {
+        if (tiers === undefined) return;
+        const problem = tierProblem(
+          tiers.map((t) => ({
+            maxNotional: t.max_notional === null ? null : new D(t.max_notional),
+            initialMarginRate: new D(t.initial_margin_rate),
+            maintenanceMarginRate: new D(t.maintenance_margin_rate),
+          })),
+        );
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    trade_price_band: fraction(0).optional(),
+    max_mark_move: fraction(0).optional(),
+    liquidation_mode: z.enum(['full', 'partial'], { error: 'must be full or partial' }).optional(),
+    liquidation_fee_rate: fraction(0).optional(),
+    liquidation_buffer: fraction(0).optional(),
+    maker_fee_rate: fraction(-1).optional(),
+    taker_fee_rate: fraction(0).optional(),
+    lot_size: positiveDecimal.transform((d) => d.toString()).optional(),
+  })
+  .strict()
+  .meta({ description: 'Any of the market parameters; the ones not sent keep their value (or the engine default)' });
+
+const rateText = z.string().meta({ description: 'Decimal string' });
+
+export const marketResponse = z.object({
+  symbol: z.string(),
+  status: z.enum(['active', 'reduce_only', 'halted']),
+  tiers: z.array(z.object({ max_notional: rateText.nullable(), initial_margin_rate: rateText, maintenance_margin_rate: rateText })),
+  trade_price_band: rateText,
+  max_mark_move: rateText,
+  liquidation_mode: z.enum(['full', 'partial']),
+  liquidation_fee_rate: rateText,
+  liquidation_buffer: rateText,
+  maker_fee_rate: rateText,
+  taker_fee_rate: rateText,
+  lot_size: rateText.nullable(),
+  mark_price: rateText.nullable(),
+  open_interest: z.object({ long: rateText, short: rateText }),
+  holders: z.number(),
+  fees_collected: rateText,
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+export const marketsResponse = z.object({ markets: z.array(marketResponse) });
+
+export const marketHistoryResponse = z.object({
+  events: z.array(
+    z.object({
+      event_id: z.number(),
+      type: z.enum(['listed', 'mark', 'params', 'funding']),
+      price: rateText.nullable(),
+      previous_price: rateText.nullable(),
+      forced: z.boolean().nullable(),
+      changes: z.record(z.string(), z.unknown()).nullable(),
+      actor: z.string().nullable(),
+      created_at: z.string(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
+});
+
+const role = z.enum(['admin', 'operator', 'treasury', 'trading', 'reader', 'account'], {
+  error: 'must be admin, operator, treasury, trading, reader or account',
+});
+
+export const keyBody = z
+  .object({
+    name: z.string().min(1).max(100).regex(/^[\x20-\x7e]+$/, 'must be 1-100 printable ASCII characters'),
+    role,
+    account_ids: z.array(accountIdBody).min(1).max(1000).optional(),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.role === 'account' && b.account_ids === undefined) ctx.addIssue({ code: 'custom', path: ['account_ids'], message: 'is required for an account key' });
+    if (b.role !== 'account' && b.account_ids !== undefined) ctx.addIssue({ code: 'custom', path: ['account_ids'], message: 'only an account key has accounts' });
+  });
+
+export const keyIdParams = z.object({ key_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a key id such as key_0123456789ab') });
+
+const keyView = z.object({
+  key_id: z.string(),
+  name: z.string(),
+  role,
+  account_ids: z.array(z.number()),
+  created_at: z.string(),
+  created_by: z.string().nullable(),
+  revoked_at: z.string().nullable(),
+  revoked_by: z.string().nullable(),
+});
+
+export const keyCreatedResponse = keyView
+  .pick({ key_id: true, name: true, role: true, account_ids: true, created_at: true })
+  .extend({ key: z.string().meta({ description: 'The secret: shown only in this answer' }) });
+export const keysResponse = z.object({ keys: z.array(keyView) });
+export const keyResponse = keyView;
 
 // ---- responses (documentation and handler types; amounts are decimal strings)
 
@@ -163,13 +304,19 @@ export const tradesResponse = z.object({
       realised_pnl: amount,
       liquidation_id: z.number().nullable(),
       client_order_id: z.string().nullable(),
+      actor: z.string().nullable().meta({ description: 'The key id that booked it (null with AUTH=off)' }),
       created_at: z.string(),
     }),
   ),
   next_cursor: z.string().nullable(),
 });
 
-export const markResponse = z.object({ symbol: z.string(), price: amount, liquidated: z.array(z.number()) });
+export const markResponse = z.object({
+  symbol: z.string(),
+  price: amount,
+  liquidated: z.array(z.number()),
+  sweep: z.enum(['complete', 'pending']).meta({ description: 'pending (with status 202): committed; recovery finishes the liquidation sweep' }),
+});
 
 export const marginReportResponse = z.object({
   total_accounts: z.number(),
@@ -201,6 +348,7 @@ export const liquidationsResponse = z.object({
       realised_pnl: amount,
       shortfall: amount,
       positions: z.array(z.object({ symbol: z.string(), quantity: amount, entry_price: amount, mark_price: amount })),
+      actor: z.string().nullable().meta({ description: 'The key id of the tick, trade or withdrawal that triggered it' }),
       created_at: z.string(),
     }),
   ),

@@ -21,7 +21,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { DependencyUnavailable, EngineError } from '../domain/errors.js';
+import { DependencyUnavailable, EngineError, type ErrorCode } from '../domain/errors.js';
+import type { Market } from '../domain/markets.js';
 import type { Marks } from '../domain/margin.js';
 import { acquireAccount, peekAccount, releaseAccount, type MarkBook, type StoredAccount } from '../store/accounts.js';
 import { heartbeat, leave } from '../store/engines.js';
@@ -32,6 +33,8 @@ import { redisCall } from './dependencies.js';
 export interface Snapshot {
   readonly account: StoredAccount;
   readonly marks: Marks;
+  /** The listed markets, as of the same read as the marks. */
+  readonly markets: ReadonlyMap<string, Market>;
   /** The marks' change counter when they were read. */
   readonly marksEpoch: string | null;
   /** The stored result of this client order id, when it was booked before. */
@@ -63,6 +66,14 @@ export interface GateOptions {
   /** Longest a read waits for this process's acknowledged writes to reach Redis before answering 503 (only a Redis failure makes it wait that long). */
   readonly appliedWaitMs: number;
 }
+
+/**
+ * Refusals decided on the trusted path's cached book: each is confirmed on
+ * a fresh read before it is answered (the book may be up to MARKS_MAX_AGE_MS
+ * old; a market listed or a mark moved through another process meanwhile
+ * could change the answer).
+ */
+const CONFIRMED_REFUSALS = new Set<ErrorCode>(['INSUFFICIENT_MARGIN', 'MARKET_NOT_FOUND', 'MARKET_HALTED', 'MARKET_REDUCE_ONLY', 'PRICE_OUT_OF_BAND']);
 
 /** The tail of an account no operation is queued on. */
 const SETTLED: Promise<unknown> = Promise.resolve();
@@ -130,9 +141,9 @@ export class AccountGate {
       lease.settled = true;
       lease.ackAtCommit = true;
       try {
-        return await operation({ account: cached!, marks: book.marks, marksEpoch: book.epoch, clientOrder: null }, lease);
+        return await operation({ account: cached!, marks: book.marks, markets: book.markets, marksEpoch: book.epoch, clientOrder: null }, lease);
       } catch (error) {
-        if (!(error instanceof EngineError && error.code === 'INSUFFICIENT_MARGIN')) throw error;
+        if (!(error instanceof EngineError && CONFIRMED_REFUSALS.has(error.code))) throw error;
       }
     }
     const peeked = await redisCall(() => peekAccount(this.redis, this.keys, this.marks, accountId, cached?.seq ?? null, clientOrderId));
@@ -142,7 +153,7 @@ export class AccountGate {
     else if (account.seq > 0) this.cache.set(account);
     const lease = new Lease('');
     lease.settled = true;
-    return operation({ account, marks: peeked.marks, marksEpoch: peeked.marksEpoch, clientOrder: peeked.clientOrder }, lease);
+    return operation({ account, marks: peeked.marks, markets: peeked.markets, marksEpoch: peeked.marksEpoch, clientOrder: peeked.clientOrder }, lease);
   }
 
   private async locked<T>(accountId: number, clientOrderId: string | null, operation: (snapshot: Snapshot, lease: Lease) => Promise<T>): Promise<T> {
@@ -155,7 +166,7 @@ export class AccountGate {
       );
       if (got.acquired) {
         try {
-          const snapshot = { account: got.account, marks: got.marks, marksEpoch: got.marksEpoch, clientOrder: got.clientOrder };
+          const snapshot = { account: got.account, marks: got.marks, markets: got.markets, marksEpoch: got.marksEpoch, clientOrder: got.clientOrder };
           return await operation(snapshot, lease);
         } finally {
           if (!lease.settled) await this.release(accountId, lease);

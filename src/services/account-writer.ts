@@ -272,6 +272,7 @@ function entryOf(row: LedgerRow, c: CommittedRow): LedgerEntry {
     equity: row.equity ?? null,
     amount: row.amount ?? null,
     balance: row.balance,
+    actor: row.actor ?? null,
     createdAt: c.createdAt,
   };
 }

@@ -43,6 +43,7 @@ export interface TradeView {
   readonly realised_pnl: string;
   readonly liquidation_id: number | null;
   readonly client_order_id: string | null;
+  readonly actor: string | null;
   readonly created_at: string;
 }
 
@@ -114,6 +115,7 @@ export class AccountsView {
         realised_pnl: e.realisedPnl!,
         liquidation_id: e.liquidationId,
         client_order_id: e.clientOrderId,
+        actor: e.actor,
         created_at: e.createdAt.toISOString(),
       })),
       next_cursor: page.nextCursor === null ? null : String(page.nextCursor),

@@ -21,7 +21,10 @@ import type { AccountGate } from './account-gate.js';
 import type { AccountWriter } from './account-writer.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
-export type LiquidationReason = { reason: 'mark_price'; symbol: string; price: Dec } | { reason: 'trade' } | { reason: 'withdrawal' };
+/** What set a liquidation off, and the key behind it (recorded as the liquidation's actor). */
+export type LiquidationReason = ({ reason: 'mark_price'; symbol: string; price: Dec } | { reason: 'trade' } | { reason: 'withdrawal' }) & {
+  readonly actor: string | null;
+};
 
 export interface LiquidationDeps {
   readonly redis: Redis;
@@ -64,9 +67,17 @@ export class LiquidationService {
         positionEntryPrice: null,
         equity: null,
         balance: str(f.balanceAfter),
+        actor: why.actor,
       }));
       if (plan.shortfall.gt(0)) {
-        rows.push({ accountId, seq: account.seq + 1 + rows.length, kind: 'INSURANCE', amount: str(plan.shortfall), balance: str(plan.balanceAfter) });
+        rows.push({
+          accountId,
+          seq: account.seq + 1 + rows.length,
+          kind: 'INSURANCE',
+          amount: str(plan.shortfall),
+          balance: str(plan.balanceAfter),
+          actor: why.actor,
+        });
       }
       const record: LiquidationRecord = {
         liquidationId,
@@ -86,6 +97,7 @@ export class LiquidationService {
         })),
         firstSeq: account.seq + 1,
         lastSeq: account.seq + rows.length,
+        actor: why.actor,
       };
       const flat: AccountState = { balance: plan.balanceAfter, positions: new Map() };
       await this.deps.writer.write(lease, snapshot, rows, flat, { liquidation: record });
@@ -98,23 +110,30 @@ export class LiquidationService {
    * After a tick on `symbol`: liquidates every account the risk index says
    * the new mark may endanger (each is checked exactly under its lock), then
    * refreshes the thresholds that accounts holding this and other symbols
-   * have on those other symbols. Returns the liquidated account ids.
+   * have on those other symbols. Each liquidated account id is pushed to
+   * `liquidated` as it commits; if any check fails (a store failed), the
+   * others still run and then the first failure is thrown: the sweep is
+   * unfinished, and whoever runs it again finds only what is left.
    */
-  async afterTick(symbol: string, price: Dec, endangered: number[]): Promise<number[]> {
-    const why: LiquidationReason = { reason: 'mark_price', symbol, price };
-    const liquidated = await this.liquidateAll(endangered, why);
+  async afterTick(symbol: string, price: Dec, endangered: number[], actor: string | null, liquidated: number[]): Promise<void> {
+    const why: LiquidationReason = { reason: 'mark_price', symbol, price, actor };
+    await this.liquidateAll(endangered, why, liquidated);
     // Accounts holding this symbol and others: their thresholds on the other
     // symbols moved. Refreshing them also catches an account that only this
     // tick and a concurrent tick on another symbol, together, put under
     // maintenance (each tick's index read may predate the other's mark).
     const underWater = await this.refreshOtherThresholds(symbol, new Set(liquidated));
-    liquidated.push(...(await this.liquidateAll(underWater, why)));
-    return liquidated.sort((a, b) => a - b);
+    await this.liquidateAll(underWater, why, liquidated);
   }
 
-  private async liquidateAll(accountIds: number[], why: LiquidationReason): Promise<number[]> {
-    const results = await Promise.all(accountIds.map(async (accountId) => ((await this.liquidate(accountId, why)) === null ? null : accountId)));
-    return results.filter((id): id is number => id !== null);
+  private async liquidateAll(accountIds: number[], why: LiquidationReason, liquidated: number[]): Promise<void> {
+    const results = await Promise.allSettled(
+      accountIds.map(async (accountId) => {
+        if ((await this.liquidate(accountId, why)) !== null) liquidated.push(accountId);
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   /**
@@ -128,7 +147,7 @@ export class LiquidationService {
     const { redis, keys, risk, gate, rates } = this.deps;
     const members = await redisCall(() => redis.smembers(risk.multiOf(symbol)));
     const underWater: number[] = [];
-    await Promise.all(
+    const results = await Promise.allSettled(
       members
         .map(accountOf)
         .filter((id) => !skip.has(id))
@@ -143,6 +162,8 @@ export class LiquidationService {
           }),
         ),
     );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return underWater;
   }
 }

@@ -1,23 +1,40 @@
 /**
- * Mark prices: the operator's tick is recorded in PostgreSQL, published to
- * Redis, and then every account it endangers is liquidated before the
- * response (so `liquidated` lists committed liquidations).
+ * Mark prices (DESIGN §7: a mark is all or nothing).
+ *
+ * 1. Before anything is written, Redis must answer (and hold every trade
+ *    this process acknowledged): a mark that could not be applied is refused
+ *    with nothing changed anywhere.
+ * 2. One PostgreSQL transaction lists the market if the symbol is new,
+ *    checks the move guard against the mark it replaces, and records the mark
+ *    and its history row. This is the commit point; a refusal rolls it all back.
+ * 3. The sweep: publish the mark to Redis, liquidate every account it
+ *    endangers, then record the sweep as finished (mark_prices.swept_version).
+ *
+ * A committed mark is always swept: if step 3 fails (a store failed, or the
+ * engine died), the answer is 202 (committed, sweep pending) and recovery
+ * finishes it, at start-up before the engine reports ready, and from the
+ * recovery watch while it runs.
  */
 import type { Redis } from 'ioredis';
-import { type Dec, str } from '../domain/decimal.js';
+import type { Logger } from 'pino';
+import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
-import { storeMark, type MarkBook } from '../store/accounts.js';
-import { upsertMark } from '../store/marks.js';
+import { markMoveRefusal, type MarketParams } from '../domain/markets.js';
+import type { MarkBook } from '../store/accounts.js';
+import { commitMark, marketApplied, markSwept, overridesOf, pendingMarkets, pendingMarks, publishMarket } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { endangeredBy, type RiskKeys } from '../store/risk-index.js';
-import { postgresCall, redisCall } from './dependencies.js';
+import { isPostgresUnavailable, postgresCall, redisCall, TimeoutError } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
 
 export interface MarkResult {
   readonly symbol: string;
   readonly price: string;
+  /** Accounts this tick liquidated (so far, when the sweep is pending). */
   readonly liquidated: number[];
+  /** 'complete': every endangered account was checked; 'pending': committed, and recovery finishes the sweep. */
+  readonly sweep: 'complete' | 'pending';
 }
 
 export interface MarksDeps {
@@ -28,37 +45,126 @@ export interface MarksDeps {
   /** This process's cached marks: told at once when a post here moves them. */
   readonly markBook: MarkBook;
   readonly liquidation: LiquidationService;
+  readonly defaults: MarketParams;
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
   readonly committer: { readonly unavailable: boolean };
   /** Resolves once Redis holds what this process acknowledged; a 503 if Redis does not get there in time (see AccountGate.applied). */
   readonly applied: (accountId?: number) => Promise<void>;
+  readonly log: Logger;
 }
 
+/** A sweep unfinished for this long is taken over by any process's recovery watch (its own process has probably died). */
+const ORPHANED_SWEEP_MS = 2000;
+
 export class MarksService {
+  /** Symbols whose sweep failed in this process: the next recovery pass finishes them whatever their age. */
+  private readonly unfinished = new Set<string>();
+
   constructor(private readonly deps: MarksDeps) {}
 
-  async setMark(symbol: string, price: Dec): Promise<MarkResult> {
-    const { redis, sql, keys, risk, timeoutMs, committer, liquidation } = this.deps;
+  /** Sweeps this process knows are unfinished (the engine is not ready while there are any). */
+  get pendingSweeps(): number {
+    return this.unfinished.size;
+  }
+
+  async setMark(symbol: string, price: Dec, options: { actor: string | null; force: boolean }): Promise<MarkResult> {
+    const { sql, timeoutMs, committer, markBook, defaults } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
     // Every trade acknowledged before this tick is in Redis, and in the risk
-    // index the tick reads, before the mark moves: the tick itself checks
-    // them. (If Redis cannot take them, this is a 503 with nothing changed.)
+    // index the tick reads, before the mark moves: the tick itself checks them.
     await this.deps.applied();
-    const version = await postgresCall(() => upsertMark(sql, symbol, str(price)), timeoutMs);
-    // Publish the mark, then look for the accounts it endangers: an account
-    // indexed after this read sees the new mark when it re-checks itself.
-    // One round trip: the three go out together and Redis runs them in order.
-    const endangered = await redisCall(async () => {
-      const [epoch, , candidates] = await Promise.all([
-        storeMark(redis, keys, symbol, str(price), version),
-        redis.incr(risk.rev),
-        endangeredBy(redis, risk, symbol, price),
-      ]);
-      if (epoch > 0) this.deps.markBook.moved(epoch);
-      return candidates;
-    });
-    const liquidated = await liquidation.afterTick(symbol, price, endangered);
-    return { symbol, price: str(price), liquidated };
+    // Redis must answer (with its state) before anything is committed.
+    await redisCall(() => markBook.snapshot());
+    const priceText = str(price);
+    let committed;
+    try {
+      committed = await postgresCall(
+        () =>
+          commitMark(sql, symbol, priceText, options.actor, options.force, (market, previous) => {
+            const maxMove = overridesOf(market.params).maxMarkMove ?? defaults.maxMarkMove;
+            const refusal = markMoveRefusal(symbol, previous === null ? null : new D(previous), price, maxMove, options.force);
+            if (refusal) throw refusal;
+          }),
+        timeoutMs,
+      );
+    } catch (error) {
+      // PostgreSQL stopped answering mid-commit: the mark may yet commit. If it
+      // does, it is swept like any other (recovery takes orphaned sweeps).
+      if (error instanceof DependencyUnavailable && (error.cause instanceof TimeoutError || isPostgresUnavailable(error.cause))) {
+        this.deps.log.warn({ symbol }, 'mark commit outcome unknown; recovery sweeps it if it committed');
+      }
+      throw error;
+    }
+    const { liquidated, complete } = await this.sweep(symbol, priceText, committed.version, committed.listed, options.actor);
+    if (committed.listed) this.deps.log.info({ symbol, actor: options.actor }, 'market listed by its first mark');
+    return { symbol, price: priceText, liquidated, sweep: complete ? 'complete' : 'pending' };
+  }
+
+  /**
+   * Publishes a committed mark (and the market it listed) to Redis,
+   * liquidates what it endangers, and records the sweep as finished. Never
+   * throws: a failure leaves the sweep pending for recovery.
+   */
+  private async sweep(
+    symbol: string,
+    priceText: string,
+    version: number,
+    listed: { json: string; version: number } | null,
+    actor: string | null,
+  ): Promise<{ liquidated: number[]; complete: boolean }> {
+    const { redis, sql, keys, risk, markBook, liquidation, timeoutMs } = this.deps;
+    const price = new D(priceText);
+    const liquidated: number[] = [];
+    try {
+      // Publish, then look for the accounts it endangers: an account indexed
+      // after this read sees the new mark when it re-checks itself. One round
+      // trip: the three go out together and Redis runs them in order.
+      const endangered = await redisCall(async () => {
+        const [epoch, , candidates] = await Promise.all([
+          publishMarket(redis, keys, symbol, { price: priceText, version }, listed),
+          redis.incr(risk.rev),
+          endangeredBy(redis, risk, symbol, price),
+        ]);
+        if (epoch > 0) markBook.moved(epoch);
+        return candidates;
+      });
+      await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
+      await postgresCall(() => markSwept(sql, symbol, version, listed?.version ?? null), timeoutMs);
+      this.unfinished.delete(symbol);
+      return { liquidated: liquidated.sort((a, b) => a - b), complete: true };
+    } catch (error) {
+      // Redis may or may not hold the mark now: nothing cached is trusted until it is read again.
+      markBook.distrust();
+      this.unfinished.add(symbol);
+      this.deps.log.warn({ symbol, version, err: (error as Error).message }, 'mark committed but its sweep is unfinished; recovery will finish it');
+      return { liquidated: liquidated.sort((a, b) => a - b), complete: false };
+    }
+  }
+
+  /**
+   * Finishes what committed marks and market changes left undone: publishes
+   * market definitions Redis may lack, and sweeps every mark whose sweep did
+   * not finish (this process's, and any unfinished for ORPHANED_SWEEP_MS;
+   * with `all`, every one: at start-up). Returns how many sweeps remain
+   * unfinished.
+   */
+  async finishPending(all: boolean): Promise<number> {
+    const { redis, sql, keys, markBook, timeoutMs } = this.deps;
+    for (const m of await postgresCall(() => pendingMarkets(sql), timeoutMs)) {
+      const epoch = await redisCall(() => publishMarket(redis, keys, m.symbol, null, { json: m.json, version: m.version }));
+      if (epoch > 0) markBook.moved(epoch);
+      await postgresCall(() => marketApplied(sql, m.symbol, m.version), timeoutMs);
+    }
+    const marks = await postgresCall(() => pendingMarks(sql, all ? 0 : ORPHANED_SWEEP_MS, [...this.unfinished]), timeoutMs);
+    // Finished meanwhile (by another process, or a later tick here).
+    for (const symbol of this.unfinished) if (!marks.some((m) => m.symbol === symbol)) this.unfinished.delete(symbol);
+    let left = 0;
+    for (const m of marks) {
+      const { liquidated, complete } = await this.sweep(m.symbol, m.price, m.version, null, m.actor);
+      if (complete) this.deps.log.info({ symbol: m.symbol, version: m.version, liquidated: liquidated.length }, 'finished the sweep of a committed mark');
+      else left++;
+    }
+    return left;
   }
 }

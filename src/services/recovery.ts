@@ -23,6 +23,7 @@ import { liquidationThresholds } from '../domain/liquidation.js';
 import type { MarginRates, Position } from '../domain/margin.js';
 import { BOOT_FIELD, parseAccount, parseMarks } from '../store/accounts.js';
 import { toEntry, type EntryRecord } from '../store/ledger.js';
+import { allMarkets, isMarkField } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { member, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
@@ -49,6 +50,7 @@ interface ExpectedAccount {
 interface Expected {
   readonly accounts: Map<number, ExpectedAccount>;
   readonly marks: Map<string, { price: string; version: number }>;
+  readonly markets: { symbol: string; json: string; version: number }[];
 }
 
 export interface RebuildStats {
@@ -67,6 +69,12 @@ export class Recovery {
   private stateLost = false;
   /** Accounts whose committed rows did not reach Redis (their apply failed): the watch catches them up. */
   private readonly lagging = new Set<number>();
+  /**
+   * Finishes committed marks whose sweep did not (and market changes Redis
+   * lacks); returns how many sweeps remain. `all`: every one, at start-up.
+   * Set by the engine once the liquidation machinery exists.
+   */
+  finishSweeps: ((all: boolean) => Promise<number>) | null = null;
 
   constructor(private readonly deps: RecoveryDeps) {}
 
@@ -82,6 +90,10 @@ export class Recovery {
   async start(watchMs = 500): Promise<void> {
     if (!(await this.hasMarker())) await this.rebuildOrWait();
     else await this.catchUpAll();
+    // A committed mark whose sweep a crash or an outage interrupted is
+    // finished before the engine serves (DESIGN §7: all or nothing).
+    const left = (await this.finishSweeps?.(true)) ?? 0;
+    if (left > 0) throw new Error(`${left} committed mark(s) could not be swept; is redis answering?`);
     if (watchMs > 0) {
       this.timer = setInterval(() => void this.check(), watchMs);
       this.timer.unref();
@@ -108,12 +120,14 @@ export class Recovery {
       if (await this.hasMarker()) {
         this.stateLost = false;
         if (this.lagging.size > 0) await this.catchUpLagging();
+        await this.finishSweeps?.(false);
         return;
       }
       this.stateLost = true;
       this.deps.log.warn('redis lost the engine state; rebuilding from postgresql');
       await this.rebuildOrWait();
       this.stateLost = false;
+      await this.finishSweeps?.(false);
     } catch (error) {
       // Redis or PostgreSQL unreachable: the next check tries again.
       this.deps.log.warn({ err: (error as Error).message }, 'state check failed');
@@ -157,6 +171,10 @@ export class Recovery {
       marksHash[symbol] = m.price;
       marksHash[`#${symbol}`] = String(m.version);
     }
+    for (const m of expected.markets) {
+      marksHash[`$${m.symbol}`] = m.json;
+      marksHash[`%${m.symbol}`] = String(m.version);
+    }
     marksHash['#epoch'] = '1';
     await redis.hset(keys.marks, marksHash);
     const marks = parseMarks(marksHash);
@@ -187,6 +205,11 @@ export class Recovery {
     }
     await redis.incr(risk.rev);
     await redis.hset(keys.marks, BOOT_FIELD, randomUUID()); // last: the state is complete
+    // The market versions written above are in Redis now (a change committed since is still pending, and published by the watch).
+    await this.deps.sql`
+      UPDATE markets m SET applied_version = w.version
+      FROM unnest(${expected.markets.map((m) => m.symbol)}::text[], ${expected.markets.map((m) => m.version)}::bigint[]) AS w(symbol, version)
+      WHERE m.symbol = w.symbol AND m.applied_version < w.version`;
     const stats = { accounts: expected.accounts.size, positions, clientOrders, marks: expected.marks.size, ms: Math.trunc(performance.now() - started) };
     log.info(stats, 'rebuilt redis from postgresql');
     return stats;
@@ -261,8 +284,19 @@ export class Recovery {
       }
     }
     for (const field of Object.keys(marksHash)) {
-      if (!field.startsWith('#') && !expected.marks.has(field)) diffs.push(`mark ${field}: in redis only`);
+      if (isMarkField(field) && !expected.marks.has(field)) diffs.push(`mark ${field}: in redis only`);
     }
+    for (const m of expected.markets) {
+      if (marksHash[`$${m.symbol}`] !== m.json || marksHash[`%${m.symbol}`] !== String(m.version)) {
+        diffs.push(`market ${m.symbol}: redis ${marksHash[`%${m.symbol}`] ?? 'missing'}, postgresql version ${m.version}`);
+      }
+    }
+    const listed = new Set(expected.markets.map((m) => m.symbol));
+    for (const field of Object.keys(marksHash)) {
+      if (field.startsWith('$') && !listed.has(field.slice(1))) diffs.push(`market ${field.slice(1)}: in redis only`);
+    }
+    const unswept = await this.deps.sql<{ symbol: string }[]>`SELECT symbol FROM mark_prices WHERE swept_version < version`;
+    for (const { symbol } of unswept) diffs.push(`mark ${symbol}: committed but its liquidation sweep has not finished`);
     const inRedis = new Set((await redis.smembers(keys.accounts)).map(Number));
     for (const id of inRedis) if (!expected.accounts.has(id)) diffs.push(`account ${id}: in redis only`);
     const ids = [...expected.accounts.keys()];
@@ -339,7 +373,7 @@ export class Recovery {
     for (const m of await sql<{ symbol: string; price: string; version: string }[]>`SELECT symbol, price, version FROM mark_prices`) {
       marks.set(m.symbol, { price: new D(m.price).toString(), version: Number(m.version) });
     }
-    return { accounts, marks };
+    return { accounts, marks, markets: await allMarkets(sql) };
   }
 
   /** Deletes every key under the prefix (the rebuild lock lives outside it). */

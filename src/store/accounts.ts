@@ -12,6 +12,8 @@ import type { AccountKeys, KeySpace } from './redis.js';
 import type { IndexWriter } from './risk-index.js';
 import { Batcher } from './batcher.js';
 import { defineScript, runScript } from './scripts.js';
+import { effectiveMarket, type Market, type MarketParams } from '../domain/markets.js';
+import { isMarkField, MARKS_SINCE, overridesOf, type MarketJson } from './markets.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
 export interface StoredAccount {
@@ -156,19 +158,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
-// KEYS: marks; ARGV: symbol, price, version. Newer versions only, so Redis ends
-// on the same mark as PostgreSQL however two concurrent posts interleave.
-// '#epoch' counts every change, so readers can cache the marks and re-read
-// them only when it moves. Returns the new epoch, or 0 when the post was stale.
-const SET_MARK = `
-local current = tonumber(redis.call('HGET', KEYS[1], '#' .. ARGV[1]) or '0')
-if tonumber(ARGV[3]) > current then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '#' .. ARGV[1], ARGV[3])
-  return redis.call('HINCRBY', KEYS[1], '#epoch', 1)
-end
-return 0
-`;
-
 // KEYS: account state hashes. Many accounts' hashes in one command (the
 // margin report reads hundreds per page), each flattened to one string
 // (fields and values joined by newlines; none contains one), which is far
@@ -187,6 +176,7 @@ const SCRIPTS = {
   reindex: defineScript('reindex', REINDEX, -1),
   peek: defineScript('peek', PEEK, -1),
   release: defineScript('release', RELEASE, 1),
+  marksSince: defineScript('marksSince', MARKS_SINCE, 2),
 };
 
 export function parseAccount(accountId: number, flat: string[] | Record<string, string>): StoredAccount {
@@ -212,10 +202,11 @@ export function parseAccount(accountId: number, flat: string[] | Record<string, 
   return { accountId, seq, balance, positions };
 }
 
+/** The marks in the marks hash (its other fields are versions, markets and markers). */
 export function parseMarks(hash: Record<string, string>): Map<string, Dec> {
   const marks = new Map<string, Dec>();
   for (const [field, value] of Object.entries(hash)) {
-    if (!field.startsWith('#')) marks.set(field, new D(value));
+    if (isMarkField(field)) marks.set(field, new D(value));
   }
   return marks;
 }
@@ -227,6 +218,7 @@ export type Acquired =
       readonly account: StoredAccount;
       readonly clientOrder: string | null;
       readonly marks: Marks;
+      readonly markets: ReadonlyMap<string, Market>;
       /** The marks' change counter when they were read (null: no mark posted yet). */
       readonly marksEpoch: string | null;
     };
@@ -265,41 +257,56 @@ export async function acquireAccount(
     account: parseAccount(accountId, state ?? []),
     clientOrder: order ?? null,
     marks: current.marks,
+    markets: current.markets,
     marksEpoch: current.epoch,
   };
 }
 
+/** The marks and markets as one process last read them, at one epoch. */
+export interface Book {
+  readonly marks: Marks;
+  readonly markets: ReadonlyMap<string, Market>;
+  /** The marks' change counter when they were read (null: nothing posted yet). */
+  readonly epoch: string | null;
+}
+
+const EMPTY_BOOK: Book = { marks: new Map(), markets: new Map(), epoch: null };
+
 /**
- * The marks hash, parsed once per change: a read costs one HGET of its epoch,
- * and the full HGETALL only after a mark moved.
+ * The marks hash (marks and market definitions), cached and parsed once per
+ * change: a read costs one HMGET of its epoch, and after a change only the
+ * symbols that changed are read again (from the change log), so the cost of
+ * a tick does not grow with the number of other markets. A rebuild (a new
+ * boot marker) reads everything again.
  */
 export class MarkBook {
-  private epoch: string | null = null;
-  /** The boot marker the cached marks were read under: a rebuild writes a new one and restarts the epoch counter. */
+  private book: Book = EMPTY_BOOK;
+  /** The boot marker the cached book was read under: a rebuild writes a new one and restarts the epoch counter. */
   private boot: string | null = null;
-  private marks: Map<string, Dec> = new Map();
-  /** When a Redis reply last showed the marks at `epoch` with the boot marker present (performance.now()). */
+  /** When a Redis reply last showed the marks at the book's epoch with the boot marker present (performance.now()). */
   private confirmedAt = Number.NEGATIVE_INFINITY;
-  /** The lowest epoch this process knows Redis has reached (raised by its own mark posts). */
+  /** The lowest epoch this process knows Redis has reached (raised by its own posts). */
   private floor = 0;
-  private loading: { epoch: string | null; read: Promise<{ marks: Marks; epoch: string | null }> } | null = null;
+  private loading: { epoch: string | null; read: Promise<Book> } | null = null;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: KeySpace,
+    /** Every market's parameters where it sets none of its own. */
+    private readonly defaults: MarketParams,
   ) {}
 
   async current(): Promise<Marks> {
     return (await this.snapshot()).marks;
   }
 
-  async snapshot(): Promise<{ marks: Marks; epoch: string | null }> {
+  async snapshot(): Promise<Book> {
     const [epoch, boot] = await this.redis.hmget(this.keys.marks, '#epoch', BOOT_FIELD);
     return this.at(epoch ?? null, boot ?? null);
   }
 
-  /** The marks at `epoch`, given the epoch and boot marker just read with some other command. */
-  async at(epoch: string | null, boot: string | null): Promise<{ marks: Marks; epoch: string | null }> {
+  /** The book at `epoch`, given the epoch and boot marker just read with some other command. */
+  async at(epoch: string | null, boot: string | null): Promise<Book> {
     // No boot marker: this Redis lost the engine's state (flushed, or restarted
     // without persistence). Nothing may be read or decided until it is rebuilt.
     if (boot === null) {
@@ -308,15 +315,15 @@ export class MarkBook {
     }
     if (boot !== this.boot) {
       // Redis was rebuilt: its epoch counter started again, so an equal epoch
-      // proves nothing about the cached marks. Read them again.
+      // proves nothing about the cached book. Read it all again.
       this.boot = boot;
-      this.epoch = null;
+      this.book = EMPTY_BOOK;
       this.floor = 0;
       this.confirmedAt = Number.NEGATIVE_INFINITY;
     }
-    if (epoch !== null && epoch === this.epoch) {
+    if (epoch !== null && epoch === this.book.epoch) {
       this.confirm();
-      return { marks: this.marks, epoch };
+      return this.book;
     }
     // Requests that saw the same new epoch share one re-read.
     if (this.loading && this.loading.epoch === epoch) return this.loading.read;
@@ -329,41 +336,81 @@ export class MarkBook {
     }
   }
 
-  private async load(): Promise<{ marks: Marks; epoch: string | null }> {
+  private async load(): Promise<Book> {
+    const base = this.book;
+    if (base.epoch === null) return this.loadAll();
+    const [epoch, boot, changed] = (await runScript(this.redis, SCRIPTS.marksSince, [this.keys.marks, this.keys.marklog, base.epoch])) as [
+      string | null,
+      string | null,
+      string[],
+    ];
+    // Rebuilt meanwhile, or the epoch went backwards: only a full read is safe.
+    if (boot !== this.boot || epoch === null || epochNumber(epoch) < epochNumber(base.epoch)) return this.loadAll();
+    // Copy on write: books handed out before stay as they were.
+    const marks = new Map(base.marks);
+    const markets = new Map(base.markets);
+    for (let i = 0; i < changed.length; i += 3) {
+      const symbol = changed[i]!;
+      const price = changed[i + 1]!;
+      const market = changed[i + 2]!;
+      if (price === '') marks.delete(symbol);
+      else marks.set(symbol, new D(price));
+      if (market === '') markets.delete(symbol);
+      else markets.set(symbol, this.parseMarket(symbol, market));
+    }
+    return this.settle({ marks, markets, epoch });
+  }
+
+  private async loadAll(): Promise<Book> {
     const hash = await this.redis.hgetall(this.keys.marks);
-    const marks = parseMarks(hash);
-    const read = hash['#epoch'] ?? null;
-    this.marks = marks;
-    this.epoch = read;
+    const markets = new Map<string, Market>();
+    for (const [field, value] of Object.entries(hash)) {
+      if (field.charCodeAt(0) === 36 /* $ */) markets.set(field.slice(1), this.parseMarket(field.slice(1), value));
+    }
     this.boot = hash[BOOT_FIELD] ?? null;
+    return this.settle({ marks: parseMarks(hash), markets, epoch: hash['#epoch'] ?? null });
+  }
+
+  private settle(book: Book): Book {
+    this.book = book;
     this.confirm();
-    return { marks, epoch: read };
+    return book;
+  }
+
+  private parseMarket(symbol: string, json: string): Market {
+    const m = JSON.parse(json) as MarketJson;
+    return effectiveMarket(symbol, m.status, overridesOf(m.params), this.defaults);
   }
 
   /**
-   * The cached marks, if a Redis reply confirmed them within `maxAgeMs` and
-   * nothing since says they moved; null otherwise (read them with the account).
+   * The cached book, if a Redis reply confirmed it within `maxAgeMs` and
+   * nothing since says it moved; null otherwise (read it with the account).
    */
-  trusted(maxAgeMs: number): { marks: Marks; epoch: string | null } | null {
+  trusted(maxAgeMs: number): Book | null {
     if (this.loading !== null || performance.now() - this.confirmedAt > maxAgeMs) return null;
-    return { marks: this.marks, epoch: this.epoch };
+    return this.book;
   }
 
-  /** Another command's reply read the marks' epoch and boot marker: it confirms the cached marks or withdraws the trust in them. */
+  /** Another command's reply read the marks' epoch and boot marker: it confirms the cached book or withdraws the trust in it. */
   observe(epoch: string | null, boot: string | null): void {
-    if (boot !== null && boot === this.boot && epoch === this.epoch) this.confirm();
+    if (boot !== null && boot === this.boot && epoch === this.book.epoch) this.confirm();
     else this.confirmedAt = Number.NEGATIVE_INFINITY;
   }
 
-  /** This process moved a mark to `epoch`: until the cache is re-read at or past it, nothing trusts the cache. */
+  /** This process moved a mark or market to `epoch`: until the cache is re-read at or past it, nothing trusts the cache. */
   moved(epoch: number): void {
     if (epoch > this.floor) this.floor = epoch;
     this.confirmedAt = Number.NEGATIVE_INFINITY;
   }
 
+  /** Something this process posted may or may not have reached Redis: trust nothing cached until Redis is read again. */
+  distrust(): void {
+    this.confirmedAt = Number.NEGATIVE_INFINITY;
+  }
+
   private confirm(): void {
-    // A reply sent before this process's own newer mark post still shows the old epoch: it confirms nothing.
-    this.confirmedAt = epochNumber(this.epoch) >= this.floor ? performance.now() : Number.NEGATIVE_INFINITY;
+    // A reply sent before this process's own newer post still shows the old epoch: it confirms nothing.
+    this.confirmedAt = epochNumber(this.book.epoch) >= this.floor ? performance.now() : Number.NEGATIVE_INFINITY;
   }
 }
 
@@ -573,6 +620,7 @@ export type Peeked =
       readonly account: StoredAccount | null;
       readonly clientOrder: string | null;
       readonly marks: Marks;
+      readonly markets: ReadonlyMap<string, Market>;
       readonly marksEpoch: string | null;
     };
 
@@ -599,6 +647,7 @@ export async function peekAccount(
     account: state === null ? null : parseAccount(accountId, state === '' ? [] : state.split('\n')),
     clientOrder: entry[3] ?? null,
     marks: book.marks,
+    markets: book.markets,
     marksEpoch: book.epoch,
   };
 }
@@ -633,14 +682,4 @@ export async function readAccounts(redis: Redis, keys: KeySpace, accountIds: rea
 export async function readAccount(redis: Redis, keys: KeySpace, marks: MarkBook, accountId: number): Promise<{ account: StoredAccount; marks: Marks }> {
   const [state, current] = await Promise.all([redis.hgetall(keys.account(accountId).state), marks.current()]);
   return { account: parseAccount(accountId, state), marks: current };
-}
-
-/**
- * Publishes a mark; returns the marks' new epoch, or 0 when a newer version
- * was already there. Sent with its body (EVAL, not EVALSHA): it never meets
- * NOSCRIPT and is never sent twice, so commands issued right after it on the
- * same connection always run after it (the tick pipelines its reads behind it).
- */
-export async function storeMark(redis: Redis, keys: KeySpace, symbol: string, price: string, version: number): Promise<number> {
-  return Number(await redis.eval(SET_MARK, 1, keys.marks, symbol, price, version));
 }

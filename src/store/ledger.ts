@@ -24,6 +24,8 @@ export interface LedgerRow {
   readonly positionEntryPrice?: string | null;
   readonly equity?: string | null;
   readonly amount?: string;
+  /** The key that caused the row (null with AUTH=off). */
+  readonly actor?: string | null;
 }
 
 export interface CommittedRow {
@@ -55,6 +57,8 @@ export interface LiquidationRecord {
   readonly positions: readonly { symbol: string; quantity: string; entry_price: string; mark_price: string }[];
   readonly firstSeq: number;
   readonly lastSeq: number;
+  /** The key of the tick, trade or withdrawal that triggered it. */
+  readonly actor: string | null;
 }
 
 interface Pending {
@@ -311,14 +315,15 @@ async function insertLiquidations(sql: Sql, records: readonly LiquidationRecord[
   const col = <T>(f: (r: LiquidationRecord) => T) => records.map(f);
   await sql`
     INSERT INTO liquidations (liquidation_id, account_id, reason, trigger_symbol, trigger_price, equity, maintenance_margin,
-                              realised_pnl, shortfall, positions, first_seq, last_seq)
-    SELECT id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions::jsonb, first_seq, last_seq
+                              realised_pnl, shortfall, positions, first_seq, last_seq, actor)
+    SELECT id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions::jsonb, first_seq, last_seq, actor
     FROM unnest(
       ${col((r) => r.liquidationId)}::bigint[], ${col((r) => r.accountId)}::bigint[], ${col((r) => r.reason)}::text[],
       ${col((r) => r.triggerSymbol)}::text[], ${col((r) => r.triggerPrice)}::numeric[], ${col((r) => r.equity)}::numeric[],
       ${col((r) => r.maintenanceMargin)}::numeric[], ${col((r) => r.realisedPnl)}::numeric[], ${col((r) => r.shortfall)}::numeric[],
-      ${col((r) => JSON.stringify(r.positions))}::text[], ${col((r) => r.firstSeq)}::bigint[], ${col((r) => r.lastSeq)}::bigint[])
-      AS t(id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions, first_seq, last_seq)`;
+      ${col((r) => JSON.stringify(r.positions))}::text[], ${col((r) => r.firstSeq)}::bigint[], ${col((r) => r.lastSeq)}::bigint[],
+      ${col((r) => r.actor)}::text[])
+      AS t(id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions, first_seq, last_seq, actor)`;
 }
 
 /** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */
@@ -326,7 +331,7 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
   const col = <T>(f: (r: LedgerRow) => T) => rows.map(f);
   const result = await sql<{ account_id: string; seq: string; entry_id: string; created_at: Date }[]>`
     INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, client_order_id,
-                        liquidation_id, position_quantity, position_entry_price, equity, amount, balance)
+                        liquidation_id, position_quantity, position_entry_price, equity, amount, balance, actor)
     SELECT * FROM unnest(
       ${col((r) => r.accountId)}::bigint[], ${col((r) => r.seq)}::bigint[], ${col((r) => r.kind)}::text[],
       ${col((r) => r.symbol ?? null)}::text[], ${col((r) => r.side ?? null)}::text[],
@@ -334,7 +339,7 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
       ${col((r) => r.realisedPnl ?? null)}::numeric[], ${col((r) => r.clientOrderId ?? null)}::text[],
       ${col((r) => r.liquidationId ?? null)}::bigint[], ${col((r) => r.positionQuantity ?? null)}::numeric[],
       ${col((r) => r.positionEntryPrice ?? null)}::numeric[], ${col((r) => r.equity ?? null)}::numeric[],
-      ${col((r) => r.amount ?? null)}::numeric[], ${col((r) => r.balance)}::numeric[])
+      ${col((r) => r.amount ?? null)}::numeric[], ${col((r) => r.balance)}::numeric[], ${col((r) => r.actor ?? null)}::text[])
     RETURNING account_id, seq, entry_id, created_at`;
   return result.map((r) => ({
     accountId: Number(r.account_id),
@@ -361,6 +366,7 @@ export interface LedgerEntry {
   readonly equity: string | null;
   readonly amount: string | null;
   readonly balance: string;
+  readonly actor: string | null;
   readonly createdAt: Date;
 }
 
@@ -382,6 +388,7 @@ export interface EntryRecord {
   equity: string | null;
   amount: string | null;
   balance: string;
+  actor: string | null;
   created_at: Date;
 }
 
@@ -403,6 +410,7 @@ export function toEntry(r: EntryRecord): LedgerEntry {
     equity: r.equity,
     amount: r.amount,
     balance: r.balance,
+    actor: r.actor,
     createdAt: r.created_at,
   };
 }
@@ -471,6 +479,7 @@ export interface LiquidationView {
   readonly realised_pnl: string;
   readonly shortfall: string;
   readonly positions: { symbol: string; quantity: string; entry_price: string; mark_price: string }[];
+  readonly actor: string | null;
   readonly created_at: string;
 }
 
@@ -492,10 +501,11 @@ export async function liquidationPage(
       realised_pnl: string;
       shortfall: string;
       positions: LiquidationView['positions'];
+      actor: string | null;
       created_at: Date;
     }[]
   >`
-    SELECT liquidation_id, record_seq, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, created_at
+    SELECT liquidation_id, record_seq, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, actor, created_at
     FROM liquidations
     WHERE true ${accountId === null ? sql`` : sql`AND account_id = ${accountId}`}
                ${before === null ? sql`` : sql`AND record_seq < ${before}`}
@@ -511,6 +521,7 @@ export async function liquidationPage(
       realised_pnl: r.realised_pnl,
       shortfall: r.shortfall,
       positions: r.positions,
+      actor: r.actor,
       created_at: r.created_at.toISOString(),
     })),
     nextCursor: rows.length > limit ? Number(page[page.length - 1]!.record_seq) : null,

@@ -46,6 +46,8 @@ export interface AccountKeys {
 
 export class KeySpace {
   readonly marks: string;
+  /** Symbols by the marks epoch of their last change (mark or market): lets readers re-read only what changed. */
+  readonly marklog: string;
   readonly accounts: string;
   /** The report revision: bumped by every change to an account or a mark (see risk-index.ts). */
   readonly rev: string;
@@ -62,6 +64,7 @@ export class KeySpace {
     readonly clientOrderTtlMs = 0,
   ) {
     this.marks = `${prefix}:marks`;
+    this.marklog = `${prefix}:marklog`;
     this.accounts = `${prefix}:accounts`;
     this.rev = `${prefix}:rev`;
     this.engines = `${prefix}:engines`;

@@ -23,8 +23,12 @@ export function newIsolation(): Isolation {
   return { schema: `t_${id}`, prefix: `t_${id}`, redisUrl: inject('redisUrl'), databaseUrl: inject('databaseUrl') };
 }
 
+/** The admin key every test engine accepts (ADMIN_API_KEY): tests authenticate as an admin unless they say otherwise. */
+export const ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnopqrstuvwxyz';
+
 export function testConfig(iso: Isolation, env: Record<string, string> = {}): Config {
   return loadConfig({
+    ADMIN_API_KEY: ADMIN_KEY,
     REDIS_URL: iso.redisUrl,
     DATABASE_URL: iso.databaseUrl,
     DATABASE_SCHEMA: iso.schema,
@@ -90,12 +94,29 @@ export function inspector(iso: Isolation): Inspector {
   };
 }
 
-/** Sends JSON through fastify's inject and returns status and parsed body. */
-export async function call(app: App, method: 'GET' | 'POST', url: string, body?: unknown): Promise<{ status: number; body: any }> {
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+/**
+ * Sends JSON through fastify's inject and returns status and parsed body.
+ * Authenticates with `key` (the admin key by default; null sends no
+ * Authorization header).
+ */
+export async function call(app: App, method: Method, url: string, body?: unknown, key: string | null = ADMIN_KEY): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = key === null ? {} : { authorization: `Bearer ${key}` };
+  if (typeof body === 'string') headers['content-type'] = 'application/json';
   const res = await app.inject({
     method,
     url,
-    ...(body === undefined ? {} : typeof body === 'string' ? { payload: body, headers: { 'content-type': 'application/json' } } : { payload: body as object }),
+    headers,
+    ...(body === undefined ? {} : typeof body === 'string' ? { payload: body } : { payload: body as object }),
   });
   return { status: res.statusCode, body: res.body ? JSON.parse(res.body) : undefined };
+}
+
+/** Lists markets (PUT /markets/:symbol with the defaults) so trades on them are accepted. */
+export async function listMarkets(app: App, ...symbols: string[]): Promise<void> {
+  for (const symbol of symbols) {
+    const res = await call(app, 'PUT', `/markets/${encodeURIComponent(symbol)}`, {});
+    if (res.status !== 200) throw new Error(`listing ${symbol}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
 }

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import { ADMIN_KEY } from './engine.js';
 
 export async function freePort(): Promise<number> {
   const srv = net.createServer();
@@ -48,7 +49,7 @@ export class EngineProcess {
 
   async start(): Promise<void> {
     this.proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      env: { ...process.env, ...this.env, HOST: '127.0.0.1', PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? 'warn' },
+      env: { ...process.env, ADMIN_API_KEY: ADMIN_KEY, ...this.env, HOST: '127.0.0.1', PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // Logs (stdout) and errors (stderr), kept for a failing test to show.
@@ -105,5 +106,15 @@ export class PrivateRedis {
   async kill(): Promise<void> {
     await killHard(this.proc);
     this.proc = null;
+  }
+
+  /** SIGSTOP: the server stops answering but keeps its connections (a hang). */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after pause(). */
+  resume(): void {
+    this.proc?.kill('SIGCONT');
   }
 }

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyAccount, MarkBook, peekAccount, type AccountUpdate } from '../../src/store/accounts.js';
 import { KeySpace } from '../../src/store/redis.js';
+import { defaultMarketParams, loadConfig } from '../../src/config.js';
 import { inspector, newIsolation, type Inspector } from '../helpers/engine.js';
 
 let db: Inspector;
@@ -51,7 +52,7 @@ describe('batched account scripts', () => {
 
   it('peeks many accounts in one call: full state only for a stale cached copy, locks and client orders per account', async () => {
     const { redis } = db;
-    const marks = new MarkBook(redis, keys);
+    const marks = new MarkBook(redis, keys, defaultMarketParams(loadConfig({})));
     await redis.set(keys.account(2).lock, 'someone');
     await redis.hset(keys.account(3).clientOrders, 'order-1', '{"stored":true}');
     const [one, two, three] = await Promise.all([

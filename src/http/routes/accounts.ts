@@ -1,30 +1,53 @@
+import { actorOf, READERS, type Access } from '../auth.js';
 import { DEFAULT_PAGE_LIMIT, accountIdParams, amountBody, cashResponse, errorResponse, pageQuery, positionsResponse, tradesResponse } from '../schemas.js';
 import type { RoutePlugin } from './types.js';
 
-const errors = { 400: errorResponse, 404: errorResponse, 422: errorResponse, 503: errorResponse };
+const errors = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 422: errorResponse, 503: errorResponse };
+
+const cash: Access = { roles: ['admin', 'treasury'] };
+/** Reads about one account: every reading role, and an account key on its own accounts. */
+const ownAccount: Access = { roles: [...READERS, 'account'], account: (req) => (req.params as { account_id: number }).account_id };
 
 export const accountRoutes: RoutePlugin = async (app, { engine }) => {
   app.post(
     '/accounts/:account_id/deposit',
-    { schema: { tags: ['accounts'], summary: 'Deposit cash (creates the account)', params: accountIdParams, body: amountBody, response: { 200: cashResponse, ...errors } } },
-    (req) => engine.trading.deposit(req.params.account_id, req.body.amount),
+    {
+      config: { access: cash },
+      schema: { tags: ['accounts'], summary: 'Deposit cash (creates the account)', params: accountIdParams, body: amountBody, response: { 200: cashResponse, ...errors } },
+    },
+    (req) => engine.trading.deposit(req.params.account_id, req.body.amount, actorOf(req)),
   );
 
   app.post(
     '/accounts/:account_id/withdraw',
-    { schema: { tags: ['accounts'], summary: 'Withdraw cash, if margin allows', params: accountIdParams, body: amountBody, response: { 200: cashResponse, ...errors } } },
-    (req) => engine.trading.withdraw(req.params.account_id, req.body.amount),
+    {
+      config: { access: cash },
+      schema: { tags: ['accounts'], summary: 'Withdraw cash, if margin allows', params: accountIdParams, body: amountBody, response: { 200: cashResponse, ...errors } },
+    },
+    (req) => engine.trading.withdraw(req.params.account_id, req.body.amount, actorOf(req)),
   );
 
   app.get(
     '/positions/:account_id',
-    { schema: { tags: ['accounts'], summary: 'Balance, margin and positions at current marks', params: accountIdParams, response: { 200: positionsResponse, ...errors } } },
+    {
+      config: { access: ownAccount },
+      schema: { tags: ['accounts'], summary: 'Balance, margin and positions at current marks', params: accountIdParams, response: { 200: positionsResponse, ...errors } },
+    },
     (req) => engine.accounts.positions(req.params.account_id),
   );
 
   app.get(
     '/trades/:account_id',
-    { schema: { tags: ['accounts'], summary: 'Trade history, newest first', params: accountIdParams, querystring: pageQuery, response: { 200: tradesResponse, ...errors } } },
+    {
+      config: { access: ownAccount },
+      schema: {
+        tags: ['accounts'],
+        summary: 'Trade history, newest first',
+        params: accountIdParams,
+        querystring: pageQuery,
+        response: { 200: tradesResponse, ...errors },
+      },
+    },
     (req) => engine.accounts.trades(req.params.account_id, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null),
   );
 };

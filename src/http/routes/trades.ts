@@ -1,3 +1,4 @@
+import { actorOf } from '../auth.js';
 import { errorResponse, tradeBody, tradeResponse } from '../schemas.js';
 import type { RoutePlugin } from './types.js';
 
@@ -5,11 +6,12 @@ export const tradeRoutes: RoutePlugin = async (app, { engine }) => {
   app.post(
     '/trade',
     {
+      config: { access: { roles: ['admin', 'trading'] } },
       schema: {
         tags: ['trading'],
-        summary: 'Book a trade if the account keeps its initial margin after it',
+        summary: 'Book a trade if the market takes it and the account keeps its initial margin after it',
         body: tradeBody,
-        response: { 200: tradeResponse, 400: errorResponse, 409: errorResponse, 422: errorResponse, 503: errorResponse },
+        response: { 200: tradeResponse, 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 409: errorResponse, 422: errorResponse, 503: errorResponse },
       },
     },
     (req) =>
@@ -20,6 +22,7 @@ export const tradeRoutes: RoutePlugin = async (app, { engine }) => {
         quantity: req.body.quantity,
         price: req.body.price,
         clientOrderId: req.body.client_order_id ?? null,
+        actor: actorOf(req),
       }),
   );
 };

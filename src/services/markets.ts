@@ -1,0 +1,191 @@
+/**
+ * The market registry (DESIGN §7): listing and changing markets, and their
+ * views (parameters, mark, open interest, holders, fees) and history.
+ *
+ * A change commits in PostgreSQL, then reaches Redis (where the hot path
+ * reads it, with the marks). Redis must answer before anything is committed;
+ * if it fails in between, the change is committed and the answer is 202:
+ * recovery publishes it within a watch interval of Redis answering again.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { D, type Dec, str, ZERO } from '../domain/decimal.js';
+import { EngineError, marketNotFound } from '../domain/errors.js';
+import { effectiveMarket, type Market, type MarketParams, type MarketStatus } from '../domain/markets.js';
+import { readAccounts, type MarkBook } from '../store/accounts.js';
+import { marketApplied, marketEventPage, marketJson, marketRows, overridesOf, publishMarket, upsertMarket, type MarketRow, type ParamsJson } from '../store/markets.js';
+import type { Sql } from '../store/postgres.js';
+import type { KeySpace } from '../store/redis.js';
+import { accountOf, type RiskKeys } from '../store/risk-index.js';
+import { postgresCall, redisCall } from './dependencies.js';
+
+export interface MarketView {
+  readonly symbol: string;
+  readonly status: MarketStatus;
+  readonly tiers: { max_notional: string | null; initial_margin_rate: string; maintenance_margin_rate: string }[];
+  readonly trade_price_band: string;
+  readonly max_mark_move: string;
+  readonly liquidation_mode: 'full' | 'partial';
+  readonly liquidation_fee_rate: string;
+  readonly liquidation_buffer: string;
+  readonly maker_fee_rate: string;
+  readonly taker_fee_rate: string;
+  readonly lot_size: string | null;
+  readonly mark_price: string | null;
+  readonly open_interest: { long: string; short: string };
+  readonly holders: number;
+  readonly fees_collected: string;
+  readonly created_at: string;
+  readonly updated_at: string;
+}
+
+export interface MarketEventView {
+  readonly event_id: number;
+  readonly type: 'listed' | 'mark' | 'params' | 'funding';
+  readonly price: string | null;
+  readonly previous_price: string | null;
+  readonly forced: boolean | null;
+  readonly changes: Record<string, unknown> | null;
+  readonly actor: string | null;
+  readonly created_at: string;
+}
+
+export interface MarketsDeps {
+  readonly redis: Redis;
+  readonly sql: Sql;
+  readonly keys: KeySpace;
+  readonly risk: RiskKeys;
+  readonly markBook: MarkBook;
+  readonly defaults: MarketParams;
+  readonly timeoutMs: number;
+  /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
+  readonly applied: (accountId?: number) => Promise<void>;
+  readonly log: Logger;
+}
+
+/** Holders read per command when summing open interest. */
+const CHUNK = 500;
+
+export class MarketsService {
+  constructor(private readonly deps: MarketsDeps) {}
+
+  /** Creates or changes a market; `applied` is false when it is committed but Redis has yet to take it (202). */
+  async put(symbol: string, status: MarketStatus | undefined, params: ParamsJson, actor: string | null): Promise<{ view: MarketView; created: boolean; applied: boolean }> {
+    const { redis, sql, keys, markBook, defaults, timeoutMs, log } = this.deps;
+    await redisCall(() => markBook.snapshot());
+    const { row, created } = await postgresCall(
+      () =>
+        upsertMarket(sql, symbol, status, params, actor, (after) => {
+          // Checked on the merged parameters: a maker rebate may not exceed the taker fee.
+          const m = this.marketOf(after);
+          if (m.makerFeeRate.neg().gt(m.takerFeeRate)) {
+            throw new EngineError('VALIDATION_ERROR', 'a maker rebate (-maker_fee_rate) may not exceed taker_fee_rate', {
+              fields: [{ field: 'body.maker_fee_rate', message: 'rebate exceeds taker_fee_rate' }],
+            });
+          }
+        }),
+      timeoutMs,
+    );
+    const version = Number(row.version);
+    let applied = true;
+    try {
+      const epoch = await redisCall(() => publishMarket(redis, keys, symbol, null, { json: marketJson(row.status, row.params), version }));
+      if (epoch > 0) markBook.moved(epoch);
+      await postgresCall(() => marketApplied(sql, symbol, version), timeoutMs);
+    } catch (error) {
+      markBook.distrust();
+      applied = false;
+      log.warn({ symbol, version, err: (error as Error).message }, 'market change committed but not yet in redis; recovery will publish it');
+    }
+    log.info({ symbol, created, status: row.status, changes: { ...(status ? { status } : {}), ...params }, actor }, created ? 'market listed' : 'market changed');
+    return { view: await this.view(row), created, applied };
+  }
+
+  async list(): Promise<{ markets: MarketView[] }> {
+    const rows = await postgresCall(() => marketRows(this.deps.sql), this.deps.timeoutMs);
+    return { markets: await Promise.all(rows.map((r) => this.view(r))) };
+  }
+
+  async get(symbol: string): Promise<MarketView> {
+    const [row] = await postgresCall(() => marketRows(this.deps.sql, symbol), this.deps.timeoutMs);
+    if (!row) throw marketNotFound(symbol);
+    return this.view(row);
+  }
+
+  async history(symbol: string, limit: number, cursor: number | null): Promise<{ events: MarketEventView[]; next_cursor: string | null }> {
+    const { sql, timeoutMs } = this.deps;
+    const [[row], page] = await postgresCall(() => Promise.all([marketRows(sql, symbol), marketEventPage(sql, symbol, limit, cursor)]), timeoutMs);
+    if (!row) throw marketNotFound(symbol);
+    return {
+      events: page.events.map((e) => ({
+        event_id: Number(e.event_id),
+        type: e.kind,
+        price: e.price === null ? null : new D(e.price).toString(),
+        previous_price: e.previous_price === null ? null : new D(e.previous_price).toString(),
+        forced: e.forced,
+        changes: e.changes,
+        actor: e.actor,
+        created_at: e.created_at.toISOString(),
+      })),
+      next_cursor: page.nextCursor === null ? null : String(page.nextCursor),
+    };
+  }
+
+  private marketOf(row: MarketRow): Market {
+    return effectiveMarket(row.symbol, row.status, overridesOf(row.params), this.deps.defaults);
+  }
+
+  private async view(row: MarketRow): Promise<MarketView> {
+    const m = this.marketOf(row);
+    const [marks, interest] = await Promise.all([redisCall(() => this.deps.markBook.current()), this.openInterest(row.symbol)]);
+    const mark = marks.get(row.symbol);
+    return {
+      symbol: m.symbol,
+      status: m.status,
+      tiers: m.tiers.map((t) => ({
+        max_notional: t.maxNotional === null ? null : str(t.maxNotional),
+        initial_margin_rate: str(t.initialMarginRate),
+        maintenance_margin_rate: str(t.maintenanceMarginRate),
+      })),
+      trade_price_band: str(m.tradePriceBand),
+      max_mark_move: str(m.maxMarkMove),
+      liquidation_mode: m.liquidationMode,
+      liquidation_fee_rate: str(m.liquidationFeeRate),
+      liquidation_buffer: str(m.liquidationBuffer),
+      maker_fee_rate: str(m.makerFeeRate),
+      taker_fee_rate: str(m.takerFeeRate),
+      lot_size: m.lotSize === null ? null : str(m.lotSize),
+      mark_price: mark === undefined ? null : str(mark),
+      open_interest: { long: str(interest.long), short: str(interest.short) },
+      holders: interest.holders,
+      // Trading fees are not charged yet: nothing has been collected.
+      fees_collected: '0',
+      created_at: row.created_at.toISOString(),
+      updated_at: row.updated_at.toISOString(),
+    };
+  }
+
+  /**
+   * Open interest, summed exactly from the holders' positions: the risk
+   * index lists every holder of the symbol by side, and their states are
+   * read in chunks. Costs O(holders) reads; nothing on the trade path.
+   */
+  private async openInterest(symbol: string): Promise<{ long: Dec; short: Dec; holders: number }> {
+    const { redis, keys, risk } = this.deps;
+    await this.deps.applied();
+    const [longs, shorts] = await redisCall(() => Promise.all([redis.zrange(risk.long(symbol), 0, -1), redis.zrange(risk.short(symbol), 0, -1)]));
+    const holders = [...new Set([...longs, ...shorts].map(accountOf))];
+    let long = ZERO;
+    let short = ZERO;
+    for (let i = 0; i < holders.length; i += CHUNK) {
+      const accounts = await redisCall(() => readAccounts(redis, keys, holders.slice(i, i + CHUNK)));
+      for (const a of accounts) {
+        const q = a.positions.get(symbol)?.quantity;
+        if (q === undefined) continue;
+        if (q.isPos()) long = long.plus(q);
+        else short = short.minus(q);
+      }
+    }
+    return { long, short, holders: holders.length };
+  }
+}

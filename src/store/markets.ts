@@ -1,0 +1,309 @@
+/**
+ * The market registry and the marks: PostgreSQL holds them (the registry,
+ * the latest mark per symbol, and each market's history); Redis's marks hash
+ * carries what the hot path needs, beside the marks:
+ *
+ *   <symbol>    the mark price          #<symbol>  its version
+ *   $<symbol>   the market (JSON)       %<symbol>  its version
+ *   #epoch      bumped by every change  #boot      set last by a rebuild
+ *
+ * and a sorted set `marklog` (symbol by the epoch of its last change), so a
+ * reader that cached the hash re-reads only the symbols that changed: a
+ * tick costs the same whatever the number of other markets.
+ */
+import type { Redis } from 'ioredis';
+import { D, type Dec } from '../domain/decimal.js';
+import type { LiquidationMode, MarginTier, MarketOverrides, MarketStatus } from '../domain/markets.js';
+import type { Sql } from './postgres.js';
+import type { KeySpace } from './redis.js';
+
+/** A market's own parameters as stored (PostgreSQL's `params`, Redis's `$<symbol>`): snake_case, decimals as strings. */
+export interface ParamsJson {
+  tiers?: { max_notional: string | null; initial_margin_rate: string; maintenance_margin_rate: string }[];
+  trade_price_band?: string;
+  max_mark_move?: string;
+  liquidation_mode?: LiquidationMode;
+  liquidation_fee_rate?: string;
+  liquidation_buffer?: string;
+  maker_fee_rate?: string;
+  taker_fee_rate?: string;
+  lot_size?: string;
+}
+
+/** What Redis keeps of a market: enough for the hot path to decide. */
+export interface MarketJson {
+  readonly status: MarketStatus;
+  readonly params: ParamsJson;
+}
+
+const dec = (s: string | undefined): Dec | undefined => (s === undefined ? undefined : new D(s));
+
+export function overridesOf(p: ParamsJson): MarketOverrides {
+  const tiers: MarginTier[] | undefined = p.tiers?.map((t) => ({
+    maxNotional: t.max_notional === null ? null : new D(t.max_notional),
+    initialMarginRate: new D(t.initial_margin_rate),
+    maintenanceMarginRate: new D(t.maintenance_margin_rate),
+  }));
+  const o: { -readonly [K in keyof MarketOverrides]: MarketOverrides[K] } = {};
+  if (tiers) o.tiers = tiers;
+  if (p.trade_price_band !== undefined) o.tradePriceBand = dec(p.trade_price_band)!;
+  if (p.max_mark_move !== undefined) o.maxMarkMove = dec(p.max_mark_move)!;
+  if (p.liquidation_mode !== undefined) o.liquidationMode = p.liquidation_mode;
+  if (p.liquidation_fee_rate !== undefined) o.liquidationFeeRate = dec(p.liquidation_fee_rate)!;
+  if (p.liquidation_buffer !== undefined) o.liquidationBuffer = dec(p.liquidation_buffer)!;
+  if (p.maker_fee_rate !== undefined) o.makerFeeRate = dec(p.maker_fee_rate)!;
+  if (p.taker_fee_rate !== undefined) o.takerFeeRate = dec(p.taker_fee_rate)!;
+  if (p.lot_size !== undefined) o.lotSize = dec(p.lot_size)!;
+  return o;
+}
+
+// ---- Redis
+
+/** The marks hash's fields that are not marks. */
+export const isMarkField = (field: string) => {
+  const c = field.charCodeAt(0);
+  return c !== 35 /* # */ && c !== 36 /* $ */ && c !== 37 /* % */;
+};
+
+// KEYS: marks, marklog. ARGV: symbol, price ('' = no mark), mark version,
+// market JSON ('' = none), market version. Each part is taken only if newer
+// than what Redis holds (versions come from PostgreSQL), so Redis ends on
+// PostgreSQL's latest however posts interleave. Returns the new epoch, or 0
+// when nothing was newer. Sent by EVAL (its body each time): it never meets
+// NOSCRIPT and is never sent twice, so commands issued right after it on the
+// same connection run after it (the tick pipelines its reads behind it).
+const PUBLISH = `
+local changed = false
+if ARGV[2] ~= '' then
+  local current = tonumber(redis.call('HGET', KEYS[1], '#' .. ARGV[1]) or '0')
+  if tonumber(ARGV[3]) > current then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '#' .. ARGV[1], ARGV[3])
+    changed = true
+  end
+end
+if ARGV[4] ~= '' then
+  local current = tonumber(redis.call('HGET', KEYS[1], '%' .. ARGV[1]) or '0')
+  if tonumber(ARGV[5]) > current then
+    redis.call('HSET', KEYS[1], '$' .. ARGV[1], ARGV[4], '%' .. ARGV[1], ARGV[5])
+    changed = true
+  end
+end
+if not changed then return 0 end
+local epoch = redis.call('HINCRBY', KEYS[1], '#epoch', 1)
+redis.call('ZADD', KEYS[2], epoch, ARGV[1])
+return epoch
+`;
+
+/**
+ * Publishes a mark and/or a market definition to Redis; returns the marks'
+ * new epoch, or 0 when Redis already held these versions or newer.
+ */
+export async function publishMarket(
+  redis: Redis,
+  keys: KeySpace,
+  symbol: string,
+  mark: { price: string; version: number } | null,
+  market: { json: string; version: number } | null,
+): Promise<number> {
+  return Number(
+    await redis.eval(PUBLISH, 2, keys.marks, keys.marklog, symbol, mark?.price ?? '', mark?.version ?? 0, market?.json ?? '', market?.version ?? 0),
+  );
+}
+
+// KEYS: marks, marklog. ARGV: the epoch the caller holds. The epoch and boot
+// marker, then (symbol, mark or '', market JSON or '') for each symbol
+// changed since that epoch.
+export const MARKS_SINCE = `
+local head = redis.call('HMGET', KEYS[1], '#epoch', '#boot')
+local out = {}
+for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')) do
+  local v = redis.call('HMGET', KEYS[1], s, '$' .. s)
+  out[#out + 1] = s
+  out[#out + 1] = v[1] or ''
+  out[#out + 1] = v[2] or ''
+end
+return {head[1] or false, head[2] or false, out}
+`;
+
+// ---- PostgreSQL
+
+export interface MarketRow {
+  symbol: string;
+  status: MarketStatus;
+  params: ParamsJson;
+  version: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export interface CommittedMark {
+  readonly version: number;
+  readonly previous: string | null;
+  /** The market, when this mark listed it (its first mark on an unknown symbol). */
+  readonly listed: { readonly json: string; readonly version: number } | null;
+}
+
+/**
+ * Commits a mark in one transaction: lists the market if it is new, checks
+ * the move guard against the mark it replaces (`refuse` throws to roll
+ * everything back), records the mark and its history row. The mark's sweep
+ * is pending until markSwept().
+ *
+ * The commit does not wait for the WAL flush (synchronous_commit off, for
+ * this transaction only): a tick is acknowledged without an fsync. Every
+ * liquidation it causes commits durably afterwards, and a durable commit
+ * flushes the WAL written before it, this mark's included; a tick that
+ * liquidates nothing can lose only itself, in a crash of PostgreSQL's host
+ * within wal_writer_delay (200 ms by default).
+ */
+export async function commitMark(
+  sql: Sql,
+  symbol: string,
+  price: string,
+  actor: string | null,
+  forced: boolean,
+  guard: (market: { params: ParamsJson }, previous: string | null) => void,
+): Promise<CommittedMark> {
+  return (await sql.begin(async (tx) => {
+    // Sent together (postgres.js pipelines queries issued at once on one connection).
+    const [, inserted, current] = await Promise.all([
+      tx`SET LOCAL synchronous_commit = off`,
+      tx<MarketRow[]>`INSERT INTO markets (symbol) VALUES (${symbol}) ON CONFLICT (symbol) DO NOTHING RETURNING *`,
+      tx<{ status: MarketStatus; params: ParamsJson; version: string; price: string | null }[]>`
+        SELECT m.status, m.params, m.version, p.price FROM markets m LEFT JOIN mark_prices p USING (symbol)
+        WHERE m.symbol = ${symbol} FOR UPDATE OF m`,
+    ]);
+    const listed = inserted[0];
+    const row = current[0] ?? listed!;
+    const previous = current[0]?.price ?? null;
+    guard({ params: row.params }, previous);
+    const listing = listed
+      ? tx`INSERT INTO market_events (symbol, kind, changes, actor) VALUES (${symbol}, 'listed', ${tx.json({ status: listed.status })}, ${actor})`
+      : Promise.resolve();
+    const marking = tx<{ version: string }[]>`
+      WITH up AS (
+        INSERT INTO mark_prices (symbol, price, actor) VALUES (${symbol}, ${price}, ${actor})
+        ON CONFLICT (symbol) DO UPDATE
+          SET price = EXCLUDED.price, version = mark_prices.version + 1, updated_at = now(), actor = EXCLUDED.actor
+        RETURNING version
+      )
+      INSERT INTO market_events (symbol, kind, price, previous_price, version, forced, actor)
+      SELECT ${symbol}, 'mark', ${price}, ${previous}, version, ${forced}, ${actor} FROM up
+      RETURNING version`;
+    // Pipelined, in this order: the listing's history row comes before the mark's.
+    const [, [mark]] = await Promise.all([listing, marking]);
+    return {
+      version: Number(mark!.version),
+      previous: previous === null ? null : new D(previous).toString(),
+      listed: listed ? { json: marketJson(listed.status, listed.params), version: Number(listed.version) } : null,
+    };
+  })) as CommittedMark;
+}
+
+export const marketJson = (status: MarketStatus, params: ParamsJson): string => JSON.stringify({ status, params } satisfies MarketJson);
+
+/** The mark's sweep finished (and a market it listed reached Redis). */
+export async function markSwept(sql: Sql, symbol: string, version: number, listedVersion: number | null): Promise<void> {
+  await sql.begin((tx) => [
+    tx`SET LOCAL synchronous_commit = off`,
+    tx`UPDATE mark_prices SET swept_version = ${version} WHERE symbol = ${symbol} AND swept_version < ${version}`,
+    ...(listedVersion === null ? [] : [tx`UPDATE markets SET applied_version = ${listedVersion} WHERE symbol = ${symbol} AND applied_version < ${listedVersion}`]),
+  ]);
+}
+
+export async function marketApplied(sql: Sql, symbol: string, version: number): Promise<void> {
+  await sql`UPDATE markets SET applied_version = ${version} WHERE symbol = ${symbol} AND applied_version < ${version}`;
+}
+
+/**
+ * Marks whose sweep has not finished: committed, but Redis may not hold them
+ * or their endangered accounts may not all be liquidated yet. `olderThanMs`
+ * leaves alone the ones another process is probably still sweeping;
+ * `symbols` are taken whatever their age.
+ */
+export async function pendingMarks(
+  sql: Sql,
+  olderThanMs: number,
+  symbols: readonly string[] = [],
+): Promise<{ symbol: string; price: string; version: number; actor: string | null }[]> {
+  const rows = await sql<{ symbol: string; price: string; version: string; actor: string | null }[]>`
+    SELECT symbol, price, version, actor FROM mark_prices
+    WHERE swept_version < version
+      AND (updated_at < now() - make_interval(secs => ${olderThanMs / 1000}) OR symbol = ANY(${symbols}::text[]))`;
+  return rows.map((r) => ({ symbol: r.symbol, price: new D(r.price).toString(), version: Number(r.version), actor: r.actor }));
+}
+
+/** Markets whose latest definition Redis is not known to hold. */
+export async function pendingMarkets(sql: Sql): Promise<{ symbol: string; json: string; version: number }[]> {
+  const rows = await sql<MarketRow[]>`SELECT * FROM markets WHERE applied_version < version`;
+  return rows.map((r) => ({ symbol: r.symbol, json: marketJson(r.status, r.params), version: Number(r.version) }));
+}
+
+export async function marketRows(sql: Sql, symbol?: string): Promise<MarketRow[]> {
+  return symbol === undefined
+    ? sql<MarketRow[]>`SELECT * FROM markets ORDER BY symbol`
+    : sql<MarketRow[]>`SELECT * FROM markets WHERE symbol = ${symbol}`;
+}
+
+/**
+ * Creates or updates a market: `status` and `params` are merged into what it
+ * has (params set here replace the stored ones of the same name). Records a
+ * 'listed' or 'params' history row. `check` sees the row as it would be and
+ * may throw to refuse the change. Returns the row after, and whether it is new.
+ */
+export async function upsertMarket(
+  sql: Sql,
+  symbol: string,
+  status: MarketStatus | undefined,
+  params: ParamsJson,
+  actor: string | null,
+  check: (row: MarketRow) => void,
+): Promise<{ row: MarketRow; created: boolean }> {
+  return (await sql.begin(async (tx) => {
+    const [existing] = await tx<MarketRow[]>`SELECT * FROM markets WHERE symbol = ${symbol} FOR UPDATE`;
+    const changes = { ...(status === undefined ? {} : { status }), ...params };
+    let row: MarketRow;
+    if (existing) {
+      [row] = (await tx<MarketRow[]>`
+        UPDATE markets SET status = ${status ?? existing.status}, params = params || ${tx.json(params as Record<string, never>)}::jsonb,
+                           version = version + 1, updated_at = now()
+        WHERE symbol = ${symbol} RETURNING *`) as unknown as [MarketRow];
+    } else {
+      [row] = (await tx<MarketRow[]>`
+        INSERT INTO markets (symbol, status, params) VALUES (${symbol}, ${status ?? 'active'}, ${tx.json(params as Record<string, never>)})
+        RETURNING *`) as unknown as [MarketRow];
+    }
+    check(row); // throws to roll the change back
+    await tx`INSERT INTO market_events (symbol, kind, changes, actor)
+             VALUES (${symbol}, ${existing ? 'params' : 'listed'}, ${tx.json(changes as Record<string, never>)}, ${actor})`;
+    return { row, created: !existing };
+  })) as { row: MarketRow; created: boolean };
+}
+
+export interface MarketEventRow {
+  event_id: string;
+  symbol: string;
+  kind: 'listed' | 'mark' | 'params' | 'funding';
+  price: string | null;
+  previous_price: string | null;
+  version: string | null;
+  forced: boolean | null;
+  changes: Record<string, unknown> | null;
+  actor: string | null;
+  created_at: Date;
+}
+
+/** A page of a market's history, newest first; `before` is the cursor (an event id). */
+export async function marketEventPage(sql: Sql, symbol: string, limit: number, before: number | null): Promise<{ events: MarketEventRow[]; nextCursor: number | null }> {
+  const rows = await sql<MarketEventRow[]>`
+    SELECT * FROM market_events WHERE symbol = ${symbol} ${before === null ? sql`` : sql`AND event_id < ${before}`}
+    ORDER BY event_id DESC LIMIT ${limit + 1}`;
+  const events = rows.slice(0, limit);
+  return { events, nextCursor: rows.length > limit ? Number(events[events.length - 1]!.event_id) : null };
+}
+
+/** Every market and mark, for a rebuild and for reconcile. */
+export async function allMarkets(sql: Sql): Promise<{ symbol: string; json: string; version: number }[]> {
+  const rows = await sql<MarketRow[]>`SELECT * FROM markets`;
+  return rows.map((r) => ({ symbol: r.symbol, json: marketJson(r.status, r.params), version: Number(r.version) }));
+}
