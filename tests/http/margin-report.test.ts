@@ -22,7 +22,7 @@
 import { reindexAccount } from '../../src/services/ledger-sync.js';
 import { RiskKeys } from '../../src/store/risk-index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { ADMIN_KEY, call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 
 let iso: Isolation;
 let t: TestEngine;
@@ -75,6 +75,7 @@ beforeAll(async () => {
   db = inspector(iso);
   await mark('AAA-PERP', 100);
   await mark('BBB-PERP', 10);
+  await listMarkets(t.app, 'CCC-PERP'); // traded before its first mark
   for (const [id, cash] of [[1, 1000], [2, 1000], [3, 500], [4, 300], [5, 1000], [6, 700], [7, 500], [8, 100], [9, 2000]] as const) {
     await deposit(id, cash);
   }
@@ -175,7 +176,8 @@ describe('GET /margin-report', () => {
 });
 
 describe('GET /margin-report ETag', () => {
-  const raw = (headers: Record<string, string> = {}, url = '/margin-report') => t.app.inject({ method: 'GET', url, headers });
+  const raw = (headers: Record<string, string> = {}, url = '/margin-report') =>
+    t.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${ADMIN_KEY}`, ...headers } });
 
   it('is the same while nothing changes, and answers 304 with an empty body to If-None-Match', async () => {
     const first = await raw();
@@ -291,6 +293,8 @@ describe('GET /margin-report ordering is exact, not by binary floating point', (
   it('pages through a run of equal scores one account at a time, in exact order, each once', async () => {
     // Three more accounts on the same double score as account 1 (threshold exactly 40000):
     // utilisation 50 each, tied with account 1, so they follow account 2 in id order.
+    // They open at 50000 with the mark at 45000: outside the default trade price band, so it is off for P-PERP.
+    await expectOk(call(tx.app, 'PUT', '/markets/P-PERP', { trade_price_band: '0' }));
     for (const id of [3, 4, 5]) {
       await expectOk(call(tx.app, 'POST', `/accounts/${id}/deposit`, { amount: '14000' }));
       await expectOk(call(tx.app, 'POST', '/trade', { account_id: id, symbol: 'P-PERP', side: 'BUY', quantity: 1, price: 50000 }));

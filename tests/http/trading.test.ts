@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { call, inspector, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
+import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
 
 let t: TestEngine;
 let db: Inspector;
@@ -11,6 +11,8 @@ beforeAll(async () => {
   const iso = newIsolation();
   t = await startEngine(iso);
   db = inspector(iso);
+  // Markets traded before any mark is posted on them (a mark lists the rest).
+  await listMarkets(t.app, 'BTC-PERP', 'ETH-PERP', 'DOGE-PERP', 'NEW-PERP');
 });
 afterAll(async () => {
   await t?.close();
@@ -235,6 +237,7 @@ describe('GET /trades/:id', () => {
       realised_pnl: '0',
       liquidation_id: null,
       client_order_id: null,
+      actor: 'admin-env',
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
     });
   });
