@@ -76,7 +76,7 @@ const envSchema = z
     COMMIT_EARLY_ROWS: z.coerce.number().int().min(0).max(100_000).default(32),
     /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
-    /** API keys and roles (DESIGN §6). 'off' only while the engine listens on loopback alone. */
+    /** API keys and roles. 'off' only while the engine listens on loopback alone. */
     AUTH: z.enum(['on', 'off']).default('on'),
     /** Accepted as an admin key without being stored (bootstrapping, containers). */
     ADMIN_API_KEY: z.string().min(32, 'must be at least 32 characters').max(256).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces').optional(),
@@ -147,7 +147,7 @@ export interface MarketDefaults {
   readonly lotSize: Dec | null;
 }
 
-/** Every market's parameters where it sets none of its own: the single default tier is DESIGN §2's flat rates. */
+/** Every market's parameters where it sets none of its own: the single default tier is the flat rates of the accounting rules. */
 export function defaultMarketParams(config: Config): MarketParams {
   return {
     tiers: [{ maxNotional: null, initialMarginRate: config.initialMarginRate, maintenanceMarginRate: config.maintenanceMarginRate }],

@@ -1,5 +1,5 @@
 /**
- * Pure margin math (DESIGN §2). Decimals in, decimals out: no I/O, no clients.
+ * Pure margin math. Decimals in, decimals out: no I/O, no clients.
  */
 import { D, type Dec, ZERO, HUNDRED, divRound } from './decimal.js';
 

@@ -1,5 +1,5 @@
 /**
- * Markets and their guards (DESIGN §7), as pure functions: a market's
+ * Markets and their guards, as pure functions: a market's
  * effective parameters, whether a trade may be booked on it (status, price
  * band), and whether a mark may move that far. No I/O.
  */
@@ -107,7 +107,7 @@ export function markMoveRefusal(symbol: string, previous: Dec | null, next: Dec,
 }
 
 /**
- * Checks a tier list (DESIGN §8): ascending `maxNotional`, null only on the
+ * Checks a tier list: ascending `maxNotional`, null only on the
  * last; rates non-decreasing; maintenance ≤ initial in every tier. Returns
  * the first problem, or null.
  */

@@ -1,5 +1,5 @@
 /**
- * Who may do what (DESIGN §6). Each route declares its `access` in its
+ * Who may do what. Each route declares its `access` in its
  * config; a preHandler built from it checks the key after validation (the
  * order of checks is 400, then 401/403) and before the handler, so a refused
  * request has read and changed nothing. A route that declares nothing is

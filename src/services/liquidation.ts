@@ -1,5 +1,5 @@
 /**
- * Liquidation (DESIGN §2): an account whose equity falls below maintenance is
+ * Liquidation: an account whose equity falls below maintenance is
  * closed out at once, every position at its mark, as trades carrying the
  * liquidation id; a negative balance is reset to zero and the deficit recorded
  * as the shortfall the insurance fund absorbs. One record per event.

@@ -1,5 +1,5 @@
 /**
- * The market registry (DESIGN §7): listing and changing markets, and their
+ * The market registry: listing and changing markets, and their
  * views (parameters, mark, open interest, holders, fees) and history.
  *
  * A change commits in PostgreSQL, then reaches Redis (where the hot path

@@ -1,5 +1,5 @@
 /**
- * Mark prices (DESIGN §7: a mark is all or nothing).
+ * Mark prices: a mark is all or nothing.
  *
  * 1. Before anything is written, Redis must answer (and hold every trade
  *    this process acknowledged): a mark that could not be applied is refused

@@ -91,7 +91,7 @@ export class Recovery {
     if (!(await this.hasMarker())) await this.rebuildOrWait();
     else await this.catchUpAll();
     // A committed mark whose sweep a crash or an outage interrupted is
-    // finished before the engine serves (DESIGN §7: all or nothing).
+    // finished before the engine serves.
     const left = (await this.finishSweeps?.(true)) ?? 0;
     if (left > 0) throw new Error(`${left} committed mark(s) could not be swept; is redis answering?`);
     if (watchMs > 0) {

@@ -193,8 +193,8 @@ describe('errors of the HTTP layer have the engine error shape', () => {
     const res = await t.app.inject({
       method: 'POST',
       url: `/accounts/${UNFUNDED}/deposit`,
-      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'text/plain' },
-      payload: 'amount=5',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/xml' },
+      payload: '<amount>5</amount>',
     });
     expect(res.statusCode).toBe(415);
     expectErrorShape(JSON.parse(res.body), 'UNSUPPORTED_MEDIA_TYPE');
@@ -251,17 +251,18 @@ describe('echoed client input is cut to 200 characters', () => {
   });
 
   it('thousands of unknown keys make a small error too', async () => {
-    const keys = Array.from({ length: 5000 }, (_, i) => `"unknown_${i}": 1`).join(', ');
+    const keys = Array.from({ length: 3000 }, (_, i) => `"unknown_${i}": 1`).join(', ');
     const res = await send(base, 'POST', `/accounts/${UNFUNDED}/deposit`, `{"amount": "1", ${keys}}`);
     expect(res.status).toBe(400);
     const error = expectErrorShape(res.body, 'VALIDATION_ERROR');
     expect(JSON.stringify(res.body).length).toBeLessThan(4096);
-    expect(error.message).toMatch(/ and 4980 more$/);
+    expect(error.message).toMatch(/ and 2980 more$/);
     expect((error.details as { fields: unknown[] }).fields).toHaveLength(20);
   });
 
-  it('a 60 KB duplicate key makes a small error', async () => {
-    const res = await send(base, 'POST', `/accounts/${UNFUNDED}/deposit`, `{"${LONG}": 1, "${LONG}": 2}`);
+  it('a 30 KB duplicate key makes a small error', async () => {
+    const key = LONG.slice(0, 30 * 1024);
+    const res = await send(base, 'POST', `/accounts/${UNFUNDED}/deposit`, `{"${key}": 1, "${key}": 2}`);
     expect(res.status).toBe(400);
     const error = expectErrorShape(res.body, 'VALIDATION_ERROR');
     expect(JSON.stringify(res.body).length).toBeLessThan(2048);
@@ -269,7 +270,7 @@ describe('echoed client input is cut to 200 characters', () => {
   });
 
   it('malformed JSON with 60 KB of text makes a small error', async () => {
-    for (const body of [`{"amount": "1", ${LONG}}`, `{"amount": 0.123456789012345678, "${LONG}" ${LONG}}`]) {
+    for (const body of [`{"amount": "1", ${LONG}}`, `{"amount": 0.123456789012345678, "${LONG.slice(0, 30_000)}" ${LONG.slice(0, 30_000)}}`]) {
       const res = await send(base, 'POST', `/accounts/${UNFUNDED}/deposit`, body);
       expect(res.status).toBe(400);
       const error = expectErrorShape(res.body, 'VALIDATION_ERROR');

@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 
 let iso: Isolation;
 let t: TestEngine;
@@ -21,6 +21,8 @@ let db: Inspector;
 const FUNDED = 1;
 const NEVER_SEEN = 999_999;
 const NEVER_FUNDED = 999_998;
+/** 32 characters using every allowed character class. */
+const LONGEST_SYMBOL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ-_/012';
 
 beforeAll(async () => {
   iso = newIsolation();
@@ -28,6 +30,8 @@ beforeAll(async () => {
   db = inspector(iso);
   const funded = await call(t.app, 'POST', `/accounts/${FUNDED}/deposit`, { amount: '1000000' });
   expect(funded).toEqual({ status: 200, body: { account_id: FUNDED, balance: '1000000' } });
+  // The markets the well-formed trades book on (so a case fails only for the one thing it breaks).
+  await listMarkets(t.app, 'BTC-PERP', LONGEST_SYMBOL);
 });
 
 afterAll(async () => {
@@ -304,7 +308,7 @@ describe('POST /trade validation', () => {
 
   describe('values exactly at the limits are accepted', () => {
     it.each<[string, Json]>([
-      ['a 32-character symbol using every allowed character class', { ...baseTrade, symbol: 'ABCDEFGHIJKLMNOPQRSTUVWXYZ-_/012' }],
+      ['a 32-character symbol using every allowed character class', { ...baseTrade, symbol: LONGEST_SYMBOL }],
       ['a 64-character client_order_id of printable ASCII', { ...baseTrade, client_order_id: '!'.repeat(32) + '~'.repeat(32) }],
       ['an 18-decimal quantity string', { ...baseTrade, quantity: EIGHTEEN_DECIMALS }],
       ['an 18-decimal price string', { ...baseTrade, price: '50000.000000000000000001' }],

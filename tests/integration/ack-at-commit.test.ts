@@ -9,7 +9,7 @@
  * still on its way when the answer arrives and a read could overtake it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { ADMIN_KEY, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
 import { TcpProxy, targetOf, viaProxy } from '../helpers/tcp-proxy.js';
 
@@ -77,7 +77,8 @@ describe('acknowledgement at commit (trusted path)', () => {
     expect(booked.map((r) => r.seq)).toEqual(['1', '2']);
     expect(seqAtAnswer).toBe('1'); // the apply was still on its way
     await t.engine.recovery.idle();
-    await t.app.inject({ method: 'GET', url: '/positions/11' }); // waits for the apply
+    const read = await t.app.inject({ method: 'GET', url: '/positions/11', headers: { authorization: `Bearer ${ADMIN_KEY}` } }); // waits for the apply
+    expect(read.statusCode).toBe(200);
     expect((await stateOf(11)).seq).toBe('2');
   });
 

@@ -59,7 +59,7 @@ describe('POST /mark-price liquidation', () => {
     const open = await mustTrade(id, 'LA-PERP', 'BUY', 1, 50000);
     // threshold = (50000 − 14000) / 0.9 = 40000. At 39000: equity 14000 − 11000 = 3000 < maintenance 3900.
     const tick = await mark('LA-PERP', 39000);
-    expect(tick).toEqual({ symbol: 'LA-PERP', price: '39000', liquidated: [id] });
+    expect(tick).toEqual({ symbol: 'LA-PERP', price: '39000', liquidated: [id], sweep: 'complete' });
 
     // Committed in PostgreSQL by the time the response arrived.
     const [record] = await db.sql`SELECT * FROM liquidations WHERE account_id = ${id}`;
@@ -102,6 +102,7 @@ describe('POST /mark-price liquidation', () => {
             realised_pnl: '-11000',
             shortfall: '0',
             positions: [{ symbol: 'LA-PERP', quantity: '1', entry_price: '50000', mark_price: '39000' }],
+            actor: 'admin-env',
             created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
           },
         ],
@@ -330,6 +331,8 @@ describe('POST /trade and liquidation', () => {
   it('liquidates at once an account that a reduce-only trade leaves below maintenance (reason "trade")', async () => {
     const id = freshAccount();
     await mark('TR-PERP', 50000);
+    // The reduce below is priced far from the mark on purpose: no trade price band on this market.
+    expect((await call(t.app, 'PUT', '/markets/TR-PERP', { trade_price_band: '0' })).status).toBe(200);
     await deposit(id, 10000);
     await mustTrade(id, 'TR-PERP', 'BUY', 1, 50000); // initial margin 10000 = equity
     // 45000: equity 5000 ≥ maintenance 4500 (margin call, not liquidated)
@@ -362,6 +365,8 @@ describe('POST /trade and liquidation', () => {
     const id = freshAccount();
     const symbol = 'RC-PERP';
     await mark(symbol, 50000);
+    // Trades after the tick still come at 50000, far from the new mark: no trade price band on this market.
+    expect((await call(t.app, 'PUT', `/markets/${symbol}`, { trade_price_band: '0' })).status).toBe(200);
     await deposit(id, 14000);
     await mustTrade(id, symbol, 'BUY', 1, 50000);
     // 40 BUYs of 0.01 @ 50000 fired over ~200 ms, the tick to 39000 early among them.

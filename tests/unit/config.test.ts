@@ -5,11 +5,32 @@ describe('configuration', () => {
   it('has the documented defaults', () => {
     const c = loadConfig({});
     expect(c.port).toBe(8000);
-    expect(c.host).toBe('0.0.0.0');
+    expect(c.host).toBe('127.0.0.1');
     expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
     expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/postgres');
     expect(c.initialMarginRate.toString()).toBe('0.2');
     expect(c.maintenanceMarginRate.toString()).toBe('0.1');
+    expect(c.auth).toBe(true);
+    expect(c.marketDefaults.tradePriceBand.toString()).toBe('0.05');
+    expect(c.marketDefaults.maxMarkMove.toString()).toBe('0');
+  });
+
+  it('refuses AUTH=off on a non-loopback HOST, naming AUTH', () => {
+    expect(() => loadConfig({ AUTH: 'off', HOST: '0.0.0.0' })).toThrow(ConfigError);
+    expect(() => loadConfig({ AUTH: 'off', HOST: '0.0.0.0' })).toThrow(/AUTH/);
+  });
+
+  it('accepts AUTH=off on a loopback HOST', () => {
+    const c = loadConfig({ AUTH: 'off', HOST: '127.0.0.1' });
+    expect(c.auth).toBe(false);
+    expect(c.host).toBe('127.0.0.1');
+  });
+
+  it('refuses an ADMIN_API_KEY shorter than 32 characters, naming ADMIN_API_KEY', () => {
+    const short = 'x'.repeat(31);
+    expect(() => loadConfig({ ADMIN_API_KEY: short })).toThrow(ConfigError);
+    expect(() => loadConfig({ ADMIN_API_KEY: short })).toThrow(/ADMIN_API_KEY/);
+    expect(loadConfig({ ADMIN_API_KEY: 'x'.repeat(32) }).adminApiKey).toBe('x'.repeat(32));
   });
 
   it('reads margin rates exactly', () => {
