@@ -19,8 +19,14 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  // A key never reaches a log line: the request serializer logs no headers, and this covers any that would.
-  const log = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization', 'headers.authorization', 'key'], censor: '[redacted]' } });
+  // A key never reaches a log line: requests are logged without headers, a
+  // key pasted into a URL is masked, and `authorization` is redacted wherever
+  // else it would appear.
+  const log = pino({
+    level: config.logLevel,
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'key'], censor: '[redacted]' },
+    serializers: { req: requestForLog(config.adminApiKey) },
+  });
   if (config.workers > 1 && cluster.isPrimary) {
     superviseWorkers(config.workers, log);
     return;
@@ -97,6 +103,15 @@ function superviseWorkers(count: number, log: Logger): void {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** What a request log line shows: fastify's usual fields, with anything that looks like a key masked in the URL. */
+function requestForLog(adminKey: string | null) {
+  return (req: { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } }) => {
+    let url = String(req.url ?? '').replace(/(key_[0-9a-f]{12})\.[A-Za-z0-9_-]+/g, '$1.[redacted]');
+    if (adminKey !== null && url.includes(adminKey)) url = url.split(adminKey).join('[redacted]');
+    return { method: req.method, url, host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
+  };
 }
 
 main().catch((error: unknown) => {

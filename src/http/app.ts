@@ -7,7 +7,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Engine } from '../engine.js';
-import { clientErrorHandler, registerErrorHandling } from './errors.js';
+import { clientErrorHandler, frameworkErrorHandler, registerErrorHandling } from './errors.js';
 import { registerJsonParser } from './json.js';
 import { accountRoutes } from './routes/accounts.js';
 import { healthRoutes } from './routes/health.js';
@@ -49,6 +49,8 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
     },
     // 400/408/413/431 raised by node's HTTP layer, in the engine's error shape.
     clientErrorHandler: clientErrorHandler(requestTimeoutMs, options.logger),
+    // 400 bad %-escape, 414 path parameter too long, raised by the router; same shape.
+    frameworkErrors: frameworkErrorHandler,
   });
   // Further connections are closed as soon as they are accepted.
   app.server.maxConnections = options.maxConnections ?? engine.config.maxConnections;

@@ -4,7 +4,7 @@
  */
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { EngineError, type ErrorCode } from '../domain/errors.js';
 import { DuplicateKey, MalformedJson } from './json.js';
@@ -98,6 +98,26 @@ export function registerErrorHandling(app: FastifyInstance): void {
     req.log.error({ err: error }, 'unhandled error');
     return reply.code(500).send(errorBody('INTERNAL_ERROR', 'internal error'));
   });
+}
+
+/**
+ * fastify's frameworkErrors: what its router refuses before any route is
+ * chosen, in the one error shape (fastify's default has its own shape and
+ * echoes the whole URL):
+ *
+ *   400 BAD_REQUEST    a %-escape in the path that does not decode
+ *   414 URI_TOO_LONG   a path parameter over fastify's maxParamLength (100)
+ */
+export function frameworkErrorHandler(error: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const url = clip(req.url.split('?')[0] ?? '');
+  if (error.code === 'FST_ERR_BAD_URL') {
+    void reply.code(400).send(errorBody('BAD_REQUEST', `malformed URL (an escape does not decode): ${url}`));
+  } else if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    void reply.code(414).send(errorBody('URI_TOO_LONG', `a path parameter is too long: ${url}`));
+  } else {
+    req.log.error({ err: error }, 'router error');
+    void reply.code(500).send(errorBody('INTERNAL_ERROR', 'internal error'));
+  }
 }
 
 /** How long a refused connection may stay half-open after its answer, for the client to read it. */

@@ -63,6 +63,8 @@ export class ApiKeys {
   private readonly adminPrincipal: Principal = { keyId: ADMIN_ENV_KEY_ID, role: 'admin', accountIds: new Set() };
   private version = 0;
   private refreshing: Promise<void> | null = null;
+  /** The refresh that misses wait for (it starts after the one running now, if any). */
+  private nextRefresh: Promise<void> | null = null;
   private lastRefreshStart = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
@@ -148,14 +150,26 @@ export class ApiKeys {
     return created;
   }
 
+  /**
+   * A refresh that starts after this call: one already running may have
+   * started before the key was committed. Every miss meanwhile shares the
+   * same next refresh, and refreshes start at least MISS_REFRESH_SPACING_MS
+   * apart, so a flood of made-up keys costs a bounded number of queries.
+   */
   private refreshAfterMiss(): Promise<void> {
-    if (this.refreshing) return this.refreshing.catch(() => undefined);
-    if (performance.now() - this.lastRefreshStart < MISS_REFRESH_SPACING_MS) return Promise.resolve();
-    return this.refresh().catch(() => undefined);
+    this.nextRefresh ??= (async () => {
+      await this.refreshing?.catch(() => undefined);
+      const wait = MISS_REFRESH_SPACING_MS - (performance.now() - this.lastRefreshStart);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.nextRefresh = null;
+      await this.refresh().catch(() => undefined);
+    })();
+    return this.nextRefresh;
   }
 
   private refresh(): Promise<void> {
     this.refreshing ??= (async () => {
+      await Promise.resolve(); // so `refreshing` is set before the body runs
       this.lastRefreshStart = performance.now();
       try {
         const rows = await postgresCall(() => keysChangedSince(this.sql, this.version), this.options.timeoutMs);

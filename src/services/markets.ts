@@ -71,7 +71,7 @@ export class MarketsService {
 
   /** Creates or changes a market; `applied` is false when it is committed but Redis has yet to take it (202). */
   async put(symbol: string, status: MarketStatus | undefined, params: ParamsJson, actor: string | null): Promise<{ view: MarketView; created: boolean; applied: boolean }> {
-    const { redis, sql, keys, markBook, defaults, timeoutMs, log } = this.deps;
+    const { redis, sql, keys, markBook, timeoutMs, log } = this.deps;
     await redisCall(() => markBook.snapshot());
     const { row, created } = await postgresCall(
       () =>

@@ -42,10 +42,24 @@ export async function insertKey(
   return { row: row!, key };
 }
 
-/** Keys changed (created or revoked) after `version`, oldest change first. */
+/**
+ * Keys changed (created or revoked) after `version`, oldest change first,
+ * and every key created or revoked in the last RECENT_S seconds: versions
+ * come from a sequence, and a change may commit after one with a higher
+ * version, so a reader that went past it by version alone would never see
+ * it. Re-reading the recent ones covers any commit that lags by less.
+ */
 export async function keysChangedSince(sql: Sql, version: number): Promise<KeyRow[]> {
-  return sql<KeyRow[]>`SELECT * FROM api_keys WHERE version > ${version} ORDER BY version`;
+  return sql<KeyRow[]>`
+    SELECT * FROM api_keys
+    WHERE version > ${version}
+       OR created_at > now() - make_interval(secs => ${RECENT_S})
+       OR revoked_at > now() - make_interval(secs => ${RECENT_S})
+    ORDER BY version`;
 }
+
+/** How far back every poll re-reads changes, whatever their version (see keysChangedSince). */
+const RECENT_S = 10;
 
 export async function listKeys(sql: Sql): Promise<KeyRow[]> {
   return sql<KeyRow[]>`SELECT * FROM api_keys ORDER BY created_at, key_id`;

@@ -226,6 +226,20 @@ describe('errors of the HTTP layer have the engine error shape', () => {
     expectRawError(answer, 431, 'HEADERS_TOO_LARGE');
   });
 
+  it('400 BAD_REQUEST for a %-escape in the path that does not decode (the router refuses it)', async () => {
+    const res = await send(base, 'GET', `/positions/%zz${'a'.repeat(5000)}`);
+    expect(res.status).toBe(400);
+    expect(expectErrorShape(res.body, 'BAD_REQUEST').message).toMatch(/^malformed URL/);
+    expect(JSON.stringify(res.body).length).toBeLessThan(1024);
+  });
+
+  it('414 URI_TOO_LONG for a path parameter over the router limit', async () => {
+    const res = await send(base, 'GET', `/positions/${'1'.repeat(5000)}`);
+    expect(res.status).toBe(414);
+    expectErrorShape(res.body, 'URI_TOO_LONG');
+    expect(JSON.stringify(res.body).length).toBeLessThan(1024);
+  });
+
   it('serves a well-formed request on a raw socket (control)', async () => {
     const answer = await exchange([request('GET', '/health', undefined, 'Connection: close\r\n')]);
     expect(answer.status).toBe(200);
@@ -372,6 +386,25 @@ describe('REQUEST_TIMEOUT_MS', () => {
     socket.write(request('GET', '/health'));
     await waitFor(2);
     expect(received).not.toContain('408');
+    socket.destroy();
+  });
+
+  it('does not keep a refused connection whose client leaves it half-open', async () => {
+    const connections = () => new Promise<number>((resolve, reject) => slow.app.server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+    const socket = connect({ port: slowPort, host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => {});
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString()));
+    const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+    socket.write('GARBAGE\r\n\r\n');
+    await ended; // the server's FIN follows its answer
+    expect(parseResponse(received).status).toBe(400);
+    expect(await connections()).toBeGreaterThan(0);
+    const started = performance.now();
+    while ((await connections()) > 0 && performance.now() - started < 3000) await new Promise((r) => setTimeout(r, 50));
+    expect(await connections()).toBe(0);
+    expect(performance.now() - started).toBeLessThan(1500);
     socket.destroy();
   });
 

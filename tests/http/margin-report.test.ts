@@ -1,5 +1,5 @@
 /**
- * GET /margin-report (DESIGN §3): every account, riskiest first, paged, with
+ * GET /margin-report: every account, riskiest first, paged, with
  * an ETag for cheap polling. Real engine, real Redis and PostgreSQL.
  *
  * The book (rates 20% / 10%), opened at marks AAA-PERP 100, BBB-PERP 10, then

@@ -1,5 +1,5 @@
 /**
- * The market registry and its guards (DESIGN §7), as a client drives them.
+ * The market registry and its guards, as a client drives them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';

@@ -1,6 +1,6 @@
 /**
  * On the trusted path an operation is answered once its rows are committed in
- * PostgreSQL (DESIGN §4: a 200 means committed), and its Redis apply follows.
+ * PostgreSQL (the contract: a 200 means committed), and its Redis apply follows.
  * What this process serves must still include every write it acknowledged:
  * reads of the account, the margin report and the next mark tick wait for the
  * applies, and shutdown lets them land.

@@ -1,5 +1,5 @@
 /**
- * Atomic per account (DESIGN §4): concurrent requests on one account, over many
+ * Atomic per account: concurrent requests on one account, over many
  * sockets and through two engine instances sharing one Redis and one
  * PostgreSQL schema, behave as if run one at a time.
  *

@@ -1,5 +1,5 @@
 /**
- * Liquidation through the HTTP API on a real engine (DESIGN §2 liquidation,
+ * Liquidation through the HTTP API on a real engine (the contract liquidation,
  * §3 POST /mark-price, GET /liquidations), real Redis and PostgreSQL.
  *
  * Marks are global, so each test trades its own symbols (and its own

@@ -1,5 +1,5 @@
 /**
- * A mark is all or nothing (DESIGN §7), under faults: a private redis-server
+ * A mark is all or nothing, under faults: a private redis-server
  * that is paused (SIGSTOP), ledger commits that PostgreSQL refuses, and an
  * engine child process that is SIGKILLed. An error answer means nothing
  * changed anywhere; a committed mark always finishes its liquidation sweep.

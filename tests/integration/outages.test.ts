@@ -50,6 +50,11 @@ const buy = (clientOrderId?: string) =>
   });
 const ledgerCount = async () => (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
 const redisState = () => db.redis.hgetall(`${iso.prefix}:{a1}:state`);
+/** Every mark PostgreSQL holds (price and version, per symbol) and the number of mark events. */
+const markRecords = async () => ({
+  marks: await db.sql`SELECT symbol, price::text AS price, version::text AS version, swept_version::text AS swept_version FROM mark_prices ORDER BY symbol`,
+  events: (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM market_events WHERE kind = 'mark'`)[0]!.n,
+});
 
 /**
  * The requests below meet an outage already in place. One racing the failure
@@ -72,6 +77,8 @@ describe('PostgreSQL unreachable', () => {
   it('answers 503 within a second for trades, cash and marks, and changes nothing', async () => {
     const rows = await ledgerCount();
     const state = await redisState();
+    const marksBefore = await markRecords();
+    const redisMark = await db.redis.hget(`${iso.prefix}:marks`, 'BTC-PERP');
     pgProxy.cut();
     try {
       for (const req of [
@@ -93,6 +100,8 @@ describe('PostgreSQL unreachable', () => {
     }
     expect(await ledgerCount()).toBe(rows);
     expect(await redisState()).toEqual(state); // the lock was released, the account untouched
+    expect(await markRecords()).toEqual(marksBefore); // the refused mark is nowhere
+    expect(await db.redis.hget(`${iso.prefix}:marks`, 'BTC-PERP')).toBe(redisMark);
     const after = await until(() => buy(), (r) => r.status === 200);
     expect(after.status).toBe(200);
     expect(await ledgerCount()).toBe(rows + 1);
@@ -120,6 +129,7 @@ describe('PostgreSQL unreachable', () => {
 describe('Redis unreachable', () => {
   it('answers 503 within a second, books nothing, and recovers by itself', async () => {
     const rows = await ledgerCount();
+    const marksBefore = await markRecords();
     redisProxy.cut();
     await outageInPlace();
     try {
@@ -139,9 +149,9 @@ describe('Redis unreachable', () => {
     } finally {
       await redisProxy.restore();
     }
-    // The mark-price post reached PostgreSQL before Redis failed; marks are
-    // versioned, so that is a recorded tick, not a half-applied trade.
+    // A mark makes its Redis round trip before committing: the refused one reached neither store.
     expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
+    expect(await markRecords()).toEqual(marksBefore);
     const after = await until(() => buy(), (r) => r.status === 200);
     expect(after.status).toBe(200);
     expect((await send(base, 'GET', '/ready')).status).toBe(200);

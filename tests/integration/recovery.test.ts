@@ -1,10 +1,10 @@
 /**
- * Rebuildable (DESIGN §4): Redis can be rebuilt from PostgreSQL and then
+ * Rebuildable: Redis can be rebuilt from PostgreSQL and then
  * equals what it was; the engine notices a Redis that lost its state, reports
  * not-ready, rebuilds and serves again; reconcile lists every difference.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 
 let iso: Isolation;
 let t: TestEngine;
@@ -103,7 +103,8 @@ describe('Redis losing its state', () => {
 describe('reconcile', () => {
   it('lists a balance, a position and a mark that Redis got wrong, and nothing else', async () => {
     await post('/accounts/7/deposit', { amount: 1000 });
-    await post('/trade', { account_id: 7, symbol: 'BTC-PERP', side: 'SELL', quantity: '0.01', price: 49000 });
+    // At the BTC-PERP mark (44000), inside the trade price band.
+    expect((await post('/trade', { account_id: 7, symbol: 'BTC-PERP', side: 'SELL', quantity: '0.01', price: 44000 })).status).toBe(200);
     expect(await t.engine.recovery.reconcile()).toEqual([]);
     const state = `${iso.prefix}:{a7}:state`;
     await db.redis.hset(state, 'bal', '999999');
@@ -112,7 +113,7 @@ describe('reconcile', () => {
     const diffs = await t.engine.recovery.reconcile();
     expect(diffs).toHaveLength(3);
     expect(diffs.join('\n')).toMatch(/account 7: balance redis 999999, ledger /);
-    expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 49000, ledger -0.01 @ 49000/);
+    expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 44000, ledger -0.01 @ 44000/);
     expect(diffs.join('\n')).toMatch(/mark ETH-PERP: redis 1, ledger 12000/);
     // an on-demand rebuild (what `npm run rebuild` does) repairs all of it
     await db.redis.hdel(`${iso.prefix}:marks`, '#boot');
@@ -203,6 +204,7 @@ describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
   it('expires them in Redis, answers later repeats from the ledger, and rebuilds only recent ones', async () => {
     await withOwnEngine({ CLIENT_ORDER_RETENTION_S: '1' }, async ({ e, probe, req, loseRedis }) => {
       const hash = e.engine.keys.account(1).clientOrders;
+      await listMarkets(e.app, 'BTC-PERP');
       await req('POST', '/accounts/1/deposit', { amount: 100000 });
       const order = (id: string) => ({ account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.01', price: 50000, client_order_id: id });
       const first = await req('POST', '/trade', order('old-1'));

@@ -2,6 +2,7 @@
  * The request body parser: exact numbers, and no object that repeats a key
  * (compared as decoded text), at any depth, whichever parser takes the body.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { clip } from '../../src/http/errors.js';
 import { countKeys, countMembers, DuplicateKey, findDuplicateKey, hasLongNumber, MalformedJson, parseJson } from '../../src/http/json.js';
@@ -78,6 +79,19 @@ describe('countMembers and countKeys', () => {
     const text = '{"a":1,"b":{"c":1,"c":2}}';
     expect(countMembers(text)).toBe(4);
     expect(countKeys(JSON.parse(text) as object)).toBe(3);
+  });
+
+  it('tell an escaped quote from a closing one after runs of backslashes', () => {
+    // "\\" is one backslash, closed; "\\\"" is a backslash and a quote, still open until the next quote.
+    const text = String.raw`{"a":"\\","b:":"\\\":","c":"x\"y:\\"}`;
+    expect(JSON.parse(text)).toEqual({ a: '\\', 'b:': '\\":', c: 'x"y:\\' });
+    expect(countMembers(text)).toBe(3);
+    expect(findDuplicateKey(String.raw`{"a\\":1,"a\\":2}`)).toEqual({ key: 'a\\', path: ['a\\'] });
+    expect(findDuplicateKey(String.raw`{"a\\":1,"a\\\"":2}`)).toBeNull();
+  });
+
+  it('skip long strings', () => {
+    expect(countMembers(`{"a":"${'x:'.repeat(30_000)}","b":1}`)).toBe(2);
   });
 
   it('countKeys handles deep nesting without recursion', () => {
@@ -181,5 +195,47 @@ describe('clip', () => {
     const cut = clip(`${'x'.repeat(198)}😀😀😀`);
     expect(cut).toBe(`${'x'.repeat(198)}…`);
     expect(cut.length).toBeLessThanOrEqual(200);
+  });
+});
+
+describe('parseJson on generated JSON', () => {
+  it('parses what JSON.stringify writes (as JSON.parse does, without long numbers) and finds no duplicate', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const text = JSON.stringify(value);
+        const parsed = parseJson(text); // lossless-json's too, when a number is long: no false duplicate either way
+        if (!hasLongNumber(text)) expect(parsed).toEqual(JSON.parse(text));
+        expect(findDuplicateKey(text)).toBeNull();
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('refuses an object given one member twice, wherever it is nested, naming that key', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string(), fc.jsonValue({ maxDepth: 2 }), { minKeys: 1, maxKeys: 6 }),
+        fc.nat(),
+        fc.nat(),
+        fc.constantFrom('%', '[%]', '{"w":%}', '[1,{"x":[%]}]', '{"v":{"%":1},"w":[{},%]}'),
+        (object, pick, at, wrapper) => {
+          const members = Object.entries(object).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`);
+          const repeated = pick % members.length;
+          const [key] = Object.entries(object)[repeated]!;
+          const written = [...members];
+          written.splice(at % (members.length + 1), 0, members[repeated]!);
+          const text = wrapper.replace(/%(?!")/, () => `{${written.join(',')}}`);
+          let caught: unknown;
+          try {
+            parseJson(text);
+          } catch (error) {
+            caught = error;
+          }
+          expect(caught).toBeInstanceOf(DuplicateKey);
+          expect((caught as DuplicateKey).key).toBe(key);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Pure liquidation math (DESIGN §2): when an account is liquidatable, what
+ * Pure liquidation math: when an account is liquidatable, what
  * closing it out books, and the threshold mark of each position.
  *
  * Rates are the defaults unless a test says otherwise: initial 20%, maintenance 10%.
