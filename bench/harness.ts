@@ -100,7 +100,18 @@ export function isolation(): Isolation {
 /** Node's flags for the engine, as `npm start` passes them (a larger young generation: fewer scavenges per request). */
 export const ENGINE_NODE_FLAGS = ['--max-semi-space-size=32'];
 
-/** The engine's environment for one benchmark: the local stores, an isolated schema and key prefix, quiet logs. */
+/**
+ * The benchmarks' admin key: the engine takes it as ADMIN_API_KEY (an admin
+ * key that is not stored), and post(), request() and load() send it unless
+ * told otherwise. A fixed, public value: the engine under a benchmark listens
+ * on loopback only, on a throw-away schema and key prefix.
+ */
+export const BENCH_ADMIN_KEY = 'bench-admin-key-not-a-secret-0123456789abcdef';
+
+/** The `Authorization` header value for a key. */
+export const bearer = (key: string): string => `Bearer ${key}`;
+
+/** The engine's environment for one benchmark: the local stores, an isolated schema and key prefix, quiet logs, the bench admin key. */
 export function engineEnv(iso: Isolation, env: Record<string, string> = {}): Record<string, string> {
   return {
     REDIS_URL,
@@ -109,6 +120,7 @@ export function engineEnv(iso: Isolation, env: Record<string, string> = {}): Rec
     REDIS_KEY_PREFIX: iso.prefix,
     LOG_LEVEL: 'warn',
     HOST: '127.0.0.1',
+    ADMIN_API_KEY: BENCH_ADMIN_KEY,
     ...env,
   };
 }
@@ -174,11 +186,21 @@ export async function cleanup(iso: Isolation): Promise<void> {
   redis.disconnect();
 }
 
-export async function post(base: string, path: string, body: unknown): Promise<any> {
-  const res = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+/** A POST that must succeed (2xx), as `key` (the bench admin key by default; null: no Authorization header). */
+export async function post(base: string, path: string, body: unknown, key: string | null = BENCH_ADMIN_KEY): Promise<any> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (key !== null) headers.authorization = bearer(key);
+  const res = await fetch(base + path, { method: 'POST', headers, body: JSON.stringify(body) });
   const json = await res.json();
   if (!res.ok) throw new Error(`${path} → ${res.status} ${JSON.stringify(json)}`);
   return json;
+}
+
+/** Creates an API key of `role` through POST /admin/keys (as the bench admin key) and returns its secret. */
+export async function createKey(base: string, role: string, name: string, accountIds?: number[]): Promise<string> {
+  const created = await post(base, '/admin/keys', { name, role, ...(accountIds === undefined ? {} : { account_ids: accountIds }) });
+  if (typeof created?.key !== 'string' || created.role !== role) throw new Error(`POST /admin/keys answered ${JSON.stringify(created)}`);
+  return created.key;
 }
 
 /** Runs `f` over `items` with at most `n` in flight. */
@@ -201,6 +223,13 @@ export interface LoadResult {
   readonly seconds: number;
 }
 
+export interface LoadOptions {
+  /** How many distinct request bodies to cycle through. */
+  readonly distinct?: number;
+  /** The key every request carries as "Authorization: Bearer <key>" (the bench admin key by default; null: none). */
+  readonly key?: string | null;
+}
+
 /**
  * The load tool: wrk (C, one epoll loop per thread), driving pre-built requests
  * from a file of JSON bodies through bench/wrk-load.lua. A load generator in
@@ -208,14 +237,18 @@ export interface LoadResult {
  * measured, on a machine whose two cores it shares with the engine, Redis and
  * PostgreSQL; wrk costs a fraction of that. `bench/setup.sh` installs it.
  */
-export async function load(url: string, connections: number, seconds: number, body: () => string, distinct = 20_000): Promise<LoadResult> {
+export async function load(url: string, connections: number, seconds: number, body: () => string, options: LoadOptions = {}): Promise<LoadResult> {
   ensureWrk();
+  const { distinct = 20_000, key = BENCH_ADMIN_KEY } = options;
   const dir = mkdtempSync(join(tmpdir(), 'bench-'));
   const bodies = join(dir, 'bodies.txt');
   writeFileSync(bodies, Array.from({ length: distinct }, body).join('\n') + '\n');
   try {
     const threads = Math.min(2, connections);
-    const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url, '--', bodies]);
+    // The script's arguments: the bodies file, then the Authorization header's value (none when absent).
+    // An argument, not the command line's -H: the script builds each request itself with wrk.format.
+    const scriptArgs = key === null ? [bodies] : [bodies, bearer(key)];
+    const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url, '--', ...scriptArgs]);
     const line = out.split('\n').find((l) => l.startsWith('{"requests"'));
     if (!line) throw new Error(`wrk printed no summary:\n${out}`);
     const r = JSON.parse(line) as { requests: number; duration_us: number; connect: number; read: number; write: number; status: number; timeout: number; p50_us: number; p99_us: number };
@@ -273,10 +306,22 @@ export interface Timed {
 /** Keep-alive connections for request(): node:http costs the bench far less CPU per request than fetch. */
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-/** One HTTP request with a deadline; returns status, parsed body and wall time. Throws only on a network error or timeout. */
-export function request(base: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000): Promise<Timed> {
+/**
+ * One HTTP request with a deadline, as `key` (the bench admin key by default;
+ * null: no Authorization header); returns status, parsed body and wall time.
+ * Throws only on a network error or timeout.
+ */
+export function request(
+  base: string,
+  method: 'GET' | 'POST' | 'PUT',
+  path: string,
+  body?: unknown,
+  timeoutMs = 30_000,
+  key: string | null = BENCH_ADMIN_KEY,
+): Promise<Timed> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   const headers: http.OutgoingHttpHeaders = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  if (key !== null) headers.authorization = bearer(key);
   return new Promise<Timed>((resolve, reject) => {
     const start = performance.now();
     const req = http.request(base + path, { method, headers, agent }, (res) => {

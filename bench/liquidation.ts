@@ -239,6 +239,10 @@ export async function benchLiquidation(seconds: number): Promise<string> {
   // and writes the profile on exit; the t+ offsets in the log line phases up with it.
   const nodeOptions = process.env.BENCH_ENGINE_NODE_OPTIONS;
   engineSpawnedAt = performance.now();
+  // Auth: the harness's admin key (ADMIN_API_KEY) on every request. Markets: the start mark
+  // lists BTC-PERP before any trade. Price band: left at its default (5 %): every seeding
+  // trade's price is within 100 of the 50,000 mark (0.2 %), so TRADE_PRICE_BAND is not set.
+  // The mark move guard (MARK_MAX_MOVE) is off by default, so the 12 % liquidation tick needs no "force".
   const engine = await startEngine(iso, nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}).catch(async (error: unknown) => {
     await cleanup(iso);
     throw error;

@@ -5,12 +5,37 @@
  * A third server, the storage floor (bench/floor-server.mjs: only a trade's
  * durable I/O, no logic), runs in the same rounds as the reference for what
  * any engine on this stack and machine could reach.
+ *
+ * Authentication: the engine runs with API keys on (its default); the load
+ * carries a key of role `trading`, created through POST /admin/keys at setup,
+ * as a matching engine's would. A second engine process with AUTH=off, on its
+ * own schema and key prefix and seeded the same way, runs in every
+ * 64-connection round beside the auth-on one, for the cost of the key check.
+ * Every server in the rounds gets the very same requests, Authorization
+ * header included (the auth-off engine, echo and floor ignore it).
  */
 import postgres from 'postgres';
-import { DATABASE_URL, cleanup, isolation, load, pool, post, startEcho, startEngine, startFloor, table, withCpu, type Costed, type LoadResult } from './harness.js';
+import {
+  DATABASE_URL,
+  cleanup,
+  createKey,
+  isolation,
+  load,
+  pool,
+  post,
+  startEcho,
+  startEngine,
+  startFloor,
+  table,
+  withCpu,
+  type Child,
+  type Costed,
+  type Isolation,
+  type LoadResult,
+} from './harness.js';
 
 export const ACCOUNTS = 1000;
-/** Alternating echo/floor/engine rounds at 64 connections. */
+/** Alternating echo/floor/engine (auth on and auth off) rounds at 64 connections. */
 const ROUNDS = 3;
 
 /** The load's request bodies: accounts in a scattered order, mixed buys and sells of two symbols near their marks. */
@@ -48,40 +73,91 @@ const comparisonRow = ({ r, cpuUs, machineUs }: Costed): (string | number)[] => 
   machineUs.toFixed(0),
 ];
 
-export async function benchTrades(seconds: number): Promise<string> {
+/** An engine under test, with a connection to its schema to count the ledger rows it writes. */
+interface Subject {
+  readonly engine: Child;
+  readonly iso: Isolation;
+  readonly sql: postgres.Sql;
+}
+
+async function startSubject(env: Record<string, string>): Promise<Subject> {
   const iso = isolation();
-  const engine = await startEngine(iso);
+  const engine = await startEngine(iso, env).catch(async (error: unknown) => {
+    await cleanup(iso);
+    throw error;
+  });
   const sql = postgres(DATABASE_URL, { connection: { search_path: iso.schema }, onnotice: () => {} });
+  return { engine, iso, sql };
+}
+
+async function stopSubject(s: Subject | null): Promise<void> {
+  if (s === null) return;
+  await s.sql.end();
+  await s.engine.stop();
+  await cleanup(s.iso);
+}
+
+export async function benchTrades(seconds: number): Promise<string> {
+  let on: Subject | null = null;
+  let off: Subject | null = null;
   try {
-    await seedTradeAccounts(engine.base);
+    on = await startSubject({});
+    // The auth-off engine: its own schema and key prefix (so neither sees the
+    // other's heartbeat, and each keeps the trusted path), seeded the same
+    // way. It idles while the other servers are loaded, as the echo and the
+    // floor do; nothing of it runs but its timers.
+    off = await startSubject({ AUTH: 'off' });
+    const onEngine: Subject = on;
+    const offEngine: Subject = off;
+    // The load's key: role `trading`, as a matching engine would hold.
+    const tradingKey = await createKey(onEngine.engine.base, 'trading', 'bench trades load');
+    await seedTradeAccounts(onEngine.engine.base);
+    await seedTradeAccounts(offEngine.engine.base);
 
     const body = tradeBodies(ACCOUNTS);
+    const loadOf = (base: string, connections: number, s: number) => load(base, connections, s, body, { key: tradingKey });
     const rows: (string | number)[][] = [];
-    const count = async () => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    const count = async (sql: postgres.Sql) => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
     // Engine CPU per trade (user + system time over 2xx answers): steadier than the rate on a shared machine.
-    const engineRun = async (label: string, connections: number) => {
-      const before = await count();
-      const { r, cpuUs, machineUs } = await withCpu(engine, () => load(engine.base, connections, seconds, body));
-      const after = await count();
+    const engineRun = async ({ engine, sql }: Subject, label: string, connections: number) => {
+      const before = await count(sql);
+      const { r, cpuUs, machineUs } = await withCpu(engine, () => loadOf(engine.base, connections, seconds));
+      const after = await count(sql);
       rows.push([label, r.rps.toFixed(0), r.p50, r.p99, r.non2xx + r.errors, ((after - before) / r.seconds).toFixed(0), cpuUs.toFixed(0), machineUs.toFixed(0), engine.rssMiB().toFixed(0)]);
       return r;
     };
-    for (const connections of [1, 16]) await engineRun(`engine, ${connections} conn`, connections);
+    for (const connections of [1, 16]) await engineRun(onEngine, `engine, ${connections} conn`, connections);
+    // The auth-off engine gets the same history as the auth-on one's 1- and
+    // 16-connection rows (JIT, caches, ledger size), not printed.
+    for (const connections of [1, 16]) await loadOf(offEngine.engine.base, connections, seconds);
     // The 64-connection comparison alternates echo, floor and engine runs,
     // so each ratio compares neighbours in time: this shared machine's speed
-    // drifts by tens of percent over a minute.
+    // drifts by tens of percent over a minute. The two engines run back to
+    // back, in turns (on, off; then off, on; ...), so neither is always the
+    // later one.
     const floorIso = isolation();
     const echo = await startEcho();
     const floor = await startFloor(floorIso);
-    const rounds: { engine: LoadResult; echo: LoadResult; floor: LoadResult }[] = [];
+    const rounds: { engine: LoadResult; engineOff: LoadResult; echo: LoadResult; floor: LoadResult }[] = [];
     try {
-      await load(floor.base, 64, 2, body); // its first commits and JIT, as the engine's 1- and 16-connection rows warm it
+      await loadOf(floor.base, 64, 2); // its first commits and JIT, as the engine's 1- and 16-connection rows warm it
       for (let round = 1; round <= ROUNDS; round++) {
-        const e = await withCpu(echo, () => load(echo.base, 64, seconds, body));
+        const e = await withCpu(echo, () => loadOf(echo.base, 64, seconds));
         rows.push([`bare fastify echo, 64 conn (${round})`, ...comparisonRow(e), echo.rssMiB().toFixed(0)]);
-        const f = await withCpu(floor, () => load(floor.base, 64, seconds, body));
+        const f = await withCpu(floor, () => loadOf(floor.base, 64, seconds));
         rows.push([`storage floor, 64 conn (${round})`, ...comparisonRow(f), floor.rssMiB().toFixed(0)]);
-        rounds.push({ echo: e.r, floor: f.r, engine: await engineRun(`engine, 64 conn (${round})`, 64) });
+        const runOn = () => engineRun(onEngine, `engine, 64 conn (${round})`, 64);
+        const runOff = () => engineRun(offEngine, `engine AUTH=off, 64 conn (${round})`, 64);
+        let engine: LoadResult;
+        let engineOff: LoadResult;
+        if (round % 2 === 1) {
+          engine = await runOn();
+          engineOff = await runOff();
+        } else {
+          engineOff = await runOff();
+          engine = await runOn();
+        }
+        rounds.push({ echo: e.r, floor: f.r, engine, engineOff });
       }
     } finally {
       await Promise.all([echo.stop(), floor.stop()]);
@@ -106,10 +182,11 @@ export async function benchTrades(seconds: number): Promise<string> {
       `storage floor / bare fastify, per round: ${ratios((r) => r.floor.rps / r.echo.rps)} (durable I/O alone, no validation or margin math)`,
       `engine / storage floor, per round: ${ratios((r) => r.engine.rps / r.floor.rps)}`,
       `engine at 64 connections, median of ${ROUNDS}: ${rate.toFixed(0)} trades/s, p99 ${p99} ms (target ≥ 10,000 trades/s with p99 ≤ 25 ms)`,
+      `auth on / auth off at 64 connections, per round: ${ratios((r) => r.engine.rps / r.engineOff.rps)} (target ≥ 0.95)`,
+      'Rows "engine": API keys on, the load holding a `trading` key; "engine AUTH=off": a second engine process, seeded the same way, sent the same requests.',
     ].join('\n');
   } finally {
-    await sql.end();
-    await engine.stop();
-    await cleanup(iso);
+    await stopSubject(on);
+    await stopSubject(off);
   }
 }

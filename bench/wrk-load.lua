@@ -1,4 +1,6 @@
 -- Requests are pre-built from a file of JSON bodies (one per line); each thread starts at its own offset.
+-- Script arguments (after wrk's "--"): the bodies file, then optionally the Authorization header's
+-- value ("Bearer <key>"), sent on every request; absent or empty: no Authorization header.
 local counter = 0
 local threads = {}
 function setup(thread)
@@ -10,8 +12,10 @@ local reqs = {}
 local i = 0
 function init(args)
   local path = args[1]
+  local headers = { ["Content-Type"] = "application/json" }
+  if args[2] ~= nil and args[2] ~= "" then headers["Authorization"] = args[2] end
   for line in io.lines(path) do
-    reqs[#reqs + 1] = wrk.format("POST", "/trade", { ["Content-Type"] = "application/json" }, line)
+    reqs[#reqs + 1] = wrk.format("POST", "/trade", headers, line)
   end
   i = (tonumber(tid) or 0) * 7 % #reqs
 end

@@ -86,7 +86,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
       if (status >= 500) req.log.warn({ code: error.code, cause: (error.cause as Error | undefined)?.message }, error.message);
       if (status === 503) void reply.header('retry-after', '1');
       if (status === 401) void reply.header('www-authenticate', 'Bearer');
-      return reply.code(status).send(errorBody(error.code, clip(error.message), error.details));
+      return reply.code(status).send(errorBody(error.code, error.message, error.details));
     }
     // fastify's own 4xx (unsupported media type, body too large, bad URL, …)
     const statusCode = error.statusCode ?? 500;

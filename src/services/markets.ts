@@ -98,18 +98,18 @@ export class MarketsService {
       log.warn({ symbol, version, err: (error as Error).message }, 'market change committed but not yet in redis; recovery will publish it');
     }
     log.info({ symbol, created, status: row.status, changes: { ...(status ? { status } : {}), ...params }, actor }, created ? 'market listed' : 'market changed');
-    return { view: await this.view(row), created, applied };
+    return { view: (await this.views([row]))[0]!, created, applied };
   }
 
   async list(): Promise<{ markets: MarketView[] }> {
     const rows = await postgresCall(() => marketRows(this.deps.sql), this.deps.timeoutMs);
-    return { markets: await Promise.all(rows.map((r) => this.view(r))) };
+    return { markets: await this.views(rows) };
   }
 
   async get(symbol: string): Promise<MarketView> {
     const [row] = await postgresCall(() => marketRows(this.deps.sql, symbol), this.deps.timeoutMs);
     if (!row) throw marketNotFound(symbol);
-    return this.view(row);
+    return (await this.views([row]))[0]!;
   }
 
   async history(symbol: string, limit: number, cursor: number | null): Promise<{ events: MarketEventView[]; next_cursor: string | null }> {
@@ -135,57 +135,82 @@ export class MarketsService {
     return effectiveMarket(row.symbol, row.status, overridesOf(row.params), this.deps.defaults);
   }
 
-  private async view(row: MarketRow): Promise<MarketView> {
-    const m = this.marketOf(row);
-    const [marks, interest] = await Promise.all([redisCall(() => this.deps.markBook.current()), this.openInterest(row.symbol)]);
-    const mark = marks.get(row.symbol);
-    return {
-      symbol: m.symbol,
-      status: m.status,
-      tiers: m.tiers.map((t) => ({
-        max_notional: t.maxNotional === null ? null : str(t.maxNotional),
-        initial_margin_rate: str(t.initialMarginRate),
-        maintenance_margin_rate: str(t.maintenanceMarginRate),
-      })),
-      trade_price_band: str(m.tradePriceBand),
-      max_mark_move: str(m.maxMarkMove),
-      liquidation_mode: m.liquidationMode,
-      liquidation_fee_rate: str(m.liquidationFeeRate),
-      liquidation_buffer: str(m.liquidationBuffer),
-      maker_fee_rate: str(m.makerFeeRate),
-      taker_fee_rate: str(m.takerFeeRate),
-      lot_size: m.lotSize === null ? null : str(m.lotSize),
-      mark_price: mark === undefined ? null : str(mark),
-      open_interest: { long: str(interest.long), short: str(interest.short) },
-      holders: interest.holders,
-      // Trading fees are not charged yet: nothing has been collected.
-      fees_collected: '0',
-      created_at: row.created_at.toISOString(),
-      updated_at: row.updated_at.toISOString(),
-    };
+  /** The views of these markets: the marks read once, open interest summed in one pass over their holders. */
+  private async views(rows: readonly MarketRow[]): Promise<MarketView[]> {
+    const [marks, interest] = await Promise.all([redisCall(() => this.deps.markBook.current()), this.openInterest(rows.map((r) => r.symbol))]);
+    return rows.map((row) => {
+      const m = this.marketOf(row);
+      const mark = marks.get(row.symbol);
+      const oi = interest.get(row.symbol)!;
+      return {
+        symbol: m.symbol,
+        status: m.status,
+        tiers: m.tiers.map((t) => ({
+          max_notional: t.maxNotional === null ? null : str(t.maxNotional),
+          initial_margin_rate: str(t.initialMarginRate),
+          maintenance_margin_rate: str(t.maintenanceMarginRate),
+        })),
+        trade_price_band: str(m.tradePriceBand),
+        max_mark_move: str(m.maxMarkMove),
+        liquidation_mode: m.liquidationMode,
+        liquidation_fee_rate: str(m.liquidationFeeRate),
+        liquidation_buffer: str(m.liquidationBuffer),
+        maker_fee_rate: str(m.makerFeeRate),
+        taker_fee_rate: str(m.takerFeeRate),
+        lot_size: m.lotSize === null ? null : str(m.lotSize),
+        mark_price: mark === undefined ? null : str(mark),
+        open_interest: { long: str(oi.long), short: str(oi.short) },
+        holders: oi.holders,
+        // Trading fees are not charged yet: nothing has been collected.
+        fees_collected: '0',
+        created_at: row.created_at.toISOString(),
+        updated_at: row.updated_at.toISOString(),
+      };
+    });
   }
 
   /**
-   * Open interest, summed exactly from the holders' positions: the risk
-   * index lists every holder of the symbol by side, and their states are
-   * read in chunks. Costs O(holders) reads; nothing on the trade path.
+   * Open interest per symbol, summed exactly from the holders' positions: the
+   * risk index lists every holder of a symbol by side (read for CHUNK
+   * symbols per round trip), and each holder's state is read once, in
+   * chunks, whatever the number of these symbols it holds. O(holders) per
+   * read; nothing on the trade path.
    */
-  private async openInterest(symbol: string): Promise<{ long: Dec; short: Dec; holders: number }> {
+  private async openInterest(symbols: readonly string[]): Promise<Map<string, { long: Dec; short: Dec; holders: number }>> {
     const { redis, keys, risk } = this.deps;
     await this.deps.applied();
-    const [longs, shorts] = await redisCall(() => Promise.all([redis.zrange(risk.long(symbol), 0, -1), redis.zrange(risk.short(symbol), 0, -1)]));
-    const holders = [...new Set([...longs, ...shorts].map(accountOf))];
-    let long = ZERO;
-    let short = ZERO;
-    for (let i = 0; i < holders.length; i += CHUNK) {
-      const accounts = await redisCall(() => readAccounts(redis, keys, holders.slice(i, i + CHUNK)));
-      for (const a of accounts) {
-        const q = a.positions.get(symbol)?.quantity;
-        if (q === undefined) continue;
-        if (q.isPos()) long = long.plus(q);
-        else short = short.minus(q);
+    const out = new Map(symbols.map((s) => [s, { long: ZERO, short: ZERO, holders: 0 }]));
+    const holders = new Set<number>();
+    for (let i = 0; i < symbols.length; i += CHUNK) {
+      const chunk = symbols.slice(i, i + CHUNK);
+      const replies = await redisCall(async () => {
+        const p = redis.pipeline();
+        for (const s of chunk) p.zrange(risk.long(s), 0, -1).zrange(risk.short(s), 0, -1);
+        return (await p.exec()) ?? [];
+      });
+      for (const [j, s] of chunk.entries()) {
+        const ids = new Set<number>();
+        for (const reply of [replies[2 * j], replies[2 * j + 1]]) {
+          const [error, members] = reply ?? [new Error('missing pipeline reply'), []];
+          if (error) throw error;
+          for (const m of members as string[]) ids.add(accountOf(m));
+        }
+        out.get(s)!.holders = ids.size;
+        for (const id of ids) holders.add(id);
       }
     }
-    return { long, short, holders: holders.length };
+    const ids = [...holders];
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const accounts = await redisCall(() => readAccounts(redis, keys, ids.slice(i, i + CHUNK)));
+      for (const a of accounts) {
+        for (const [symbol, p] of a.positions) {
+          const sums = out.get(symbol);
+          if (sums === undefined) continue;
+          if (p.quantity.isPos()) sums.long = sums.long.plus(p.quantity);
+          else sums.short = sums.short.minus(p.quantity);
+        }
+      }
+    }
+    return out;
   }
 }

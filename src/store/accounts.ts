@@ -13,6 +13,7 @@ import type { IndexWriter } from './risk-index.js';
 import { Batcher } from './batcher.js';
 import { defineScript, runScript } from './scripts.js';
 import { effectiveMarket, type Market, type MarketParams } from '../domain/markets.js';
+import { BucketMap } from './bucket-map.js';
 import { isMarkField, MARKS_SINCE, overridesOf, type MarketJson } from './markets.js';
 
 /** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
@@ -264,13 +265,13 @@ export async function acquireAccount(
 
 /** The marks and markets as one process last read them, at one epoch. */
 export interface Book {
-  readonly marks: Marks;
-  readonly markets: ReadonlyMap<string, Market>;
+  readonly marks: BucketMap<Dec>;
+  readonly markets: BucketMap<Market>;
   /** The marks' change counter when they were read (null: nothing posted yet). */
   readonly epoch: string | null;
 }
 
-const EMPTY_BOOK: Book = { marks: new Map(), markets: new Map(), epoch: null };
+const EMPTY_BOOK: Book = { marks: BucketMap.empty(), markets: BucketMap.empty(), epoch: null };
 
 /**
  * The marks hash (marks and market definitions), cached and parsed once per
@@ -346,29 +347,27 @@ export class MarkBook {
     ];
     // Rebuilt meanwhile, or the epoch went backwards: only a full read is safe.
     if (boot !== this.boot || epoch === null || epochNumber(epoch) < epochNumber(base.epoch)) return this.loadAll();
-    // Copy on write: books handed out before stay as they were.
-    const marks = new Map(base.marks);
-    const markets = new Map(base.markets);
+    // Books handed out before stay as they were: the new one shares all but the changed buckets.
+    const markChanges: [string, Dec | undefined][] = [];
+    const marketChanges: [string, Market | undefined][] = [];
     for (let i = 0; i < changed.length; i += 3) {
       const symbol = changed[i]!;
       const price = changed[i + 1]!;
       const market = changed[i + 2]!;
-      if (price === '') marks.delete(symbol);
-      else marks.set(symbol, new D(price));
-      if (market === '') markets.delete(symbol);
-      else markets.set(symbol, this.parseMarket(symbol, market));
+      markChanges.push([symbol, price === '' ? undefined : new D(price)]);
+      marketChanges.push([symbol, market === '' ? undefined : this.parseMarket(symbol, market)]);
     }
-    return this.settle({ marks, markets, epoch });
+    return this.settle({ marks: base.marks.with(markChanges), markets: base.markets.with(marketChanges), epoch });
   }
 
   private async loadAll(): Promise<Book> {
     const hash = await this.redis.hgetall(this.keys.marks);
-    const markets = new Map<string, Market>();
+    const markets: [string, Market][] = [];
     for (const [field, value] of Object.entries(hash)) {
-      if (field.charCodeAt(0) === 36 /* $ */) markets.set(field.slice(1), this.parseMarket(field.slice(1), value));
+      if (field.charCodeAt(0) === 36 /* $ */) markets.push([field.slice(1), this.parseMarket(field.slice(1), value)]);
     }
     this.boot = hash[BOOT_FIELD] ?? null;
-    return this.settle({ marks: parseMarks(hash), markets, epoch: hash['#epoch'] ?? null });
+    return this.settle({ marks: BucketMap.from(parseMarks(hash)), markets: BucketMap.from(markets), epoch: hash['#epoch'] ?? null });
   }
 
   private settle(book: Book): Book {
