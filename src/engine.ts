@@ -60,6 +60,14 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     poolSize: config.databasePoolSize,
     connectTimeoutSeconds: Math.max(1, Math.ceil(config.dependencyTimeoutMs / 1000)),
   });
+  // Marks and their sweep records commit without waiting for the WAL flush (see commitMark).
+  const marksSql = createSql({
+    url: config.databaseUrl,
+    schema: config.databaseSchema,
+    poolSize: 2,
+    connectTimeoutSeconds: Math.max(1, Math.ceil(config.dependencyTimeoutMs / 1000)),
+    asyncCommit: true,
+  });
   const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.dependencyTimeoutMs });
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   try {
@@ -71,7 +79,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     }
   } catch (error) {
     redis.disconnect();
-    await sql.end({ timeout: 1 });
+    await Promise.all([sql.end({ timeout: 1 }), marksSql.end({ timeout: 1 })]);
     throw error;
   }
 
@@ -115,7 +123,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   });
   const applied = (accountId?: number) => gate.applied(accountId);
   const liquidation = new LiquidationService({ redis, keys, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
-  const marks = new MarksService({ redis, sql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
+  const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
   recovery.finishSweeps = (all) => marks.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {
@@ -124,7 +132,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   } catch (error) {
     recovery.stop();
     redis.disconnect();
-    await sql.end({ timeout: 1 });
+    await Promise.all([sql.end({ timeout: 1 }), marksSql.end({ timeout: 1 })]);
     throw error;
   }
   gate.startHeartbeat();
@@ -168,7 +176,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       await gate.idle();
       await committer.close();
       redis.disconnect();
-      await sql.end({ timeout: 5 });
+      await Promise.all([sql.end({ timeout: 5 }), marksSql.end({ timeout: 5 })]);
     },
   };
 }

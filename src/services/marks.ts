@@ -4,9 +4,9 @@
  * 1. Before anything is written, Redis must answer (and hold every trade
  *    this process acknowledged): a mark that could not be applied is refused
  *    with nothing changed anywhere.
- * 2. One PostgreSQL transaction lists the market if the symbol is new,
- *    checks the move guard against the mark it replaces, and records the mark
- *    and its history row. This is the commit point; a refusal rolls it all back.
+ * 2. One PostgreSQL statement lists the market if the symbol is new, checks
+ *    the move guard against the mark it replaces, and records the mark and
+ *    its history row. This is the commit point; a refusal writes nothing.
  * 3. The sweep: publish the mark to Redis, liquidate every account it
  *    endangers, then record the sweep as finished (mark_prices.swept_version).
  *
@@ -21,7 +21,7 @@ import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
 import { markMoveRefusal, type MarketParams } from '../domain/markets.js';
 import type { MarkBook } from '../store/accounts.js';
-import { commitMark, marketApplied, markSwept, overridesOf, pendingMarkets, pendingMarks, publishMarket } from '../store/markets.js';
+import { commitMark, marketApplied, markSwept, pendingMarkets, pendingMarks, publishMarket } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { endangeredBy, type RiskKeys } from '../store/risk-index.js';
@@ -40,6 +40,8 @@ export interface MarkResult {
 export interface MarksDeps {
   readonly redis: Redis;
   readonly sql: Sql;
+  /** A pool whose commits skip the WAL flush: marks and their sweep records (see commitMark). */
+  readonly marksSql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
   /** This process's cached marks: told at once when a post here moves them. */
@@ -69,7 +71,7 @@ export class MarksService {
   }
 
   async setMark(symbol: string, price: Dec, options: { actor: string | null; force: boolean }): Promise<MarkResult> {
-    const { sql, timeoutMs, committer, markBook, defaults } = this.deps;
+    const { marksSql, timeoutMs, committer, markBook, defaults } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
     // Every trade acknowledged before this tick is in Redis, and in the risk
     // index the tick reads, before the mark moves: the tick itself checks them.
@@ -79,15 +81,7 @@ export class MarksService {
     const priceText = str(price);
     let committed;
     try {
-      committed = await postgresCall(
-        () =>
-          commitMark(sql, symbol, priceText, options.actor, options.force, (market, previous) => {
-            const maxMove = overridesOf(market.params).maxMarkMove ?? defaults.maxMarkMove;
-            const refusal = markMoveRefusal(symbol, previous === null ? null : new D(previous), price, maxMove, options.force);
-            if (refusal) throw refusal;
-          }),
-        timeoutMs,
-      );
+      committed = await postgresCall(() => commitMark(marksSql, symbol, priceText, options.actor, options.force, str(defaults.maxMarkMove)), timeoutMs);
     } catch (error) {
       // PostgreSQL stopped answering mid-commit: the mark may yet commit. If it
       // does, it is swept like any other (recovery takes orphaned sweeps).
@@ -95,6 +89,13 @@ export class MarksService {
         this.deps.log.warn({ symbol }, 'mark commit outcome unknown; recovery sweeps it if it committed');
       }
       throw error;
+    }
+    if (!committed.committed) {
+      // Refused by the guard inside the statement: nothing was written. The same rule, in decimal, words the answer.
+      throw (
+        markMoveRefusal(symbol, new D(committed.previous), price, new D(committed.maxMove), false) ??
+        new Error(`mark guard disagreement on ${symbol}: postgresql refused ${priceText} against ${committed.previous}`)
+      );
     }
     const { liquidated, complete } = await this.sweep(symbol, priceText, committed.version, committed.listed, options.actor);
     if (committed.listed) this.deps.log.info({ symbol, actor: options.actor }, 'market listed by its first mark');
@@ -113,7 +114,7 @@ export class MarksService {
     listed: { json: string; version: number } | null,
     actor: string | null,
   ): Promise<{ liquidated: number[]; complete: boolean }> {
-    const { redis, sql, keys, risk, markBook, liquidation, timeoutMs } = this.deps;
+    const { redis, marksSql, keys, risk, markBook, liquidation, timeoutMs } = this.deps;
     const price = new D(priceText);
     const liquidated: number[] = [];
     try {
@@ -130,7 +131,7 @@ export class MarksService {
         return candidates;
       });
       await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
-      await postgresCall(() => markSwept(sql, symbol, version, listed?.version ?? null), timeoutMs);
+      await postgresCall(() => markSwept(marksSql, symbol, version, listed?.version ?? null), timeoutMs);
       this.unfinished.delete(symbol);
       return { liquidated: liquidated.sort((a, b) => a - b), complete: true };
     } catch (error) {

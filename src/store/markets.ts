@@ -143,72 +143,64 @@ export interface CommittedMark {
   readonly listed: { readonly json: string; readonly version: number } | null;
 }
 
+export type MarkCommit =
+  | {
+      readonly committed: true;
+      readonly version: number;
+      readonly previous: string | null;
+      /** The market, when this mark listed it (its first mark on an unknown symbol). */
+      readonly listed: { readonly json: string; readonly version: number } | null;
+    }
+  /** Refused by the move guard; nothing was written. */
+  | { readonly committed: false; readonly previous: string; readonly maxMove: string };
+
 /**
- * Commits a mark in one transaction: lists the market if it is new, checks
- * the move guard against the mark it replaces (`refuse` throws to roll
- * everything back), records the mark and its history row. The mark's sweep
- * is pending until markSwept().
+ * Commits a mark in one statement (the `post_mark` function, sql/003): lists
+ * the market if it is new, checks the move guard against the mark it
+ * replaces, records the mark and its history row. The mark's sweep is
+ * pending until markSwept().
  *
- * The commit does not wait for the WAL flush (synchronous_commit off, for
- * this transaction only): a tick is acknowledged without an fsync. Every
+ * `sql` should be a connection pool with synchronous_commit off (see
+ * createSql's `asyncCommit`): a tick is acknowledged without an fsync. Every
  * liquidation it causes commits durably afterwards, and a durable commit
  * flushes the WAL written before it, this mark's included; a tick that
  * liquidates nothing can lose only itself, in a crash of PostgreSQL's host
  * within wal_writer_delay (200 ms by default).
  */
-export async function commitMark(
-  sql: Sql,
-  symbol: string,
-  price: string,
-  actor: string | null,
-  forced: boolean,
-  guard: (market: { params: ParamsJson }, previous: string | null) => void,
-): Promise<CommittedMark> {
-  return (await sql.begin(async (tx) => {
-    // Sent together (postgres.js pipelines queries issued at once on one connection).
-    const [, inserted, current] = await Promise.all([
-      tx`SET LOCAL synchronous_commit = off`,
-      tx<MarketRow[]>`INSERT INTO markets (symbol) VALUES (${symbol}) ON CONFLICT (symbol) DO NOTHING RETURNING *`,
-      tx<{ status: MarketStatus; params: ParamsJson; version: string; price: string | null }[]>`
-        SELECT m.status, m.params, m.version, p.price FROM markets m LEFT JOIN mark_prices p USING (symbol)
-        WHERE m.symbol = ${symbol} FOR UPDATE OF m`,
-    ]);
-    const listed = inserted[0];
-    const row = current[0] ?? listed!;
-    const previous = current[0]?.price ?? null;
-    guard({ params: row.params }, previous);
-    const listing = listed
-      ? tx`INSERT INTO market_events (symbol, kind, changes, actor) VALUES (${symbol}, 'listed', ${tx.json({ status: listed.status })}, ${actor})`
-      : Promise.resolve();
-    const marking = tx<{ version: string }[]>`
-      WITH up AS (
-        INSERT INTO mark_prices (symbol, price, actor) VALUES (${symbol}, ${price}, ${actor})
-        ON CONFLICT (symbol) DO UPDATE
-          SET price = EXCLUDED.price, version = mark_prices.version + 1, updated_at = now(), actor = EXCLUDED.actor
-        RETURNING version
-      )
-      INSERT INTO market_events (symbol, kind, price, previous_price, version, forced, actor)
-      SELECT ${symbol}, 'mark', ${price}, ${previous}, version, ${forced}, ${actor} FROM up
-      RETURNING version`;
-    // Pipelined, in this order: the listing's history row comes before the mark's.
-    const [, [mark]] = await Promise.all([listing, marking]);
-    return {
-      version: Number(mark!.version),
-      previous: previous === null ? null : new D(previous).toString(),
-      listed: listed ? { json: marketJson(listed.status, listed.params), version: Number(listed.version) } : null,
-    };
-  })) as CommittedMark;
+export async function commitMark(sql: Sql, symbol: string, price: string, actor: string | null, force: boolean, defaultMaxMove: string): Promise<MarkCommit> {
+  const [r] = await sql<
+    {
+      r_refused: boolean;
+      r_version: string | null;
+      r_previous: string | null;
+      r_max_move: string;
+      r_listed: boolean;
+      r_status: MarketStatus | null;
+      r_params: ParamsJson | null;
+      r_market_version: string | null;
+    }[]
+  >`SELECT * FROM post_mark(${symbol}, ${price}::numeric, ${actor}, ${force}, ${defaultMaxMove}::numeric)`;
+  const previous = r!.r_previous === null ? null : new D(r!.r_previous).toString();
+  if (r!.r_refused) return { committed: false, previous: previous!, maxMove: new D(r!.r_max_move).toString() };
+  return {
+    committed: true,
+    version: Number(r!.r_version),
+    previous,
+    listed: r!.r_listed ? { json: marketJson(r!.r_status!, r!.r_params!), version: Number(r!.r_market_version) } : null,
+  };
 }
 
 export const marketJson = (status: MarketStatus, params: ParamsJson): string => JSON.stringify({ status, params } satisfies MarketJson);
 
-/** The mark's sweep finished (and a market it listed reached Redis). */
+/** The mark's sweep finished (and a market it listed reached Redis): one statement. */
 export async function markSwept(sql: Sql, symbol: string, version: number, listedVersion: number | null): Promise<void> {
-  await sql.begin((tx) => [
-    tx`SET LOCAL synchronous_commit = off`,
-    tx`UPDATE mark_prices SET swept_version = ${version} WHERE symbol = ${symbol} AND swept_version < ${version}`,
-    ...(listedVersion === null ? [] : [tx`UPDATE markets SET applied_version = ${listedVersion} WHERE symbol = ${symbol} AND applied_version < ${listedVersion}`]),
-  ]);
+  if (listedVersion === null) {
+    await sql`UPDATE mark_prices SET swept_version = ${version} WHERE symbol = ${symbol} AND swept_version < ${version}`;
+    return;
+  }
+  await sql`
+    WITH swept AS (UPDATE mark_prices SET swept_version = ${version} WHERE symbol = ${symbol} AND swept_version < ${version})
+    UPDATE markets SET applied_version = ${listedVersion} WHERE symbol = ${symbol} AND applied_version < ${listedVersion}`;
 }
 
 export async function marketApplied(sql: Sql, symbol: string, version: number): Promise<void> {

@@ -7,6 +7,12 @@ export interface PostgresOptions {
   readonly schema: string;
   readonly poolSize: number;
   readonly connectTimeoutSeconds: number;
+  /**
+   * Commits on this pool do not wait for the WAL flush (synchronous_commit
+   * off for its connections): for writes whose loss in a crash of
+   * PostgreSQL's host is harmless (see commitMark).
+   */
+  readonly asyncCommit?: boolean;
 }
 
 /**
@@ -19,6 +25,10 @@ export function createSql(options: PostgresOptions): Sql {
     connect_timeout: options.connectTimeoutSeconds,
     idle_timeout: 60,
     onnotice: () => {},
-    connection: { search_path: options.schema, application_name: 'margin-engine' },
+    connection: {
+      search_path: options.schema,
+      application_name: 'margin-engine',
+      ...(options.asyncCommit ? { synchronous_commit: 'off' } : {}),
+    },
   });
 }

@@ -57,3 +57,20 @@ describe('configuration', () => {
     expect(() => loadConfig({ INITIAL_MARGIN_RATE: '0.1', MAINTENANCE_MARGIN_RATE: '0.2' })).toThrow(/MAINTENANCE_MARGIN_RATE/);
   });
 });
+
+describe('.env.example', () => {
+  it('lists variables whose values are the defaults, and parses', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(new URL('../../.env.example', import.meta.url), 'utf8');
+    const env = Object.fromEntries(
+      text
+        .split('\n')
+        .filter((l) => /^[A-Z_]+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    for (const name of ['HOST', 'AUTH', 'ADMIN_API_KEY', 'TRADE_PRICE_BAND', 'MARK_MAX_MOVE', 'REQUEST_TIMEOUT_MS', 'MAX_CONNECTIONS', 'LOT_SIZE']) {
+      expect(Object.keys(env)).toContain(name);
+    }
+    expect(loadConfig(env)).toEqual(loadConfig({}));
+  });
+});
