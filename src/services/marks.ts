@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
 import { markMoveRefusal, type MarketParams } from '../domain/markets.js';
-import type { MarkBook } from '../store/accounts.js';
+import { BOOT_FIELD, RedisStateLost, type MarkBook } from '../store/accounts.js';
 import { commitMark, marketApplied, markSwept, pendingMarkets, pendingMarks, publishMarket } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -65,6 +65,19 @@ export class MarksService {
 
   constructor(private readonly deps: MarksDeps) {}
 
+  /** Sweep records still being written (shutdown waits for them). */
+  private readonly recording = new Set<Promise<void>>();
+
+  private track(p: Promise<void>): void {
+    this.recording.add(p);
+    void p.finally(() => this.recording.delete(p));
+  }
+
+  /** Resolves once every sweep record started so far is written (or has failed). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.recording]);
+  }
+
   /** Sweeps this process knows are unfinished (the engine is not ready while there are any). */
   get pendingSweeps(): number {
     return this.unfinished.size;
@@ -76,8 +89,8 @@ export class MarksService {
     // Every trade acknowledged before this tick is in Redis, and in the risk
     // index the tick reads, before the mark moves: the tick itself checks them.
     await this.deps.applied();
-    // Redis must answer (with its state) before anything is committed.
-    await redisCall(() => markBook.snapshot());
+    // Redis must answer, holding the engine's state, before anything is committed.
+    if ((await redisCall(() => this.deps.redis.hexists(this.deps.keys.marks, BOOT_FIELD))) !== 1) throw new RedisStateLost();
     const priceText = str(price);
     let committed;
     try {
@@ -131,8 +144,17 @@ export class MarksService {
         return candidates;
       });
       await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
-      await postgresCall(() => markSwept(marksSql, symbol, version, listed?.version ?? null), timeoutMs);
+      // Every account the mark endangered is checked and every liquidation is
+      // committed: the answer need not wait for the bookkeeping. If recording
+      // it fails (or the process dies first), the sweep is simply run again,
+      // and finds nothing left to do.
       this.unfinished.delete(symbol);
+      this.track(
+        postgresCall(() => markSwept(marksSql, symbol, version, listed?.version ?? null), timeoutMs).catch((error: unknown) => {
+          this.unfinished.add(symbol);
+          this.deps.log.warn({ symbol, version, err: (error as Error).message }, 'sweep finished but not recorded; recovery will run it again');
+        }),
+      );
       return { liquidated: liquidated.sort((a, b) => a - b), complete: true };
     } catch (error) {
       // Redis may or may not hold the mark now: nothing cached is trusted until it is read again.
@@ -166,6 +188,7 @@ export class MarksService {
       if (complete) this.deps.log.info({ symbol: m.symbol, version: m.version, liquidated: liquidated.length }, 'finished the sweep of a committed mark');
       else left++;
     }
+    await this.idle(); // recovery waits for the records, unlike a tick's answer
     return left;
   }
 }
