@@ -84,7 +84,7 @@ export class MarksService {
   }
 
   async setMark(symbol: string, price: Dec, options: { actor: string | null; force: boolean }): Promise<MarkResult> {
-    const { marksSql, timeoutMs, committer, markBook, defaults } = this.deps;
+    const { marksSql, timeoutMs, committer, defaults } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
     // Every trade acknowledged before this tick is in Redis, and in the risk
     // index the tick reads, before the mark moves: the tick itself checks them.
