@@ -97,6 +97,8 @@ const envSchema = z
       .optional(),
     /** How long a request may take to arrive, headers and body (ms); a slower one is answered 408 and closed. */
     REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    /** Prometheus metrics at GET /metrics: on, or off (nothing recorded). */
+    METRICS: z.enum(['on', 'off']).default('on'),
     /** Most open connections; further ones are closed at once. */
     MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   });
@@ -134,6 +136,7 @@ export interface Config {
   readonly marketDefaults: MarketDefaults;
   readonly requestTimeoutMs: number;
   readonly maxConnections: number;
+  readonly metrics: boolean;
 }
 
 export interface MarketDefaults {
@@ -214,5 +217,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     maxConnections: e.MAX_CONNECTIONS,
+    metrics: e.METRICS === 'on',
   };
 }

@@ -8,7 +8,8 @@ import { defaultMarketParams, type Config } from './config.js';
 import type { MarginRates } from './domain/margin.js';
 import { BOOT_FIELD, MarkBook } from './store/accounts.js';
 import { loadScripts } from './store/scripts.js';
-import { GroupCommitter, LiquidationIds } from './store/ledger.js';
+import { GroupCommitter, LiquidationIds, type LiquidationRecord } from './store/ledger.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { RiskKeys } from './store/risk-index.js';
 import { AccountWriter } from './services/account-writer.js';
 import { LiquidationService } from './services/liquidation.js';
@@ -28,6 +29,8 @@ import { TradingService } from './services/trading.js';
 
 export interface Engine {
   readonly config: Config;
+  /** Prometheus metrics (null with METRICS=off). */
+  readonly metrics: Metrics | null;
   readonly redis: Redis;
   readonly sql: Sql;
   readonly keys: KeySpace;
@@ -86,7 +89,22 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const keys = new KeySpace(config.redisKeyPrefix, config.clientOrderRetentionS * 1000);
   const rates: MarginRates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
   const timeoutMs = config.dependencyTimeoutMs;
+  let readinessForMetrics: () => Promise<{ redis: boolean; postgres: boolean }> = async () => ({ redis: false, postgres: false });
+  const metrics = config.metrics
+    ? createMetrics({
+        readiness: () => readinessForMetrics(),
+        accounts: () => redis.scard(keys.accounts),
+      })
+    : null;
   const committer = new GroupCommitter(sql, {
+    ...(metrics
+      ? {
+          onCommit: (rows: number, seconds: number) => {
+            metrics.commitRows.observe(rows);
+            metrics.commitSeconds.observe(seconds);
+          },
+        }
+      : {}),
     maxRows: config.commitBatchMax,
     maxConcurrent: config.commitConcurrency,
     earlyRows: config.commitEarlyRows,
@@ -122,7 +140,26 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     onLagging: (accountId) => recovery.noteLagging(accountId),
   });
   const applied = (accountId?: number) => gate.applied(accountId);
-  const liquidation = new LiquidationService({ redis, keys, risk, gate, writer, ids: new LiquidationIds(sql), rates, timeoutMs, log });
+  const liquidation = new LiquidationService({
+    redis,
+    keys,
+    risk,
+    gate,
+    writer,
+    ids: new LiquidationIds(sql),
+    rates,
+    timeoutMs,
+    log,
+    ...(metrics
+      ? {
+          onLiquidated: (record: LiquidationRecord) => {
+            metrics.liquidations.inc({ mode: 'full', reason: record.reason });
+            // For display only: a float of the exact decimal.
+            metrics.shortfall.inc(Number(record.shortfall));
+          },
+        }
+      : {}),
+  });
   const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
   recovery.finishSweeps = (all) => marks.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
@@ -137,8 +174,9 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   }
   gate.startHeartbeat();
 
-  return {
+  const engine: Engine = {
     config,
+    metrics,
     redis,
     sql,
     keys,
@@ -180,4 +218,6 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       await Promise.all([sql.end({ timeout: 5 }), marksSql.end({ timeout: 5 })]);
     },
   };
+  readinessForMetrics = () => engine.readiness();
+  return engine;
 }

@@ -15,6 +15,7 @@ import { markRoutes } from './routes/marks.js';
 import { riskRoutes } from './routes/risk.js';
 import { adminRoutes } from './routes/admin.js';
 import { marketRoutes } from './routes/markets.js';
+import { metricsRoutes, recordRequests } from './routes/metrics.js';
 import { registerAuth } from './auth.js';
 import { tradeRoutes } from './routes/trades.js';
 
@@ -61,6 +62,7 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   registerJsonParser(app);
   registerErrorHandling(app);
   registerAuth(app, engine.apiKeys);
+  if (engine.metrics) recordRequests(app, engine.metrics);
 
   if (options.docs ?? true) {
     await app.register(swagger, {
@@ -89,5 +91,6 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   await typed.register(riskRoutes, { engine });
   await typed.register(marketRoutes, { engine });
   await typed.register(adminRoutes, { engine });
+  await typed.register(metricsRoutes, { engine });
   return app;
 }

@@ -53,12 +53,25 @@ export const errorBody = (code: string, message: string, details?: Record<string
   error: details ? { code, message, details } : { code, message },
 });
 
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The error code sent, when the answer is an error. */
+    errorCode: string | null;
+  }
+}
+
 export function registerErrorHandling(app: FastifyInstance): void {
+  app.decorateReply('errorCode', null);
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${clip(req.url.split('?')[0] ?? '')}`));
   });
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
+    // The code goes on the reply too, for the metrics (trades rejected by code).
+    const send = (status: number, body: ErrorBody) => {
+      reply.errorCode = body.error.code;
+      return reply.code(status).send(body);
+    };
     if (hasZodFastifySchemaValidationErrors(error)) {
       const where = error.validationContext ?? 'body';
       const fields = error.validation.flatMap((v) => {
@@ -71,32 +84,32 @@ export function registerErrorHandling(app: FastifyInstance): void {
       const shown = fields.slice(0, MAX_FIELDS);
       const more = fields.length - shown.length;
       const message = `invalid ${clip(shown.map((f) => f.field).join(', '))}${more > 0 ? ` and ${more} more` : ''}`;
-      return reply.code(400).send(errorBody('VALIDATION_ERROR', message, { fields: shown }));
+      return send(400, errorBody('VALIDATION_ERROR', message, { fields: shown }));
     }
     if (error instanceof DuplicateKey) {
       const message = `duplicate key "${clip(error.key)}" in the JSON body`;
-      return reply.code(400).send(errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: error.reason }] }));
+      return send(400, errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: error.reason }] }));
     }
     if (error instanceof MalformedJson) {
       const message = clip(error.message);
-      return reply.code(400).send(errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: clip(error.reason) }] }));
+      return send(400, errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: clip(error.reason) }] }));
     }
     if (error instanceof EngineError) {
       const status = STATUS[error.code];
       if (status >= 500) req.log.warn({ code: error.code, cause: (error.cause as Error | undefined)?.message }, error.message);
       if (status === 503) void reply.header('retry-after', '1');
       if (status === 401) void reply.header('www-authenticate', 'Bearer');
-      return reply.code(status).send(errorBody(error.code, error.message, error.details));
+      return send(status, errorBody(error.code, error.message, error.details));
     }
     // fastify's own 4xx (unsupported media type, body too large, bad URL, …)
     const statusCode = error.statusCode ?? 500;
     if (statusCode >= 400 && statusCode < 500) {
       const code = statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_ERROR';
       // Their messages may quote the request (a content type, a URL): clipped.
-      return reply.code(statusCode).send(errorBody(code, clip(error.message)));
+      return send(statusCode, errorBody(code, clip(error.message)));
     }
     req.log.error({ err: error }, 'unhandled error');
-    return reply.code(500).send(errorBody('INTERNAL_ERROR', 'internal error'));
+    return send(500, errorBody('INTERNAL_ERROR', 'internal error'));
   });
 }
 

@@ -36,6 +36,8 @@ export interface LiquidationDeps {
   readonly rates: MarginRates;
   readonly timeoutMs: number;
   readonly log: Logger;
+  /** Told of every committed liquidation (for the metrics). */
+  readonly onLiquidated?: (record: LiquidationRecord) => void;
 }
 
 export class LiquidationService {
@@ -101,6 +103,7 @@ export class LiquidationService {
       };
       const flat: AccountState = { balance: plan.balanceAfter, positions: new Map() };
       await this.deps.writer.write(lease, snapshot, rows, flat, { liquidation: record });
+      this.deps.onLiquidated?.(record);
       this.deps.log.info({ accountId, liquidationId, shortfall: record.shortfall, reason: why.reason }, 'account liquidated');
       return liquidationId;
     });

@@ -1,0 +1,37 @@
+import type { FastifyInstance } from 'fastify';
+import type { Metrics } from '../../metrics.js';
+import { READERS } from '../auth.js';
+import type { RoutePlugin } from './types.js';
+
+/** Counts every answer by route (its pattern, so ids do not explode the label set) and status. Call on the root app. */
+export function recordRequests(app: FastifyInstance, metrics: Metrics): void {
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    const status = reply.statusCode;
+    metrics.requests.inc({ method: req.method, route, status });
+    metrics.requestSeconds.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    if (route === '/trade' && req.method === 'POST') {
+      if (status === 200) metrics.tradesBooked.inc();
+      else metrics.tradesRejected.inc({ code: reply.errorCode ?? String(status) });
+    } else if (route === '/mark-price' && req.method === 'POST') {
+      metrics.markTickSeconds.observe({ outcome: status === 200 ? 'complete' : status === 202 ? 'pending' : 'error' }, reply.elapsedTime / 1000);
+    }
+    done();
+  });
+}
+
+export const metricsRoutes: RoutePlugin = async (app, { engine }) => {
+  const metrics = engine.metrics;
+  if (metrics === null) return;
+  app.get(
+    '/metrics',
+    {
+      config: { access: { roles: READERS } },
+      schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)', hide: false },
+    },
+    async (_req, reply) => {
+      const text = await metrics.registry.metrics();
+      return reply.header('content-type', metrics.registry.contentType).send(text);
+    },
+  );
+};
