@@ -101,6 +101,24 @@ describe('a mark post answered with an error', () => {
   });
 });
 
+describe('a market change answered with an error', () => {
+  it('with Redis paused answers 503 and changes nothing: the market keeps its status and history', async () => {
+    await endangeredAccount('HALTLESS-PERP');
+    const before = await db.sql`SELECT status, params, version::text FROM markets WHERE symbol = 'HALTLESS-PERP'`;
+    redis.pause();
+    let answer: { status: number; body: any };
+    try {
+      answer = await api('PUT', '/markets/HALTLESS-PERP', { status: 'halted' });
+    } finally {
+      redis.resume();
+    }
+    expect(answer.status).toBe(503);
+    expect(await db.sql`SELECT status, params, version::text FROM markets WHERE symbol = 'HALTLESS-PERP'`).toEqual(before);
+    expect(await db.sql`SELECT 1 FROM market_events WHERE symbol = 'HALTLESS-PERP' AND kind = 'params'`).toHaveLength(0);
+    expect((await api('GET', '/markets/HALTLESS-PERP')).body.status).toBe('active');
+  });
+});
+
 describe('a committed mark', () => {
   it('whose Redis publish hangs after the commit answers 202 and is swept once Redis answers again', async () => {
     const id = await endangeredAccount('HANG-PERP');
