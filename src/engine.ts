@@ -212,7 +212,6 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       await recovery.idle();
       // Operations answered at their commit may still be applying to Redis (and re-checking): let them finish.
       await gate.idle();
-      await marks.idle();
       await committer.close();
       redis.disconnect();
       await Promise.all([sql.end({ timeout: 5 }), marksSql.end({ timeout: 5 })]);

@@ -51,3 +51,11 @@ export class DependencyUnavailable extends EngineError {
     this.cause = cause;
   }
 }
+
+/** PostgreSQL stopped answering after a write went out: it may or may not have committed (a 503 that does not claim nothing changed). */
+export class OutcomeUnknown extends EngineError {
+  constructor(message: string, cause?: unknown) {
+    super('SERVICE_UNAVAILABLE', message, { dependency: 'postgres', outcome: 'unknown' });
+    this.cause = cause;
+  }
+}

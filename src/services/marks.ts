@@ -18,14 +18,14 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
-import { DependencyUnavailable } from '../domain/errors.js';
+import { DependencyUnavailable, OutcomeUnknown } from '../domain/errors.js';
 import { markMoveRefusal, type MarketParams } from '../domain/markets.js';
 import { BOOT_FIELD, RedisStateLost, type MarkBook } from '../store/accounts.js';
 import { commitMark, marketApplied, markSwept, pendingMarkets, pendingMarks, publishMarket } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { endangeredBy, type RiskKeys } from '../store/risk-index.js';
-import { isPostgresUnavailable, postgresCall, redisCall, TimeoutError } from './dependencies.js';
+import { postgresCall, redisCall, TimeoutError } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
 
 export interface MarkResult {
@@ -56,6 +56,12 @@ export interface MarksDeps {
   readonly log: Logger;
 }
 
+/** Failures after which a statement may have committed: it was sent, and the answer never came. */
+const MAYBE_SENT = new Set(['CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'ECONNRESET', 'EPIPE']);
+function outcomeUnknown(cause: unknown): boolean {
+  return cause instanceof TimeoutError || (cause instanceof Error && MAYBE_SENT.has(String((cause as { code?: unknown }).code)));
+}
+
 /** A sweep unfinished for this long is taken over by any process's recovery watch (its own process has probably died). */
 const ORPHANED_SWEEP_MS = 2000;
 
@@ -64,19 +70,6 @@ export class MarksService {
   private readonly unfinished = new Set<string>();
 
   constructor(private readonly deps: MarksDeps) {}
-
-  /** Sweep records still being written (shutdown waits for them). */
-  private readonly recording = new Set<Promise<void>>();
-
-  private track(p: Promise<void>): void {
-    this.recording.add(p);
-    void p.finally(() => this.recording.delete(p));
-  }
-
-  /** Resolves once every sweep record started so far is written (or has failed). */
-  async idle(): Promise<void> {
-    await Promise.all([...this.recording]);
-  }
 
   /** Sweeps this process knows are unfinished (the engine is not ready while there are any). */
   get pendingSweeps(): number {
@@ -96,10 +89,12 @@ export class MarksService {
     try {
       committed = await postgresCall(() => commitMark(marksSql, symbol, priceText, options.actor, options.force, str(defaults.maxMarkMove)), timeoutMs);
     } catch (error) {
-      // PostgreSQL stopped answering mid-commit: the mark may yet commit. If it
-      // does, it is swept like any other (recovery takes orphaned sweeps).
-      if (error instanceof DependencyUnavailable && (error.cause instanceof TimeoutError || isPostgresUnavailable(error.cause))) {
+      // PostgreSQL stopped answering after the statement went out: the mark
+      // may yet commit, and then it is swept like any other (recovery takes
+      // orphaned sweeps). The answer says so rather than "nothing changed".
+      if (error instanceof DependencyUnavailable && outcomeUnknown(error.cause)) {
         this.deps.log.warn({ symbol }, 'mark commit outcome unknown; recovery sweeps it if it committed');
+        throw new OutcomeUnknown('postgres did not confirm the mark; if it was committed, recovery applies it and liquidates what it endangers', error.cause);
       }
       throw error;
     }
@@ -144,17 +139,11 @@ export class MarksService {
         return candidates;
       });
       await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
-      // Every account the mark endangered is checked and every liquidation is
-      // committed: the answer need not wait for the bookkeeping. If recording
-      // it fails (or the process dies first), the sweep is simply run again,
-      // and finds nothing left to do.
+      // Recorded before the answer, so a 200 means reconcile finds nothing
+      // pending. (If recording fails, the sweep is pending and simply runs
+      // again, finding nothing left to do.)
+      await postgresCall(() => markSwept(marksSql, symbol, version, listed?.version ?? null), timeoutMs);
       this.unfinished.delete(symbol);
-      this.track(
-        postgresCall(() => markSwept(marksSql, symbol, version, listed?.version ?? null), timeoutMs).catch((error: unknown) => {
-          this.unfinished.add(symbol);
-          this.deps.log.warn({ symbol, version, err: (error as Error).message }, 'sweep finished but not recorded; recovery will run it again');
-        }),
-      );
       return { liquidated: liquidated.sort((a, b) => a - b), complete: true };
     } catch (error) {
       // Redis may or may not hold the mark now: nothing cached is trusted until it is read again.
@@ -188,7 +177,6 @@ export class MarksService {
       if (complete) this.deps.log.info({ symbol: m.symbol, version: m.version, liquidated: liquidated.length }, 'finished the sweep of a committed mark');
       else left++;
     }
-    await this.idle(); // recovery waits for the records, unlike a tick's answer
     return left;
   }
 }

@@ -95,7 +95,6 @@ describe('a mark post answered with an error', () => {
     // The same post once Redis answers goes through whole.
     const retry = await api('POST', '/mark-price', { symbol: 'PAUSE-PERP', price: '80' });
     expect(retry.body).toEqual({ symbol: 'PAUSE-PERP', price: '80', liquidated: [id], sweep: 'complete' });
-    await waitFor('the sweep record', async () => (await markRow('PAUSE-PERP'))!.swept_version === '2', 2000); // written after the answer
     expect(await markRow('PAUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
     console.log(`mark with redis paused: 503 in ${ms.toFixed(0)} ms, nothing changed; retried: liquidated ${id}`);
   });
@@ -142,7 +141,6 @@ describe('a committed mark', () => {
     expect((await markRow('HANG-PERP'))!.version).toBe('2');
     const ms = await waitFor('the sweep', async () => (await liquidationsOf(id)).length === 1, 5000);
     expect(await liquidationsOf(id)).toEqual(['admin-env']); // the mark's actor
-    await waitFor('the sweep record', async () => (await markRow('HANG-PERP'))!.swept_version === '2', 2000); // written after the answer
     expect(await markRow('HANG-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
     expect((await api('GET', '/markets/HANG-PERP')).body.mark_price).toBe('80');
     expect(await te.engine.recovery.reconcile()).toEqual([]);
@@ -171,7 +169,6 @@ describe('a committed mark', () => {
       expect(await liquidationsOf(id)).toEqual([]);
       await drop();
       const ms = await waitFor('the sweep', async () => (await liquidationsOf(id)).length === 1, 5000);
-      await waitFor('the sweep record', async () => (await markRow('REFUSE-PERP'))!.swept_version === '2', 2000); // written after the answer
     expect(await markRow('REFUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
       expect((await api('GET', '/ready')).status).toBe(200);
       expect(await te.engine.recovery.reconcile()).toEqual([]);

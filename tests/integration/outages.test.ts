@@ -126,6 +126,28 @@ describe('PostgreSQL unreachable', () => {
   });
 });
 
+describe('a mark whose commit PostgreSQL never confirms', () => {
+  it('answers 503 within a second saying the outcome is unknown (not "nothing changed"), and the engine serves marks again after', async () => {
+    await until(() => buy(), (r) => r.status === 200); // the breaker is closed again after the tests before
+    const marksBefore = await markRecords();
+    pgProxy.blackhole();
+    let res;
+    try {
+      res = await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50001 });
+    } finally {
+      await pgProxy.restore();
+    }
+    expect(res.status).toBe(503);
+    expect(res.body.error).toMatchObject({ code: 'SERVICE_UNAVAILABLE', details: { dependency: 'postgres', outcome: 'unknown' } });
+    expect(res.ms).toBeLessThan(1000);
+    // Blackholed, the statement never reached PostgreSQL: nothing was committed.
+    expect(await markRecords()).toEqual(marksBefore);
+    const again = await until(() => send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50001 }), (r) => r.status === 200);
+    expect(again.body).toMatchObject({ symbol: 'BTC-PERP', price: '50001', sweep: 'complete' });
+    expect((await markRecords()).marks.every((m) => m.version === m.swept_version)).toBe(true); // swept and recorded before the 200
+  });
+});
+
 describe('Redis unreachable', () => {
   it('answers 503 within a second, books nothing, and recovers by itself', async () => {
     const rows = await ledgerCount();
