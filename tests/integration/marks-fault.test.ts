@@ -139,7 +139,8 @@ describe('a committed mark', () => {
     expect(answer.status).toBe(202);
     expect(answer.body).toEqual({ symbol: 'HANG-PERP', price: '80', liquidated: [], sweep: 'pending' });
     expect((await markRow('HANG-PERP'))!.version).toBe('2');
-    const ms = await waitFor('the sweep', async () => (await liquidationsOf(id)).length === 1, 5000);
+    // The sweep is finished once recovery has recorded it (after the liquidation commits).
+    const ms = await waitFor('the sweep', async () => (await markRow('HANG-PERP'))!.swept_version === '2', 5000);
     expect(await liquidationsOf(id)).toEqual(['admin-env']); // the mark's actor
     expect(await markRow('HANG-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
     expect((await api('GET', '/markets/HANG-PERP')).body.mark_price).toBe('80');
@@ -168,8 +169,10 @@ describe('a committed mark', () => {
       await new Promise((r) => setTimeout(r, 1200));
       expect(await liquidationsOf(id)).toEqual([]);
       await drop();
-      const ms = await waitFor('the sweep', async () => (await liquidationsOf(id)).length === 1, 5000);
-    expect(await markRow('REFUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
+      // The sweep is finished once recovery has recorded it (after the liquidation commits).
+      const ms = await waitFor('the sweep', async () => (await markRow('REFUSE-PERP'))!.swept_version === '2', 5000);
+      expect(await liquidationsOf(id)).toEqual(['admin-env']);
+      expect(await markRow('REFUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
       expect((await api('GET', '/ready')).status).toBe(200);
       expect(await te.engine.recovery.reconcile()).toEqual([]);
       console.log(`liquidations refused: 202, swept ${ms.toFixed(0)} ms after they could commit`);
