@@ -86,14 +86,18 @@ export class MarksService {
     if ((await redisCall(() => this.deps.redis.hexists(this.deps.keys.marks, BOOT_FIELD))) !== 1) throw new RedisStateLost();
     const priceText = str(price);
     let committed;
+    const signal: { onAbort?: () => void } = {};
     try {
-      committed = await postgresCall(() => commitMark(marksSql, symbol, priceText, options.actor, options.force, str(defaults.maxMarkMove)), timeoutMs);
+      committed = await postgresCall(() => commitMark(marksSql, symbol, priceText, options.actor, options.force, str(defaults.maxMarkMove), signal), timeoutMs);
     } catch (error) {
+      if (error instanceof DependencyUnavailable && error.cause instanceof TimeoutError) signal.onAbort?.();
       // PostgreSQL stopped answering after the statement went out: the mark
       // may yet commit, and then it is swept like any other (recovery takes
       // orphaned sweeps). The answer says so rather than "nothing changed".
       if (error instanceof DependencyUnavailable && outcomeUnknown(error.cause)) {
         this.deps.log.warn({ symbol }, 'mark commit outcome unknown; recovery sweeps it if it committed');
+        // The recovery watch looks at this symbol at once, not only after the orphan delay.
+        this.unfinished.add(symbol);
         throw new OutcomeUnknown('postgres did not confirm the mark; if it was committed, recovery applies it and liquidates what it endangers', error.cause);
       }
       throw error;

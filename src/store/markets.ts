@@ -167,8 +167,16 @@ export type MarkCommit =
  * liquidates nothing can lose only itself, in a crash of PostgreSQL's host
  * within wal_writer_delay (200 ms by default).
  */
-export async function commitMark(sql: Sql, symbol: string, price: string, actor: string | null, force: boolean, defaultMaxMove: string): Promise<MarkCommit> {
-  const [r] = await sql<
+export async function commitMark(
+  sql: Sql,
+  symbol: string,
+  price: string,
+  actor: string | null,
+  force: boolean,
+  defaultMaxMove: string,
+  signal: { onAbort?: () => void },
+): Promise<MarkCommit> {
+  const query = sql<
     {
       r_refused: boolean;
       r_version: string | null;
@@ -180,6 +188,11 @@ export async function commitMark(sql: Sql, symbol: string, price: string, actor:
       r_market_version: string | null;
     }[]
   >`SELECT * FROM post_mark(${symbol}, ${price}::numeric, ${actor}, ${force}, ${defaultMaxMove}::numeric)`;
+  // A caller that stops waiting cancels the statement: one still queued for a
+  // connection never goes out (so it cannot commit long after the answer), and
+  // one running is asked to stop.
+  signal.onAbort = () => void query.cancel();
+  const [r] = await query;
   const previous = r!.r_previous === null ? null : new D(r!.r_previous).toString();
   if (r!.r_refused) return { committed: false, previous: previous!, maxMove: new D(r!.r_max_move).toString() };
   return {
