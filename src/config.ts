@@ -40,6 +40,8 @@ const envSchema = z
     INITIAL_MARGIN_RATE: rate('0.20'),
     MAINTENANCE_MARGIN_RATE: rate('0.10'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** json: one JSON object per line (for collectors); pretty: one readable line per event (for people). */
+    LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
     DATABASE_POOL_SIZE: positiveInt(10),
     /** How long a request may wait on Redis or PostgreSQL before it answers 503. */
     DEPENDENCY_TIMEOUT_MS: positiveInt(800),
@@ -119,6 +121,7 @@ export interface Config {
   readonly initialMarginRate: Dec;
   readonly maintenanceMarginRate: Dec;
   readonly logLevel: string;
+  readonly logFormat: 'json' | 'pretty';
   readonly databasePoolSize: number;
   readonly dependencyTimeoutMs: number;
   readonly accountLockTtlMs: number;
@@ -192,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     initialMarginRate: e.INITIAL_MARGIN_RATE,
     maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
     accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,

@@ -56,6 +56,34 @@ export interface EngineOptions {
   readonly recover?: boolean;
 }
 
+/** A store could not be reached at start-up; the message names it and its address (never its credentials). */
+export class StoreUnreachable extends Error {
+  constructor(store: 'Redis' | 'PostgreSQL', url: string, cause: unknown) {
+    super(`cannot reach ${store} at ${addressOf(url)}: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'StoreUnreachable';
+    this.cause = cause;
+  }
+}
+
+/** host:port (and the database, for PostgreSQL) of a store URL, without user or password. */
+export function addressOf(url: string): string {
+  try {
+    const u = new URL(url);
+    const path = u.pathname && u.pathname !== '/' ? u.pathname : '';
+    return `${u.hostname}${u.port ? `:${u.port}` : ''}${path}`;
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+async function reach(store: 'Redis' | 'PostgreSQL', url: string, connect: () => Promise<unknown>): Promise<void> {
+  try {
+    await connect();
+  } catch (error) {
+    throw new StoreUnreachable(store, url, error);
+  }
+}
+
 export async function createEngine(config: Config, log: Logger, options: EngineOptions = {}): Promise<Engine> {
   const sql = createSql({
     url: config.databaseUrl,
@@ -74,8 +102,11 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.dependencyTimeoutMs });
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   try {
-    await redis.connect();
-    await loadScripts(redis);
+    await reach('Redis', config.redisUrl, async () => {
+      await redis.connect();
+      await loadScripts(redis);
+    });
+    await reach('PostgreSQL', config.databaseUrl, () => sql`SELECT 1`);
     if (options.migrate ?? true) {
       const applied = await migrate(sql, config.databaseSchema);
       if (applied.length > 0) log.info({ applied }, 'applied migrations');

@@ -4,6 +4,7 @@
  */
 import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 import { ConfigError, loadConfig } from './config.js';
 import { createEngine } from './engine.js';
 import { buildApp } from './http/app.js';
@@ -22,11 +23,13 @@ async function main(): Promise<void> {
   // A key never reaches a log line: requests are logged without headers, a
   // key pasted into a URL is masked, and `authorization` is redacted wherever
   // else it would appear.
-  const log = pino({
+  const options = {
     level: config.logLevel,
     redact: { paths: ['req.headers.authorization', 'headers.authorization', 'key'], censor: '[redacted]' },
     serializers: { req: requestForLog(config.adminApiKey) },
-  });
+  };
+  // pretty: one readable line per event, for people at a terminal (synchronous, in this process).
+  const log = config.logFormat === 'pretty' ? pino(options, pretty({ translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })) : pino(options);
   if (config.workers > 1 && cluster.isPrimary) {
     superviseWorkers(config.workers, log);
     return;

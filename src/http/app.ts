@@ -4,7 +4,7 @@
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Engine } from '../engine.js';
 import { clientErrorHandler, frameworkErrorHandler, registerErrorHandling } from './errors.js';
@@ -37,6 +37,10 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: 64 * 1024,
     return503OnClosing: true,
+    // At info level the log is business events (liquidations, market and key
+    // changes, rebuilds), one line each; requests are one line each at debug
+    // (see below), not fastify's two at info.
+    logController: new LogController({ disableRequestLogging: true }),
     // A request (headers and body) must arrive within requestTimeoutMs, or it
     // is answered 408 and closed. node checks for late requests only every
     // connectionsCheckingInterval (30 s by default): check often enough that
@@ -62,6 +66,11 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   registerJsonParser(app);
   registerErrorHandling(app);
   registerAuth(app, engine.apiKeys);
+  app.addHook('onResponse', (req, reply, done) => {
+    // The route's pattern, not the URL: ids stay out of the line, and so does anything a client pasted into a path.
+    req.log.debug({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(2)) }, 'request');
+    done();
+  });
   if (engine.metrics) recordRequests(app, engine.metrics);
 
   if (options.docs ?? true) {

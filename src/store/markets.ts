@@ -155,7 +155,7 @@ export type MarkCommit =
   | { readonly committed: false; readonly previous: string; readonly maxMove: string };
 
 /**
- * Commits a mark in one statement (the `post_mark` function, sql/003): lists
+ * Commits a mark in one statement (the `post_mark` function, sql/004_post_mark.sql): lists
  * the market if it is new, checks the move guard against the mark it
  * replaces, records the mark and its history row. The mark's sweep is
  * pending until markSwept().
