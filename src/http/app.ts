@@ -68,7 +68,10 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   registerAuth(app, engine.apiKeys);
   app.addHook('onResponse', (req, reply, done) => {
     // The route's pattern, not the URL: ids stay out of the line, and so does anything a client pasted into a path.
-    req.log.debug({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(2)) }, 'request');
+    // Built only when debug lines are written: at info this costs a level check per request.
+    if (req.log.level === 'debug' || req.log.level === 'trace') {
+      req.log.debug({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    }
     done();
   });
   if (engine.metrics) recordRequests(app, engine.metrics);

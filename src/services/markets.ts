@@ -13,7 +13,7 @@ import { D, type Dec, str, ZERO } from '../domain/decimal.js';
 import { EngineError, marketNotFound } from '../domain/errors.js';
 import { effectiveMarket, type Market, type MarketParams, type MarketStatus } from '../domain/markets.js';
 import { readAccounts, type MarkBook } from '../store/accounts.js';
-import { marketApplied, marketEventPage, marketJson, marketRows, overridesOf, publishMarket, upsertMarket, type MarketRow, type ParamsJson } from '../store/markets.js';
+import { marketApplied, marketEventPage, definitionOf, marketRows, overridesOf, publishMarket, upsertMarket, type MarketRow, type ParamsJson } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
@@ -89,7 +89,7 @@ export class MarketsService {
     const version = Number(row.version);
     let applied = true;
     try {
-      const epoch = await redisCall(() => publishMarket(redis, keys, symbol, null, { json: marketJson(row.status, row.params), version }));
+      const epoch = await redisCall(() => publishMarket(redis, keys, symbol, null, definitionOf(row)));
       if (epoch > 0) markBook.moved(epoch);
       await postgresCall(() => marketApplied(sql, symbol, version), timeoutMs);
     } catch (error) {

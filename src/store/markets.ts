@@ -239,10 +239,18 @@ export async function pendingMarks(
 }
 
 /** Markets whose latest definition Redis is not known to hold. */
-export async function pendingMarkets(sql: Sql): Promise<{ symbol: string; json: string; version: number }[]> {
-  const rows = await sql<MarketRow[]>`SELECT * FROM markets WHERE applied_version < version`;
-  return rows.map((r) => ({ symbol: r.symbol, json: marketJson(r.status, r.params), version: Number(r.version) }));
+export async function pendingMarkets(sql: Sql): Promise<MarketDefinition[]> {
+  return (await sql<MarketRow[]>`SELECT * FROM markets WHERE applied_version < version`).map(definitionOf);
 }
+
+/** What Redis holds of a market: its JSON and the version it is at. */
+export interface MarketDefinition {
+  readonly symbol: string;
+  readonly json: string;
+  readonly version: number;
+}
+
+export const definitionOf = (r: MarketRow): MarketDefinition => ({ symbol: r.symbol, json: marketJson(r.status, r.params), version: Number(r.version) });
 
 export async function marketRows(sql: Sql, symbol?: string): Promise<MarketRow[]> {
   return symbol === undefined
@@ -308,7 +316,6 @@ export async function marketEventPage(sql: Sql, symbol: string, limit: number, b
 }
 
 /** Every market and mark, for a rebuild and for reconcile. */
-export async function allMarkets(sql: Sql): Promise<{ symbol: string; json: string; version: number }[]> {
-  const rows = await sql<MarketRow[]>`SELECT * FROM markets`;
-  return rows.map((r) => ({ symbol: r.symbol, json: marketJson(r.status, r.params), version: Number(r.version) }));
+export async function allMarkets(sql: Sql): Promise<MarketDefinition[]> {
+  return (await sql<MarketRow[]>`SELECT * FROM markets`).map(definitionOf);
 }
