@@ -6,12 +6,13 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { defaultMarketParams, type Config } from './config.js';
 import type { MarginRates } from './domain/margin.js';
-import { BOOT_FIELD, MarkBook } from './store/accounts.js';
+import { MarkBook } from './store/mark-book.js';
+import { BOOT_FIELD } from './store/marks-hash.js';
 import { loadScripts } from './store/scripts.js';
 import { GroupCommitter, LiquidationIds, type LiquidationRecord } from './store/ledger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { RiskKeys } from './store/risk-index.js';
-import { AccountWriter } from './services/account-writer.js';
+import { AccountRunner } from './services/account-runner.js';
 import { LiquidationService } from './services/liquidation.js';
 import { migrate } from './store/migrate.js';
 import { createSql, type Sql } from './store/postgres.js';
@@ -150,13 +151,11 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     lockWaitMs: config.accountLockTtlMs + timeoutMs,
     marksMaxAgeMs: config.marksMaxAgeMs,
     trustedPath: config.trustedPath,
-    // Half a timeout: a read or tick racing a Redis failure answers 503 well within a second.
-    appliedWaitMs: Math.floor(timeoutMs / 2),
   });
 
   const risk = new RiskKeys(keys);
   const recovery = new Recovery({ redis, sql, keys, risk, rates, timeoutMs, log });
-  const writer = new AccountWriter({
+  const runner = new AccountRunner({
     redis,
     sql,
     keys,
@@ -167,16 +166,17 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     committer,
     rates,
     timeoutMs,
+    // Half a timeout: a read or tick racing a Redis failure answers 503 well within a second.
+    appliedWaitMs: Math.floor(timeoutMs / 2),
     log,
     onLagging: (accountId) => recovery.noteLagging(accountId),
   });
-  const applied = (accountId?: number) => gate.applied(accountId);
+  const applied = (accountId?: number) => runner.applied(accountId);
   const liquidation = new LiquidationService({
     redis,
     keys,
     risk,
-    gate,
-    writer,
+    runner,
     ids: new LiquidationIds(sql),
     rates,
     timeoutMs,
@@ -212,7 +212,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     sql,
     keys,
     committer,
-    trading: new TradingService({ writer, liquidation, rates, log }),
+    trading: new TradingService({ runner, liquidation, rates, log }),
     liquidation,
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs, applied }),
     marks,
@@ -242,7 +242,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       recovery.stop();
       await recovery.idle();
       // Operations answered at their commit may still be applying to Redis (and re-checking): let them finish.
-      await gate.idle();
+      await runner.idle();
       await committer.close();
       redis.disconnect();
       await Promise.all([sql.end({ timeout: 5 }), marksSql.end({ timeout: 5 })]);

@@ -7,7 +7,7 @@
  * a commit that followed a stale entry (see AccountGate). Bounded: the least
  * recently used entries go first.
  */
-import type { StoredAccount } from '../store/accounts.js';
+import type { StoredAccount } from '../store/account-state.js';
 
 export class AccountCache {
   private readonly entries = new Map<number, StoredAccount>();

@@ -6,7 +6,8 @@ import type { Redis } from 'ioredis';
 import { str } from '../domain/decimal.js';
 import { accountNotFound } from '../domain/errors.js';
 import { valueAccount, type MarginRates, type MarginStatus } from '../domain/margin.js';
-import { accountExists, readAccount, type MarkBook } from '../store/accounts.js';
+import { accountExists, readAccount } from '../store/account-state.js';
+import type { MarkBook } from '../store/mark-book.js';
 import { liquidationPage, tradePage, type LiquidationView } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -65,7 +66,7 @@ export class AccountsView {
     const { redis, keys, rates } = this.deps;
     // A client sees its own acknowledged writes, even one answered before its Redis apply landed.
     await this.deps.applied(accountId);
-    const { account, marks } = await redisCall(() => readAccount(redis, keys, this.deps.marks, accountId));
+    const [account, marks] = await redisCall(() => Promise.all([readAccount(redis, keys, accountId), this.deps.marks.current()]));
     if (!accountExists(account)) throw accountNotFound(accountId);
     const m = valueAccount(account, marks, rates);
     return {
@@ -101,7 +102,7 @@ export class AccountsView {
     const { redis, sql, keys, timeoutMs } = this.deps;
     const page = await postgresCall(() => tradePage(sql, accountId, limit, cursor), timeoutMs);
     if (page.entries.length === 0 && cursor === null) {
-      const { account } = await redisCall(() => readAccount(redis, keys, this.deps.marks, accountId));
+      const account = await redisCall(() => readAccount(redis, keys, accountId));
       if (!accountExists(account)) throw accountNotFound(accountId);
     }
     return {

@@ -6,7 +6,8 @@ import type { Redis } from 'ioredis';
 import { D } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { MarginRates } from '../domain/margin.js';
-import { applyAccount, parseAccount, parseMarks, reindexAt, type AccountUpdate } from '../store/accounts.js';
+import { applyAccount, parseAccount, reindexAt, type AccountUpdate } from '../store/account-state.js';
+import { parseMarks } from '../store/mark-book.js';
 import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -99,7 +100,7 @@ export async function catchUp(redis: Redis, sql: Sql, keys: KeySpace, accountId:
   const entries = await postgresCall(() => entriesAfter(sql, accountId, fromSeq), timeoutMs);
   let expected = fromSeq;
   for (const e of entries) {
-    await redisCall(() => applyAccount(redis, keys, '', updateFromEntry(e, expected), expected === 0));
+    await redisCall(() => applyAccount(redis, keys, { update: updateFromEntry(e, expected), isNew: expected === 0 }));
     expected = e.seq;
   }
   return entries;

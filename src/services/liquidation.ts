@@ -12,13 +12,13 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Dec, str } from '../domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
-import type { AccountState, MarginRates } from '../domain/margin.js';
-import { reindexAt } from '../store/accounts.js';
+import type { MarginRates } from '../domain/margin.js';
+import { reindexAt } from '../store/account-state.js';
 import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
-import type { AccountGate } from './account-gate.js';
-import type { AccountWriter } from './account-writer.js';
+import type { Snapshot } from './account-gate.js';
+import type { AccountRunner, Decision } from './account-runner.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
 /** What set a liquidation off, and the key behind it (recorded as the liquidation's actor). */
@@ -30,14 +30,66 @@ export interface LiquidationDeps {
   readonly redis: Redis;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
-  readonly gate: AccountGate;
-  readonly writer: AccountWriter;
+  readonly runner: AccountRunner;
   readonly ids: LiquidationIds;
   readonly rates: MarginRates;
   readonly timeoutMs: number;
   readonly log: Logger;
   /** Told of every committed liquidation (for the metrics). */
   readonly onLiquidated?: (record: LiquidationRecord) => void;
+}
+
+/**
+ * Decides a liquidation on the snapshot: null (nothing booked) when the
+ * account is not under maintenance at its marks; otherwise every position
+ * closed at its mark as trades carrying `liquidationId`, an INSURANCE row for
+ * a shortfall, and the liquidation's record.
+ */
+export function liquidationDecision(
+  { account, marks }: Snapshot,
+  why: LiquidationReason,
+  liquidationId: number,
+  rates: MarginRates,
+): Decision<LiquidationRecord | null> {
+  const plan = planLiquidation(account, marks, rates);
+  if (!plan) return { kind: 'answer', result: null };
+  const { accountId } = account;
+  const rows: LedgerRow[] = plan.fills.map((f, i) => ({
+    accountId,
+    seq: account.seq + 1 + i,
+    kind: 'TRADE',
+    symbol: f.symbol,
+    side: f.side,
+    quantity: str(f.quantity),
+    price: str(f.price),
+    realisedPnl: str(f.realisedPnl),
+    clientOrderId: null,
+    liquidationId,
+    positionQuantity: '0',
+    positionEntryPrice: null,
+    equity: null,
+    balance: str(f.balanceAfter),
+    actor: why.actor,
+  }));
+  if (plan.shortfall.gt(0)) {
+    rows.push({ accountId, seq: account.seq + 1 + rows.length, kind: 'INSURANCE', amount: str(plan.shortfall), balance: str(plan.balanceAfter), actor: why.actor });
+  }
+  const record: LiquidationRecord = {
+    liquidationId,
+    accountId,
+    reason: why.reason,
+    triggerSymbol: why.reason === 'mark_price' ? why.symbol : null,
+    triggerPrice: why.reason === 'mark_price' ? str(why.price) : null,
+    equity: str(plan.equity),
+    maintenanceMargin: str(plan.maintenanceMargin),
+    realisedPnl: str(plan.realisedPnl),
+    shortfall: str(plan.shortfall),
+    positions: plan.fills.map((f) => ({ symbol: f.symbol, quantity: str(f.positionQuantity), entry_price: str(f.entryPrice), mark_price: str(f.price) })),
+    firstSeq: account.seq + 1,
+    lastSeq: account.seq + rows.length,
+    actor: why.actor,
+  };
+  return { kind: 'book', rows, after: { balance: plan.balanceAfter, positions: new Map() }, liquidation: record, result: () => record };
 }
 
 export class LiquidationService {
@@ -48,65 +100,19 @@ export class LiquidationService {
    * equity is below maintenance. Returns the liquidation id, or null when the
    * account is (no longer) liquidatable.
    */
-  liquidate(accountId: number, why: LiquidationReason): Promise<number | null> {
-    return this.deps.writer.serialised(accountId, null, async (snapshot, lease) => {
-      const { account, marks } = snapshot;
-      const plan = planLiquidation(account, marks, this.deps.rates);
-      if (!plan) return null;
-      const liquidationId = await postgresCall(() => this.deps.ids.next(), this.deps.timeoutMs);
-      const rows: LedgerRow[] = plan.fills.map((f, i) => ({
-        accountId,
-        seq: account.seq + 1 + i,
-        kind: 'TRADE',
-        symbol: f.symbol,
-        side: f.side,
-        quantity: str(f.quantity),
-        price: str(f.price),
-        realisedPnl: str(f.realisedPnl),
-        clientOrderId: null,
-        liquidationId,
-        positionQuantity: '0',
-        positionEntryPrice: null,
-        equity: null,
-        balance: str(f.balanceAfter),
-        actor: why.actor,
-      }));
-      if (plan.shortfall.gt(0)) {
-        rows.push({
-          accountId,
-          seq: account.seq + 1 + rows.length,
-          kind: 'INSURANCE',
-          amount: str(plan.shortfall),
-          balance: str(plan.balanceAfter),
-          actor: why.actor,
-        });
-      }
-      const record: LiquidationRecord = {
-        liquidationId,
-        accountId,
-        reason: why.reason,
-        triggerSymbol: why.reason === 'mark_price' ? why.symbol : null,
-        triggerPrice: why.reason === 'mark_price' ? str(why.price) : null,
-        equity: str(plan.equity),
-        maintenanceMargin: str(plan.maintenanceMargin),
-        realisedPnl: str(plan.realisedPnl),
-        shortfall: str(plan.shortfall),
-        positions: plan.fills.map((f) => ({
-          symbol: f.symbol,
-          quantity: str(f.positionQuantity),
-          entry_price: str(f.entryPrice),
-          mark_price: str(f.price),
-        })),
-        firstSeq: account.seq + 1,
-        lastSeq: account.seq + rows.length,
-        actor: why.actor,
-      };
-      const flat: AccountState = { balance: plan.balanceAfter, positions: new Map() };
-      await this.deps.writer.write(lease, snapshot, rows, flat, { liquidation: record });
-      this.deps.onLiquidated?.(record);
-      this.deps.log.info({ accountId, liquidationId, shortfall: record.shortfall, reason: why.reason }, 'account liquidated');
-      return liquidationId;
-    });
+  async liquidate(accountId: number, why: LiquidationReason): Promise<number | null> {
+    const { runner, ids, rates, timeoutMs } = this.deps;
+    // The id is taken before the decision, so the decision stays pure.
+    const liquidationId = await postgresCall(() => ids.next(), timeoutMs);
+    const { result: record } = await runner.run(accountId, (s) => liquidationDecision(s, why, liquidationId, rates), { mode: 'locked' });
+    if (record === null) {
+      // Only an id certainly unused goes back (after a failed commit it may be in the ledger).
+      ids.giveBack(liquidationId);
+      return null;
+    }
+    this.deps.onLiquidated?.(record);
+    this.deps.log.info({ accountId, liquidationId, shortfall: record.shortfall, reason: why.reason }, 'account liquidated');
+    return liquidationId;
   }
 
   /**
@@ -147,7 +153,7 @@ export class LiquidationService {
    * the ones that are liquidatable at the current marks.
    */
   private async refreshOtherThresholds(symbol: string, skip: ReadonlySet<number>): Promise<number[]> {
-    const { redis, keys, risk, gate, rates } = this.deps;
+    const { redis, keys, risk, runner, rates } = this.deps;
     const members = await redisCall(() => redis.smembers(risk.multiOf(symbol)));
     const underWater: number[] = [];
     const results = await Promise.allSettled(
@@ -155,7 +161,7 @@ export class LiquidationService {
         .map(accountOf)
         .filter((id) => !skip.has(id))
         .map((accountId) =>
-          gate.run(accountId, null, async ({ account, marks }) => {
+          runner.inspect(accountId, async ({ account, marks }) => {
             if (isLiquidatable(account, marks, rates)) {
               underWater.push(accountId);
               return;

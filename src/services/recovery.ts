@@ -21,9 +21,11 @@ import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { MarginRates, Position } from '../domain/margin.js';
-import { BOOT_FIELD, parseAccount, parseMarks } from '../store/accounts.js';
+import { parseAccount } from '../store/account-state.js';
+import { parseMarks } from '../store/mark-book.js';
+import { BOOT_FIELD, EPOCH_FIELD, isMarkField, marketField, marketSymbolOf, marketVersionField, markVersionField } from '../store/marks-hash.js';
 import { toEntry, type EntryRecord } from '../store/ledger.js';
-import { allMarkets, isMarkField } from '../store/markets.js';
+import { allMarkets } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { member, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
@@ -169,13 +171,13 @@ export class Recovery {
     const marksHash: Record<string, string> = {};
     for (const [symbol, m] of expected.marks) {
       marksHash[symbol] = m.price;
-      marksHash[`#${symbol}`] = String(m.version);
+      marksHash[markVersionField(symbol)] = String(m.version);
     }
     for (const m of expected.markets) {
-      marksHash[`$${m.symbol}`] = m.json;
-      marksHash[`%${m.symbol}`] = String(m.version);
+      marksHash[marketField(m.symbol)] = m.json;
+      marksHash[marketVersionField(m.symbol)] = String(m.version);
     }
-    marksHash['#epoch'] = '1';
+    marksHash[EPOCH_FIELD] = '1';
     await redis.hset(keys.marks, marksHash);
     const marks = parseMarks(marksHash);
     let positions = 0;
@@ -287,13 +289,14 @@ export class Recovery {
       if (isMarkField(field) && !expected.marks.has(field)) diffs.push(`mark ${field}: in redis only`);
     }
     for (const m of expected.markets) {
-      if (marksHash[`$${m.symbol}`] !== m.json || marksHash[`%${m.symbol}`] !== String(m.version)) {
-        diffs.push(`market ${m.symbol}: redis ${marksHash[`%${m.symbol}`] ?? 'missing'}, postgresql version ${m.version}`);
+      if (marksHash[marketField(m.symbol)] !== m.json || marksHash[marketVersionField(m.symbol)] !== String(m.version)) {
+        diffs.push(`market ${m.symbol}: redis ${marksHash[marketVersionField(m.symbol)] ?? 'missing'}, postgresql version ${m.version}`);
       }
     }
     const listed = new Set(expected.markets.map((m) => m.symbol));
     for (const field of Object.keys(marksHash)) {
-      if (field.startsWith('$') && !listed.has(field.slice(1))) diffs.push(`market ${field.slice(1)}: in redis only`);
+      const symbol = marketSymbolOf(field);
+      if (symbol !== null && !listed.has(symbol)) diffs.push(`market ${symbol}: in redis only`);
     }
     const unswept = await this.deps.sql<{ symbol: string }[]>`SELECT symbol FROM mark_prices WHERE swept_version < version`;
     for (const { symbol } of unswept) diffs.push(`mark ${symbol}: committed but its liquidation sweep has not finished`);

@@ -472,6 +472,11 @@ export class LiquidationIds {
     }
     return this.pool.shift()!;
   }
+
+  /** An id taken but certainly not used: the next liquidation gets it. */
+  giveBack(id: number): void {
+    this.pool.unshift(id);
+  }
 }
 
 export interface LiquidationView {

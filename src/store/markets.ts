@@ -1,13 +1,8 @@
 /**
  * The market registry and the marks: PostgreSQL holds them (the registry,
  * the latest mark per symbol, and each market's history); Redis's marks hash
- * carries what the hot path needs, beside the marks:
- *
- *   <symbol>    the mark price          #<symbol>  its version
- *   $<symbol>   the market (JSON)       %<symbol>  its version
- *   #epoch      bumped by every change  #boot      set last by a rebuild
- *
- * and a sorted set `marklog` (symbol by the epoch of its last change), so a
+ * carries what the hot path needs, beside the marks (layout in
+ * marks-hash.ts), and a sorted set `marklog` (symbol by the epoch of its last change), so a
  * reader that cached the hash re-reads only the symbols that changed: a
  * tick costs the same whatever the number of other markets.
  */
@@ -16,6 +11,7 @@ import { D, type Dec } from '../domain/decimal.js';
 import type { LiquidationMode, MarginTier, MarketOverrides, MarketStatus } from '../domain/markets.js';
 import type { Sql } from './postgres.js';
 import type { KeySpace } from './redis.js';
+import { SCRIPTS } from './scripts.js';
 
 /** A market's own parameters as stored (PostgreSQL's `params`, Redis's `$<symbol>`): snake_case, decimals as strings. */
 export interface ParamsJson {
@@ -59,41 +55,6 @@ export function overridesOf(p: ParamsJson): MarketOverrides {
 
 // ---- Redis
 
-/** The marks hash's fields that are not marks. */
-export const isMarkField = (field: string) => {
-  const c = field.charCodeAt(0);
-  return c !== 35 /* # */ && c !== 36 /* $ */ && c !== 37 /* % */;
-};
-
-// KEYS: marks, marklog. ARGV: symbol, price ('' = no mark), mark version,
-// market JSON ('' = none), market version. Each part is taken only if newer
-// than what Redis holds (versions come from PostgreSQL), so Redis ends on
-// PostgreSQL's latest however posts interleave. Returns the new epoch, or 0
-// when nothing was newer. Sent by EVAL (its body each time): it never meets
-// NOSCRIPT and is never sent twice, so commands issued right after it on the
-// same connection run after it (the tick pipelines its reads behind it).
-const PUBLISH = `
-local changed = false
-if ARGV[2] ~= '' then
-  local current = tonumber(redis.call('HGET', KEYS[1], '#' .. ARGV[1]) or '0')
-  if tonumber(ARGV[3]) > current then
-    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], '#' .. ARGV[1], ARGV[3])
-    changed = true
-  end
-end
-if ARGV[4] ~= '' then
-  local current = tonumber(redis.call('HGET', KEYS[1], '%' .. ARGV[1]) or '0')
-  if tonumber(ARGV[5]) > current then
-    redis.call('HSET', KEYS[1], '$' .. ARGV[1], ARGV[4], '%' .. ARGV[1], ARGV[5])
-    changed = true
-  end
-end
-if not changed then return 0 end
-local epoch = redis.call('HINCRBY', KEYS[1], '#epoch', 1)
-redis.call('ZADD', KEYS[2], epoch, ARGV[1])
-return epoch
-`;
-
 /**
  * Publishes a mark and/or a market definition to Redis; returns the marks'
  * new epoch, or 0 when Redis already held these versions or newer.
@@ -105,25 +66,13 @@ export async function publishMarket(
   mark: { price: string; version: number } | null,
   market: { json: string; version: number } | null,
 ): Promise<number> {
+  // By EVAL (the body each time), not EVALSHA: it never meets NOSCRIPT and is
+  // never sent twice, so commands issued right after it on the same
+  // connection run after it (the tick pipelines its reads behind it).
   return Number(
-    await redis.eval(PUBLISH, 2, keys.marks, keys.marklog, symbol, mark?.price ?? '', mark?.version ?? 0, market?.json ?? '', market?.version ?? 0),
+    await redis.eval(SCRIPTS.marksPublish.lua, 2, keys.marks, keys.marklog, symbol, mark?.price ?? '', mark?.version ?? 0, market?.json ?? '', market?.version ?? 0),
   );
 }
-
-// KEYS: marks, marklog. ARGV: the epoch the caller holds. The epoch and boot
-// marker, then (symbol, mark or '', market JSON or '') for each symbol
-// changed since that epoch.
-export const MARKS_SINCE = `
-local head = redis.call('HMGET', KEYS[1], '#epoch', '#boot')
-local out = {}
-for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')) do
-  local v = redis.call('HMGET', KEYS[1], s, '$' .. s)
-  out[#out + 1] = s
-  out[#out + 1] = v[1] or ''
-  out[#out + 1] = v[2] or ''
-end
-return {head[1] or false, head[2] or false, out}
-`;
 
 // ---- PostgreSQL
 

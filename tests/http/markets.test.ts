@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { D } from '../../src/domain/decimal.js';
-import { MarkBook } from '../../src/store/accounts.js';
+import { MarkBook } from '../../src/store/mark-book.js';
 import { publishMarket } from '../../src/store/markets.js';
 import { KeySpace } from '../../src/store/redis.js';
 import { defaultMarketParams } from '../../src/config.js';

@@ -4,9 +4,9 @@
  * is skipped without touching the others).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyAccount, MarkBook, peekAccount, type AccountUpdate } from '../../src/store/accounts.js';
+import { applyAccount, peekAccount, type AccountUpdate } from '../../src/store/account-state.js';
+import { BOOT_FIELD, EPOCH_FIELD } from '../../src/store/marks-hash.js';
 import { KeySpace } from '../../src/store/redis.js';
-import { defaultMarketParams, loadConfig } from '../../src/config.js';
 import { inspector, newIsolation, type Inspector } from '../helpers/engine.js';
 
 let db: Inspector;
@@ -35,12 +35,12 @@ describe('batched account scripts', () => {
   // Made in the same tick, the three applies (and then the three peeks) go out as one script call (see the Batcher's unit tests).
   it('applies concurrent updates together, skipping only the one whose expected seq is stale', async () => {
     const { redis } = db;
-    await redis.hset(keys.marks, '#boot', '1', '#epoch', '7', 'BTC-PERP', '50000');
+    await redis.hset(keys.marks, BOOT_FIELD, '1', EPOCH_FIELD, '7', 'BTC-PERP', '50000');
     await redis.hset(keys.account(2).state, 'seq', '5', 'bal', '10');
     const [a, b, c] = await Promise.all([
-      applyAccount(redis, keys, '', update(1, 0, '100'), true),
-      applyAccount(redis, keys, '', update(2, 3, '999'), false), // Redis is at 5, not 3
-      applyAccount(redis, keys, '', update(3, 0, '300'), true, (w) => w.zadd(`${keys.prefix}:idx:BTC-PERP:long`, -45000, '3')),
+      applyAccount(redis, keys, { update: update(1, 0, '100'), isNew: true }),
+      applyAccount(redis, keys, { update: update(2, 3, '999') }), // Redis is at 5, not 3
+      applyAccount(redis, keys, { update: update(3, 0, '300'), isNew: true, index: (w) => w.zadd(`${keys.prefix}:idx:BTC-PERP:long`, -45000, '3') }),
     ]);
     expect([a.applied, b.applied, c.applied]).toEqual([true, false, true]);
     expect(a).toMatchObject({ marksEpoch: '7', boot: '1' });
@@ -52,18 +52,16 @@ describe('batched account scripts', () => {
 
   it('peeks many accounts in one call: full state only for a stale cached copy, locks and client orders per account', async () => {
     const { redis } = db;
-    const marks = new MarkBook(redis, keys, defaultMarketParams(loadConfig({})));
     await redis.set(keys.account(2).lock, 'someone');
     await redis.hset(keys.account(3).clientOrders, 'order-1', '{"stored":true}');
     const [one, two, three] = await Promise.all([
-      peekAccount(redis, keys, marks, 1, 1, null), // cached copy is current: no state sent
-      peekAccount(redis, keys, marks, 2, null, null), // locked by another writer
-      peekAccount(redis, keys, marks, 3, null, 'order-1'), // no cached copy: state sent
+      peekAccount(redis, keys, 1, 1, null), // cached copy is current: no state sent
+      peekAccount(redis, keys, 2, null, null), // locked by another writer
+      peekAccount(redis, keys, 3, null, 'order-1'), // no cached copy: state sent
     ]);
     expect(one).toMatchObject({ free: true, seq: 1, account: null, clientOrder: null, marksEpoch: '7' });
-    expect(two).toEqual({ free: false });
+    expect(two).toEqual({ free: false, marksEpoch: '7', boot: '1' });
     expect(three).toMatchObject({ free: true, seq: 1, clientOrder: '{"stored":true}' });
     expect(three.free && three.account?.balance.toString()).toBe('300');
-    expect(three.free && three.marks.get('BTC-PERP')?.toString()).toBe('50000');
   });
 });

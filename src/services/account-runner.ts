@@ -1,0 +1,446 @@
+/**
+ * Runs one decision on one account: the only place that queues, reads,
+ * commits, applies and retries an account's writes. Trades, cash movements
+ * and liquidations all come through `run`:
+ *
+ * 1. Queue: one operation at a time per account in this process (a promise
+ *    chain), its Redis apply included.
+ * 2. State: from the AccountGate, the cheapest safe way (trusted, peek, or
+ *    under the account's lock).
+ * 3. Decide: the caller's decision, a pure function of that state, returns
+ *    the ledger rows to book, an answer with nothing to book, or a refusal.
+ * 4. Commit: the rows through the group committer (PostgreSQL first: a 200
+ *    is durable). The ledger's key (account_id, seq) refuses rows computed
+ *    from a stale state.
+ * 5. Apply: in one Redis round trip, the new state (guarded by the seq it was
+ *    computed from), the account's risk-index moves, the lock's release, the
+ *    report revision, and the marks' epoch (did a mark move meanwhile?).
+ * 6. Retry: rows refused at the ledger's key mean Redis was behind (or
+ *    another engine wrote first): replay the missing rows and run again,
+ *    under the lock.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { str } from '../domain/decimal.js';
+import { DependencyUnavailable, EngineError, type ErrorCode } from '../domain/errors.js';
+import { liquidationThresholds } from '../domain/liquidation.js';
+import type { AccountState, MarginRates, MarginTotals, Position } from '../domain/margin.js';
+import { markContended } from '../store/account-lock.js';
+import { applyAccount, type AccountUpdate } from '../store/account-state.js';
+import { rememberClientOrder } from '../store/client-orders.js';
+import {
+  GroupCommitter,
+  LedgerConflict,
+  LedgerUnavailable,
+  entryByClientOrder,
+  type CommittedRow,
+  type LedgerEntry,
+  type LedgerRow,
+  type LiquidationRecord,
+} from '../store/ledger.js';
+import type { MarkBook } from '../store/mark-book.js';
+import type { Sql } from '../store/postgres.js';
+import type { KeySpace } from '../store/redis.js';
+import { queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
+import type { AccountCache } from './account-cache.js';
+import type { AccountGate, Snapshot } from './account-gate.js';
+import { TimeoutError, isPostgresUnavailable, postgresCall, redisCall, withTimeout } from './dependencies.js';
+import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
+
+/** What a decision on an account's snapshot comes to. */
+export type Decision<R> =
+  /** Refused: nothing is booked and the error is the answer. */
+  | { readonly kind: 'refuse'; readonly error: EngineError }
+  /** Nothing to book (a repeated client order, an account that need not be liquidated). */
+  | { readonly kind: 'answer'; readonly result: R }
+  | {
+      readonly kind: 'book';
+      /** The ledger rows, numbered from the snapshot's seq + 1. */
+      readonly rows: LedgerRow[];
+      /** The account once the rows are applied. */
+      readonly after: AccountState;
+      /** Its margin totals at the snapshot's marks, when the decision has them (they save valuing it again for the risk index). */
+      readonly totals?: MarginTotals;
+      /** A liquidation's record, committed with its rows. */
+      readonly liquidation?: LiquidationRecord;
+      /** The answer, from the committed entries (ids and timestamps are the commit's). */
+      readonly result: (entries: readonly LedgerEntry[]) => R;
+    };
+
+export interface Outcome<R> {
+  readonly result: R;
+  /** Rows were committed. */
+  readonly booked: boolean;
+  /** The answer was given at the commit, the Redis apply still running (the trusted path). */
+  readonly answeredAtCommit: boolean;
+  /** Resolves, never rejects, once Redis holds the rows (or gave up): whether a mark moved between the decision and the write. */
+  readonly landed: Promise<boolean>;
+}
+
+export type RunMode =
+  /** Trusted or peek path first (trades, cash). */
+  | 'optimistic'
+  /** Under the account's lock (liquidations). */
+  | 'locked';
+
+export interface RunOptions {
+  readonly mode: RunMode;
+  /** The operation's client order id: its stored first result is read with the state. */
+  readonly clientOrderId?: string | null;
+}
+
+export interface AccountRunnerDeps {
+  readonly redis: Redis;
+  readonly sql: Sql;
+  readonly keys: KeySpace;
+  readonly risk: RiskKeys;
+  readonly gate: AccountGate;
+  readonly cache: AccountCache;
+  readonly marks: MarkBook;
+  readonly committer: GroupCommitter;
+  readonly rates: MarginRates;
+  readonly timeoutMs: number;
+  /** Longest a read waits for this process's acknowledged writes to reach Redis before answering 503 (only a Redis failure makes it wait that long). */
+  readonly appliedWaitMs: number;
+  readonly log: Logger;
+  /** Told of an account whose committed rows did not reach Redis, so it is caught up in the background. */
+  readonly onLagging?: (accountId: number) => void;
+}
+
+const MAX_ATTEMPTS = 4;
+/** The ledger's unique index on (account_id, client_order_id). */
+const CLIENT_ORDER_CONSTRAINT = 'ledger_client_order_id';
+/** How long an account stays on the locked path after writers collided on it. */
+const CONTENDED_MS = 2000;
+/**
+ * Refusals decided on the trusted path's cached book: each is confirmed on a
+ * fresh read before it is answered (the book may be up to MARKS_MAX_AGE_MS
+ * old; a market listed or a mark moved through another process meanwhile
+ * could change the answer).
+ */
+const CONFIRMED_REFUSALS = new Set<ErrorCode>(['INSUFFICIENT_MARGIN', 'MARKET_NOT_FOUND', 'MARKET_HALTED', 'MARKET_REDUCE_ONLY', 'PRICE_OUT_OF_BAND']);
+/** The tail of an account no operation is queued on. */
+const SETTLED: Promise<unknown> = Promise.resolve();
+const UNMOVED = Promise.resolve(false);
+
+/** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
+class StaleState extends Error {
+  /** `clientOrder`: what collided was the client order id, booked before; the state itself may be current. */
+  constructor(
+    readonly fromSeq: number,
+    readonly clientOrder: boolean,
+  ) {
+    super(clientOrder ? 'client order id already booked' : 'account state is behind the ledger');
+  }
+}
+
+/** The snapshot a decision was made on, and the account's lock if held ('' for none). */
+interface Held {
+  readonly snapshot: Snapshot;
+  readonly token: string;
+  /** Answer at the commit and let the apply follow (the trusted path). */
+  readonly answerAtCommit: boolean;
+}
+
+export class AccountRunner {
+  private readonly tails = new Map<number, Promise<unknown>>();
+  /** Redis applies still running for operations already answered at their commit, by account. */
+  private readonly applying = new Map<number, Promise<unknown>>();
+
+  constructor(private readonly deps: AccountRunnerDeps) {}
+
+  /** Decides on the account's current state and books what the decision says, one operation at a time per account. */
+  run<R>(accountId: number, decide: (s: Snapshot) => Decision<R>, { mode, clientOrderId = null }: RunOptions): Promise<Outcome<R>> {
+    return this.queued(accountId, () => this.attempts(accountId, decide, mode, clientOrderId));
+  }
+
+  /** Runs read-only work on the account's state under its lock, queued like any operation (nothing is booked). */
+  inspect<T>(accountId: number, work: (s: Snapshot) => Promise<T>): Promise<T> {
+    return this.queued(accountId, async () => {
+      const { snapshot, token } = await this.deps.gate.lock(accountId, null);
+      try {
+        return await work(snapshot);
+      } finally {
+        await this.deps.gate.release(accountId, token);
+      }
+    });
+  }
+
+  /**
+   * Resolves once Redis holds every operation this process has answered so
+   * far (on `accountId`, or on every account): what a read waits for so a
+   * client always sees its own acknowledged writes. An apply normally lands
+   * within a round trip; if they have not all landed within `appliedWaitMs`,
+   * Redis is failing (or crawling) and the caller answers 503 at once rather
+   * than serve a state without them.
+   */
+  async applied(accountId?: number): Promise<void> {
+    const pending = accountId !== undefined ? this.applying.get(accountId) : this.applying.size > 0 ? Promise.all(this.applying.values()) : undefined;
+    if (pending === undefined) return;
+    try {
+      await withTimeout(pending, this.deps.appliedWaitMs, 'redis apply');
+    } catch {
+      throw new DependencyUnavailable('redis');
+    }
+  }
+
+  /** Resolves once no operation is queued or running and every apply has landed (shutdown). */
+  async idle(): Promise<void> {
+    while (this.tails.size > 0 || this.applying.size > 0) {
+      await Promise.all([...this.tails.values(), ...this.applying.values()]);
+    }
+  }
+
+  /** Runs `op` after the account's previous operation is over, its Redis apply included (even when that one was answered at its commit). */
+  private queued<T>(accountId: number, op: () => Promise<T>): Promise<T> {
+    const current = (this.tails.get(accountId) ?? SETTLED).then(op);
+    const over = () => this.applying.get(accountId);
+    const tail = current.then(over, over);
+    this.tails.set(accountId, tail);
+    void tail.then(() => {
+      if (this.tails.get(accountId) === tail) this.tails.delete(accountId);
+    });
+    return current;
+  }
+
+  /** The first attempt takes `mode`; a retry after a conflict catches Redis up and runs under the lock. */
+  private async attempts<R>(accountId: number, decide: (s: Snapshot) => Decision<R>, mode: RunMode, clientOrderId: string | null): Promise<Outcome<R>> {
+    for (let attempt = 1; ; attempt++) {
+      // During a PostgreSQL outage nothing can be booked: say so before queueing for the lock.
+      if (this.deps.committer.unavailable) throw new DependencyUnavailable('postgres');
+      try {
+        const { held, decision } = await this.decided(accountId, decide, attempt === 1 ? mode : 'locked', clientOrderId);
+        return await this.settle(held, decision);
+      } catch (error) {
+        if (!(error instanceof StaleState)) throw error;
+        if (attempt >= MAX_ATTEMPTS) {
+          throw new EngineError('ACCOUNT_BUSY', `account ${accountId} kept changing under this request; nothing was booked, retry`, {
+            account_id: accountId,
+          });
+        }
+        await this.catchUpAfter(accountId, error, clientOrderId);
+      }
+    }
+  }
+
+  /**
+   * The state, and the decision on it. The trusted path's refusals are
+   * confirmed on a fresh read: `decide` is pure, so deciding again costs
+   * nothing but the read.
+   */
+  private async decided<R>(
+    accountId: number,
+    decide: (s: Snapshot) => Decision<R>,
+    mode: RunMode,
+    clientOrderId: string | null,
+  ): Promise<{ held: Held; decision: Decision<R> }> {
+    const { gate } = this.deps;
+    if (mode === 'optimistic') {
+      const trusted = gate.trusted(accountId);
+      if (trusted !== null) {
+        const decision = decide(trusted);
+        if (!(decision.kind === 'refuse' && CONFIRMED_REFUSALS.has(decision.error.code))) {
+          return { held: { snapshot: trusted, token: '', answerAtCommit: true }, decision };
+        }
+      }
+      const peeked = await gate.peek(accountId, clientOrderId);
+      if (peeked !== null) return { held: { snapshot: peeked, token: '', answerAtCommit: false }, decision: decide(peeked) };
+    }
+    const { snapshot, token } = await gate.lock(accountId, clientOrderId);
+    try {
+      return { held: { snapshot, token, answerAtCommit: false }, decision: decide(snapshot) };
+    } catch (error) {
+      await gate.release(accountId, token);
+      throw error;
+    }
+  }
+
+  /** Books what the decision says (or answers it), releasing the lock on every path. */
+  private async settle<R>(held: Held, decision: Decision<R>): Promise<Outcome<R>> {
+    const accountId = held.snapshot.account.accountId;
+    if (decision.kind !== 'book') {
+      if (held.token !== '') await this.deps.gate.release(accountId, held.token);
+      if (decision.kind === 'refuse') throw decision.error;
+      return { result: decision.result, booked: false, answeredAtCommit: false, landed: UNMOVED };
+    }
+    const entries = await this.commit(held, decision);
+    // The apply releases the lock in the same script.
+    const landed = this.applyOrLag(held, decision, entries);
+    const result = decision.result(entries);
+    if (!held.answerAtCommit) {
+      await landed;
+      return { result, booked: true, answeredAtCommit: false, landed };
+    }
+    // Durable now: answer, and let the apply follow. The account's next
+    // operation and this process's reads of it wait for the apply, so no one
+    // here sees the account without this write.
+    this.applying.set(accountId, landed);
+    void landed.then(() => {
+      if (this.applying.get(accountId) === landed) this.applying.delete(accountId);
+    });
+    return { result, booked: true, answeredAtCommit: true, landed };
+  }
+
+  /** Commits the rows; on failure the lock is released (or kept until a commit in doubt is decided) and the error says why. */
+  private async commit<R>(held: Held, decision: Decision<R> & { kind: 'book' }): Promise<LedgerEntry[]> {
+    const { committer, gate, timeoutMs, log } = this.deps;
+    const { account } = held.snapshot;
+    const pending = committer.submit(decision.rows, decision.liquidation);
+    try {
+      return entriesOf(decision.rows, await withTimeout(pending, timeoutMs, 'ledger commit'));
+    } catch (error) {
+      this.deps.cache.delete(account.accountId);
+      if (error instanceof TimeoutError) {
+        // Still pending: keep the lock until PostgreSQL decides, then apply or
+        // release, so the account never runs ahead of its ledger.
+        pending
+          .then(
+            (late) => this.apply(held, decision, entriesOf(decision.rows, late)),
+            () => (held.token !== '' ? gate.release(account.accountId, held.token) : undefined),
+          )
+          .catch((e: unknown) => log.warn({ err: e, accountId: account.accountId }, 'late commit could not be applied to redis; catch-up will'));
+      } else if (held.token !== '') {
+        // A connection that died mid-commit may have committed: if the rows
+        // did land, the next writer meets them at the ledger's key and
+        // catches Redis up.
+        await gate.release(account.accountId, held.token);
+      }
+      if (error instanceof LedgerConflict) throw new StaleState(account.seq, error.constraint === CLIENT_ORDER_CONSTRAINT);
+      if (error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error)) {
+        throw new DependencyUnavailable('postgres', error);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The apply of rows already committed: resolves to whether the marks moved
+   * meanwhile, and never rejects. The rows are booked in PostgreSQL, so the
+   * answer is success whatever Redis does; if the apply fails, Redis catches
+   * up from the ledger (the watch is told; the account's seq is behind).
+   */
+  private async applyOrLag<R>(held: Held, decision: Decision<R> & { kind: 'book' }, entries: LedgerEntry[]): Promise<boolean> {
+    try {
+      return await this.apply(held, decision, entries);
+    } catch (error) {
+      const accountId = held.snapshot.account.accountId;
+      this.deps.cache.delete(accountId);
+      this.deps.log.warn({ err: error, accountId, seq: entries[entries.length - 1]!.seq }, 'committed rows not applied to redis');
+      // No liquidation re-check now: it would only wait out the same Redis
+      // failure. The watch catches the account up and re-indexes it, so the
+      // next tick (or operation) checks it.
+      this.deps.onLagging?.(accountId);
+      return false;
+    }
+  }
+
+  /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
+  private async apply<R>({ snapshot, token }: Held, decision: Decision<R> & { kind: 'book' }, entries: LedgerEntry[]): Promise<boolean> {
+    const { redis, keys, risk, rates, cache, marks } = this.deps;
+    const before = snapshot.account;
+    const after = decision.after;
+    const isNew = before.seq === 0;
+    const thresholds = liquidationThresholds(after, snapshot.marks, rates, decision.totals);
+    const result = await applyAccount(redis, keys, {
+      update: updateOf(before, after, entries),
+      token,
+      isNew,
+      index: (w) => queueIndexUpdate(w, risk, before.accountId, isNew ? null : sidesOf(before.positions), thresholds),
+    });
+    // The reply read the marks' epoch and boot marker: it keeps the trusted path open, or closes it.
+    marks.observe(result.marksEpoch, result.boot);
+    const last = entries[entries.length - 1]!;
+    if (result.applied) cache.set({ accountId: before.accountId, seq: last.seq, balance: after.balance, positions: after.positions });
+    else {
+      // Redis was not at the seq these rows follow (it lost its state, or
+      // lags the ledger): the watch checks and catches the account up.
+      cache.delete(before.accountId);
+      this.deps.onLagging?.(before.accountId);
+    }
+    return result.marksEpoch !== snapshot.marksEpoch;
+  }
+
+  /** After rows were refused at the ledger's key: bring Redis level with the ledger before the next attempt. */
+  private async catchUpAfter(accountId: number, conflict: StaleState, clientOrderId: string | null): Promise<void> {
+    const { redis, sql, keys, risk, rates, gate, timeoutMs, log } = this.deps;
+    this.deps.cache.delete(accountId);
+    // A client order id booked before (the trusted path does not read Redis's
+    // record of it) is not a collision with another writer: the locked retry
+    // reads the record and answers with the first result, or 409.
+    if (!conflict.clientOrder) {
+      gate.noteShared(accountId);
+      // Writers collided here: for a while every writer of this account queues for its lock instead.
+      await redisCall(() => markContended(redis, keys, accountId, CONTENDED_MS));
+    }
+    // Either way Redis may be behind the ledger (the earlier booking not yet applied): replay what it misses.
+    const replayed = await catchUp(redis, sql, keys, accountId, conflict.fromSeq, timeoutMs);
+    if (conflict.clientOrder && clientOrderId !== null) {
+      // PostgreSQL's unique index is what makes the id idempotent: if Redis
+      // no longer holds the first result (lost, or never applied), put it
+      // back from the ledger so the retry answers with it.
+      const first = await postgresCall(() => entryByClientOrder(sql, accountId, clientOrderId), timeoutMs);
+      if (first) await redisCall(() => rememberClientOrder(redis, keys, accountId, clientOrderId, storedClientOrder(first)));
+    }
+    if (replayed.length > 0) {
+      await reindexAccount(redis, keys, risk, rates, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
+      log.warn({ accountId, fromSeq: conflict.fromSeq, replayed: replayed.length }, 'redis was behind the ledger; caught up');
+    }
+  }
+}
+
+/** The Redis update that takes the account from `before` to `after`, in the committed rows' own decimal text. */
+function updateOf(before: Snapshot['account'], after: AccountState, entries: readonly LedgerEntry[]): AccountUpdate {
+  const last = entries[entries.length - 1]!;
+  const set: { symbol: string; quantity: string; entryPrice: string }[] = [];
+  for (const [symbol, p] of after.positions) if (before.positions.get(symbol) !== p) set.push(positionText(symbol, p, entries));
+  const remove: string[] = [];
+  for (const symbol of before.positions.keys()) if (!after.positions.has(symbol)) remove.push(symbol);
+  const withOrder = entries.find((e) => e.kind === 'TRADE' && e.clientOrderId);
+  return {
+    accountId: before.accountId,
+    expectedSeq: before.seq,
+    seq: last.seq,
+    balance: last.balance, // the row's own text of str(after.balance)
+    set,
+    remove,
+    ...(withOrder ? { clientOrder: { id: withOrder.clientOrderId!, stored: storedClientOrder(withOrder) } } : {}),
+  };
+}
+
+/** A changed position as text for Redis: the trade row that left it so already carries it, otherwise it is formatted. */
+function positionText(symbol: string, p: Position, entries: readonly LedgerEntry[]): { symbol: string; quantity: string; entryPrice: string } {
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i]!;
+    if (e.symbol !== symbol) continue;
+    if (e.positionQuantity !== null && e.positionEntryPrice !== null) return { symbol, quantity: e.positionQuantity, entryPrice: e.positionEntryPrice };
+    break;
+  }
+  return { symbol, quantity: str(p.quantity), entryPrice: str(p.entryPrice) };
+}
+
+/** The ledger entries of committed rows (the commit supplies ids and timestamps). */
+function entriesOf(rows: readonly LedgerRow[], committed: readonly CommittedRow[]): LedgerEntry[] {
+  return rows.map((row, i) => {
+    const c = committed[i]!;
+    return {
+      entryId: c.entryId,
+      accountId: row.accountId,
+      seq: row.seq,
+      kind: row.kind,
+      symbol: row.symbol ?? null,
+      side: row.side ?? null,
+      quantity: row.quantity ?? null,
+      price: row.price ?? null,
+      realisedPnl: row.realisedPnl ?? null,
+      clientOrderId: row.clientOrderId ?? null,
+      liquidationId: row.liquidationId ?? null,
+      positionQuantity: row.positionQuantity ?? null,
+      positionEntryPrice: row.positionEntryPrice ?? null,
+      equity: row.equity ?? null,
+      amount: row.amount ?? null,
+      balance: row.balance,
+      actor: row.actor ?? null,
+      createdAt: c.createdAt,
+    };
+  });
+}

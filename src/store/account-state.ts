@@ -1,0 +1,275 @@
+/**
+ * An account's hot state: one hash per account (`state` under the account's
+ * hash tag: `seq`, `bal`, and `q:<symbol>` / `e:<symbol>` per position).
+ * `seq` is the last ledger row applied, so every write names the state it was
+ * computed from and a stale one is refused.
+ *
+ * Writes (apply, reindex) carry the account's risk-index moves in the same
+ * script, so the index never disagrees with the state it was computed from.
+ * Concurrent requests' peeks and applies share one script call per round
+ * trip (Batcher).
+ */
+import type { Redis } from 'ioredis';
+import { D, type Dec } from '../domain/decimal.js';
+import type { Position } from '../domain/margin.js';
+import { Batcher } from './batcher.js';
+import type { AccountKeys, KeySpace } from './redis.js';
+import type { IndexWriter } from './risk-index.js';
+import { runScript, SCRIPTS } from './scripts.js';
+
+/** The account as Redis holds it. `seq` is the last ledger row applied (0: never seen). */
+export interface StoredAccount {
+  readonly accountId: number;
+  readonly seq: number;
+  readonly balance: Dec;
+  readonly positions: ReadonlyMap<string, Position>;
+}
+
+export const accountExists = (a: StoredAccount) => a.seq > 0;
+
+/** An account's state from its hash (HGETALL's object, or its flat field/value list). */
+export function parseAccount(accountId: number, flat: string[] | Record<string, string>): StoredAccount {
+  const entries: [string, string][] = Array.isArray(flat)
+    ? Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!])
+    : Object.entries(flat);
+  let seq = 0;
+  let balance = new D(0);
+  const quantities = new Map<string, string>();
+  const entriesBySymbol = new Map<string, string>();
+  for (const [field, value] of entries) {
+    if (field === 'seq') seq = Number.parseInt(value, 10);
+    else if (field === 'bal') balance = new D(value);
+    else if (field.startsWith('q:')) quantities.set(field.slice(2), value);
+    else if (field.startsWith('e:')) entriesBySymbol.set(field.slice(2), value);
+  }
+  const positions = new Map<string, Position>();
+  for (const [symbol, quantity] of [...quantities].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const entry = entriesBySymbol.get(symbol);
+    if (entry === undefined) throw new Error(`account ${accountId}: position ${symbol} has no entry price`);
+    positions.set(symbol, { quantity: new D(quantity), entryPrice: new D(entry) });
+  }
+  return { accountId, seq, balance, positions };
+}
+
+/** A state hash flattened by a script (fields and values joined by newlines). */
+const parseJoined = (accountId: number, joined: string) => parseAccount(accountId, joined === '' ? [] : joined.split('\n'));
+
+/** One account's state, without locking (reads only). */
+export async function readAccount(redis: Redis, keys: KeySpace, accountId: number): Promise<StoredAccount> {
+  return parseAccount(accountId, await redis.hgetall(keys.account(accountId).state));
+}
+
+/** Several accounts' states in one round trip and one command, without locking. */
+export async function readAccounts(redis: Redis, keys: KeySpace, accountIds: readonly number[]): Promise<StoredAccount[]> {
+  if (accountIds.length === 0) return [];
+  const stateKeys = accountIds.map((id) => keys.account(id).state);
+  const replies = (await runScript(redis, SCRIPTS.accountReadMany, [stateKeys.length, ...stateKeys])) as string[];
+  return replies.map((joined, i) => parseJoined(accountIds[i]!, joined));
+}
+
+/** What a committed ledger row (or rows) does to the account's hash, on top of `expectedSeq`. Values are the rows' decimal text. */
+export interface AccountUpdate {
+  readonly accountId: number;
+  readonly expectedSeq: number;
+  readonly seq: number;
+  readonly balance: string;
+  readonly set: readonly { symbol: string; quantity: string; entryPrice: string }[];
+  readonly remove: readonly string[];
+  readonly clientOrder?: { readonly id: string; readonly stored: string };
+}
+
+/** Index operations to run inside an apply or reindex script (op, key, score, member); see lua/index-ops.lua. */
+class IndexOps implements IndexWriter {
+  readonly ops: [op: string, key: string, score: number | string, member: string][] = [];
+
+  zadd(key: string, score: number, member: string): void {
+    this.ops.push(['za', key, score, member]);
+  }
+  zrem(key: string, member: string): void {
+    this.ops.push(['zr', key, '', member]);
+  }
+  sadd(key: string, member: string): void {
+    this.ops.push(['sa', key, '', member]);
+  }
+  srem(key: string, member: string): void {
+    this.ops.push(['sr', key, '', member]);
+  }
+}
+
+/** A script's KEYS, each named once, referred to by number. */
+class KeyTable {
+  readonly keys: string[] = [];
+  private readonly numbers = new Map<string, number>();
+
+  constructor(private readonly first: number) {}
+
+  ref(key: string): number {
+    let n = this.numbers.get(key);
+    if (n === undefined) {
+      n = this.first + this.keys.length;
+      this.keys.push(key);
+      this.numbers.set(key, n);
+    }
+    return n;
+  }
+}
+
+/** An apply item's fields, one per line (see lua/account-apply.lua). */
+function packApply(token: string, update: AccountUpdate, table: KeyTable, ops: IndexOps): string {
+  let s = `${token}\n${update.expectedSeq}\n${update.seq}\n${update.balance}\n${update.set.length}`;
+  for (const p of update.set) s += `\n${p.symbol}\n${p.quantity}\n${p.entryPrice}`;
+  s += `\n${update.remove.length}`;
+  for (const symbol of update.remove) s += `\n${symbol}`;
+  s += `\n${ops.ops.length}`;
+  for (const [op, key, score, member] of ops.ops) s += `\n${op}\n${table.ref(key)}\n${score}\n${member}`;
+  return s + (update.clientOrder ? '\n1' : '\n0');
+}
+
+export interface Applied {
+  /** The state was at `expectedSeq` and now holds the update (false: Redis was behind or ahead; catch-up fixes it). */
+  readonly applied: boolean;
+  /** The marks' epoch after the apply. */
+  readonly marksEpoch: string | null;
+  /** The boot marker (null: gone, Redis lost its state meanwhile). */
+  readonly boot: string | null;
+}
+
+interface ApplyItem {
+  readonly keys: AccountKeys;
+  readonly token: string;
+  readonly update: AccountUpdate;
+  readonly ops: IndexOps;
+}
+
+async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem[]): Promise<Applied[]> {
+  const accountKeys: string[] = [];
+  // The index keys are few and shared by many items: each is named once, after the accounts' keys.
+  const table = new KeyTable(3 + 3 * items.length);
+  const args: (string | number)[] = [items.length, keys.clientOrderTtlMs];
+  for (const { keys: k, token, update, ops } of items) {
+    accountKeys.push(k.lock, k.state, k.clientOrders);
+    args.push(packApply(token, update, table, ops));
+    if (update.clientOrder) args.push(update.clientOrder.id, update.clientOrder.stored);
+  }
+  const keyCount = 2 + accountKeys.length + table.keys.length;
+  const [applied, epoch, boot] = (await runScript(redis, SCRIPTS.accountApply, [keyCount, keys.marks, keys.rev, ...accountKeys, ...table.keys, ...args])) as [
+    number[],
+    string | null,
+    string | null,
+  ];
+  return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, boot: boot ?? null }));
+}
+
+interface PeekItem {
+  readonly accountId: number;
+  readonly cachedSeq: number | null;
+  readonly clientOrderId: string | null;
+}
+
+export type Peeked = {
+  /** The marks' epoch and boot marker, read in the same command. */
+  readonly marksEpoch: string | null;
+  readonly boot: string | null;
+} & (
+  | /** Another writer holds the account's lock (or writers collided on it lately): queue for it. */ { readonly free: false }
+  | {
+      readonly free: true;
+      readonly seq: number;
+      /** The account's state, or null when it is at the caller's cached seq. */
+      readonly account: StoredAccount | null;
+      /** The stored result of the client order id asked about, if booked. */
+      readonly clientOrder: string | null;
+    }
+);
+
+type PeekEntry = [free: number, seq?: string, state?: string | null, order?: string | null];
+
+async function peekMany(redis: Redis, keys: KeySpace, items: readonly PeekItem[]): Promise<Peeked[]> {
+  const keyArgs: string[] = [keys.marks];
+  const args: (string | number)[] = [];
+  for (const { accountId, cachedSeq, clientOrderId } of items) {
+    const k = keys.account(accountId);
+    keyArgs.push(k.state, k.clientOrders, k.lock, k.contended);
+    args.push(cachedSeq ?? '', clientOrderId ?? '');
+  }
+  const [epoch, boot, entries] = (await runScript(redis, SCRIPTS.accountPeek, [keyArgs.length, ...keyArgs, ...args])) as [
+    string | null,
+    string | null,
+    PeekEntry[],
+  ];
+  const head = { marksEpoch: epoch ?? null, boot: boot ?? null };
+  return entries.map(([free, seq, state, order], i): Peeked => {
+    if (free !== 1) return { ...head, free: false };
+    return {
+      ...head,
+      free: true,
+      seq: Number.parseInt(seq!, 10),
+      account: state === null || state === undefined ? null : parseJoined(items[i]!.accountId, state),
+      clientOrder: order ?? null,
+    };
+  });
+}
+
+/** The batchers of one client and key space: concurrent requests' peeks and applies each share one script call per round trip. */
+interface Batchers {
+  readonly peek: Batcher<PeekItem, Peeked>;
+  readonly apply: Batcher<ApplyItem, Applied>;
+}
+const batchersByClient = new WeakMap<Redis, Map<string, Batchers>>();
+
+function batchersFor(redis: Redis, keys: KeySpace): Batchers {
+  let byPrefix = batchersByClient.get(redis);
+  if (!byPrefix) batchersByClient.set(redis, (byPrefix = new Map()));
+  let b = byPrefix.get(keys.prefix);
+  if (!b) {
+    b = { peek: new Batcher((items) => peekMany(redis, keys, items)), apply: new Batcher((items) => applyMany(redis, keys, items)) };
+    byPrefix.set(keys.prefix, b);
+  }
+  return b;
+}
+
+export interface ApplyRequest {
+  readonly update: AccountUpdate;
+  /** The lock to release with the apply ('' for none). */
+  readonly token?: string;
+  /** The account is new: it joins the account set. */
+  readonly isNew?: boolean;
+  /** Queues the account's risk-index moves. */
+  readonly index?: (w: IndexWriter) => void;
+}
+
+/**
+ * Applies committed ledger rows' effect on top of `update.expectedSeq`, with
+ * the index operations `index` queues; releases the lock (if `token`); bumps
+ * the report revision; reads the marks' epoch. Concurrent calls share one
+ * script call.
+ */
+export async function applyAccount(redis: Redis, keys: KeySpace, { update, token = '', isNew = false, index }: ApplyRequest): Promise<Applied> {
+  const ops = new IndexOps();
+  if (isNew) ops.sadd(keys.accounts, String(update.accountId));
+  index?.(ops);
+  return batchersFor(redis, keys).apply.call({ keys: keys.account(update.accountId), token, update, ops });
+}
+
+/**
+ * Writes index entries computed from the account at `seq`, only if it is
+ * still at `seq` (a newer state's writer indexed it itself). Returns whether it did.
+ */
+export async function reindexAt(redis: Redis, keys: KeySpace, accountId: number, seq: number, index: (w: IndexWriter) => void): Promise<boolean> {
+  const ops = new IndexOps();
+  index(ops);
+  const table = new KeyTable(3);
+  const args: (string | number)[] = [seq, ops.ops.length];
+  for (const [op, key, score, member] of ops.ops) args.push(op, table.ref(key), score, member);
+  const reply = await runScript(redis, SCRIPTS.accountReindex, [2 + table.keys.length, keys.account(accountId).state, keys.rev, ...table.keys, ...args]);
+  return reply === 1;
+}
+
+/**
+ * One command, no lock: whether the account is free, its seq (its state only
+ * when `cachedSeq` is stale), a booked client order, and the marks' epoch and
+ * boot marker. Concurrent calls share one script call.
+ */
+export function peekAccount(redis: Redis, keys: KeySpace, accountId: number, cachedSeq: number | null, clientOrderId: string | null): Promise<Peeked> {
+  return batchersFor(redis, keys).peek.call({ accountId, cachedSeq, clientOrderId });
+}
