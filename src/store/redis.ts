@@ -1,9 +1,10 @@
 /**
  * Redis client construction and the key layout.
  *
- * Every key of one account carries the hash tag `{a<id>}`, so an account's
- * update touches one cluster slot. Global keys (marks, the account set) are
- * read or written in the same pipeline, never inside an account's script.
+ * Every key of one account carries the hash tag `{a<id>}`. The hot path's
+ * scripts also read and write global keys (the marks hash, the risk index,
+ * the report revision) in the same call as an account's keys, so the engine
+ * needs one Redis node (or a primary with replicas), not a cluster.
  */
 import { Redis } from 'ioredis';
 
