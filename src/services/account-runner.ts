@@ -33,6 +33,7 @@ import {
   LedgerConflict,
   LedgerUnavailable,
   entryByClientOrder,
+  entryOf,
   type CommittedRow,
   type LedgerEntry,
   type LedgerRow,
@@ -420,27 +421,5 @@ function positionText(symbol: string, p: Position, entries: readonly LedgerEntry
 
 /** The ledger entries of committed rows (the commit supplies ids and timestamps). */
 function entriesOf(rows: readonly LedgerRow[], committed: readonly CommittedRow[]): LedgerEntry[] {
-  return rows.map((row, i) => {
-    const c = committed[i]!;
-    return {
-      entryId: c.entryId,
-      accountId: row.accountId,
-      seq: row.seq,
-      kind: row.kind,
-      symbol: row.symbol ?? null,
-      side: row.side ?? null,
-      quantity: row.quantity ?? null,
-      price: row.price ?? null,
-      realisedPnl: row.realisedPnl ?? null,
-      clientOrderId: row.clientOrderId ?? null,
-      liquidationId: row.liquidationId ?? null,
-      positionQuantity: row.positionQuantity ?? null,
-      positionEntryPrice: row.positionEntryPrice ?? null,
-      equity: row.equity ?? null,
-      amount: row.amount ?? null,
-      balance: row.balance,
-      actor: row.actor ?? null,
-      createdAt: c.createdAt,
-    };
-  });
+  return rows.map((row, i) => entryOf(row, committed[i]!));
 }

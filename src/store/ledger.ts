@@ -7,32 +7,58 @@ import type { Side } from '../domain/margin.js';
 
 export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL' | 'INSURANCE';
 
-/** One row to write. Decimal values are already plain decimal strings. */
+/**
+ * One row to write. Decimal values are already plain decimal strings; a
+ * column a row does not use (a cash row's trade columns) may be left out.
+ */
 export interface LedgerRow {
   readonly accountId: number;
   readonly seq: number;
   readonly kind: LedgerKind;
   readonly balance: string;
-  readonly symbol?: string;
-  readonly side?: Side;
-  readonly quantity?: string;
-  readonly price?: string;
-  readonly realisedPnl?: string;
+  readonly symbol?: string | null;
+  readonly side?: Side | null;
+  readonly quantity?: string | null;
+  readonly price?: string | null;
+  readonly realisedPnl?: string | null;
   readonly clientOrderId?: string | null;
   readonly liquidationId?: number | null;
-  readonly positionQuantity?: string;
+  readonly positionQuantity?: string | null;
   readonly positionEntryPrice?: string | null;
   readonly equity?: string | null;
-  readonly amount?: string;
+  readonly amount?: string | null;
   /** The key that caused the row (null with AUTH=off). */
   readonly actor?: string | null;
 }
 
-export interface CommittedRow {
-  readonly accountId: number;
-  readonly seq: number;
+/** A committed row: every column (null where unused), with the id and time the commit gave it. */
+export interface LedgerEntry extends Required<LedgerRow> {
   readonly entryId: number;
   readonly createdAt: Date;
+}
+
+/** What the commit gives a row. */
+export type CommittedRow = Pick<LedgerEntry, 'accountId' | 'seq' | 'entryId' | 'createdAt'>;
+
+/** The columns a row may leave out, absent. */
+const ABSENT = {
+  symbol: null,
+  side: null,
+  quantity: null,
+  price: null,
+  realisedPnl: null,
+  clientOrderId: null,
+  liquidationId: null,
+  positionQuantity: null,
+  positionEntryPrice: null,
+  equity: null,
+  amount: null,
+  actor: null,
+} as const satisfies Record<Exclude<keyof LedgerRow, 'accountId' | 'seq' | 'kind' | 'balance'>, null>;
+
+/** The entry a committed row became. */
+export function entryOf(row: LedgerRow, { entryId, createdAt }: Pick<CommittedRow, 'entryId' | 'createdAt'>): LedgerEntry {
+  return { ...ABSENT, ...row, entryId, createdAt };
 }
 
 /** The rows of one item collided with rows already in the ledger (another writer got there first). */
@@ -353,28 +379,7 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
   }));
 }
 
-export interface LedgerEntry {
-  readonly entryId: number;
-  readonly accountId: number;
-  readonly seq: number;
-  readonly kind: LedgerKind;
-  readonly symbol: string | null;
-  readonly side: Side | null;
-  readonly quantity: string | null;
-  readonly price: string | null;
-  readonly realisedPnl: string | null;
-  readonly clientOrderId: string | null;
-  readonly liquidationId: number | null;
-  readonly positionQuantity: string | null;
-  readonly positionEntryPrice: string | null;
-  readonly equity: string | null;
-  readonly amount: string | null;
-  readonly balance: string;
-  readonly actor: string | null;
-  readonly createdAt: Date;
-}
-
-/** A ledger row as postgres.js returns it. */
+/** A ledger row as postgres.js returns it (bigint columns as text). */
 export interface EntryRecord {
   entry_id: string;
   account_id: string;
