@@ -3,7 +3,7 @@
  * at start-up. Nothing else in the code base reads process.env.
  */
 import { z } from 'zod';
-import { D, type Dec } from './domain/decimal.js';
+import { D } from './domain/decimal.js';
 import type { MarketParams } from './domain/markets.js';
 
 const rate = (fallback: string) =>
@@ -103,54 +103,58 @@ const envSchema = z
     METRICS: z.enum(['on', 'off']).default('on'),
     /** Most open connections; further ones are closed at once. */
     MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
-  });
+  })
+  // The engine's names for the values: Config is this transform's output type, so each field is declared once.
+  .transform(
+    (e) =>
+      ({
+        host: e.HOST,
+        port: e.PORT,
+        redisUrl: e.REDIS_URL,
+        databaseUrl: e.DATABASE_URL,
+        databaseSchema: e.DATABASE_SCHEMA,
+        redisKeyPrefix: e.REDIS_KEY_PREFIX,
+        initialMarginRate: e.INITIAL_MARGIN_RATE,
+        maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
+        logLevel: e.LOG_LEVEL,
+        logFormat: e.LOG_FORMAT,
+        databasePoolSize: e.DATABASE_POOL_SIZE,
+        dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
+        accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
+        accountCacheSize: e.ACCOUNT_CACHE_SIZE,
+        marksMaxAgeMs: e.MARKS_MAX_AGE_MS,
+        clientOrderRetentionS: e.CLIENT_ORDER_RETENTION_S,
+        trustedPath: e.TRUSTED_PATH,
+        commitBatchMax: e.COMMIT_BATCH_MAX,
+        commitConcurrency: e.COMMIT_CONCURRENCY,
+        commitEarlyRows: e.COMMIT_EARLY_ROWS,
+        workers: e.WORKERS,
+        auth: e.AUTH === 'on',
+        adminApiKey: e.ADMIN_API_KEY ?? null,
+        /** Defaults of every market's parameters (a market stores only what was set for it). */
+        marketDefaults: {
+          tradePriceBand: e.TRADE_PRICE_BAND,
+          maxMarkMove: e.MARK_MAX_MOVE,
+          liquidationMode: e.LIQUIDATION_MODE,
+          liquidationFeeRate: e.LIQUIDATION_FEE_RATE,
+          liquidationBuffer: e.LIQUIDATION_BUFFER,
+          makerFeeRate: e.MAKER_FEE_RATE,
+          takerFeeRate: e.TAKER_FEE_RATE,
+          lotSize: e.LOT_SIZE ?? null,
+        },
+        requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+        maxConnections: e.MAX_CONNECTIONS,
+        metrics: e.METRICS === 'on',
+      }) as const,
+  );
+
+/** The parsed configuration (readonly throughout: `as const` above). */
+export type Config = z.output<typeof envSchema>;
 
 /** An address only this machine can reach. */
 export function isLoopback(host: string): boolean {
   const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
-}
-
-export interface Config {
-  readonly host: string;
-  readonly port: number;
-  readonly redisUrl: string;
-  readonly databaseUrl: string;
-  readonly databaseSchema: string;
-  readonly redisKeyPrefix: string;
-  readonly initialMarginRate: Dec;
-  readonly maintenanceMarginRate: Dec;
-  readonly logLevel: string;
-  readonly logFormat: 'json' | 'pretty';
-  readonly databasePoolSize: number;
-  readonly dependencyTimeoutMs: number;
-  readonly accountLockTtlMs: number;
-  readonly accountCacheSize: number;
-  readonly marksMaxAgeMs: number;
-  readonly clientOrderRetentionS: number;
-  readonly trustedPath: 'auto' | 'on' | 'off';
-  readonly commitBatchMax: number;
-  readonly commitConcurrency: number;
-  readonly commitEarlyRows: number;
-  readonly workers: number;
-  readonly auth: boolean;
-  readonly adminApiKey: string | null;
-  /** Defaults of every market's parameters (a market stores only what was set for it). */
-  readonly marketDefaults: MarketDefaults;
-  readonly requestTimeoutMs: number;
-  readonly maxConnections: number;
-  readonly metrics: boolean;
-}
-
-export interface MarketDefaults {
-  readonly tradePriceBand: Dec;
-  readonly maxMarkMove: Dec;
-  readonly liquidationMode: 'full' | 'partial';
-  readonly liquidationFeeRate: Dec;
-  readonly liquidationBuffer: Dec;
-  readonly makerFeeRate: Dec;
-  readonly takerFeeRate: Dec;
-  readonly lotSize: Dec | null;
 }
 
 /** Every market's parameters where it sets none of its own: the single default tier is the flat rates of the accounting rules. */
@@ -172,55 +176,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
-  const e = parsed.data;
-  if (e.COMMIT_CONCURRENCY >= e.DATABASE_POOL_SIZE) {
+  const c = parsed.data;
+  if (c.commitConcurrency >= c.databasePoolSize) {
     throw new ConfigError('Invalid configuration:\n  COMMIT_CONCURRENCY: must be below DATABASE_POOL_SIZE (reads need connections too)');
   }
-  if (e.MAINTENANCE_MARGIN_RATE.gt(e.INITIAL_MARGIN_RATE)) {
+  if (c.maintenanceMarginRate.gt(c.initialMarginRate)) {
     throw new ConfigError('Invalid configuration:\n  MAINTENANCE_MARGIN_RATE: must not exceed INITIAL_MARGIN_RATE');
   }
-  if (e.AUTH === 'off' && !isLoopback(e.HOST)) {
-    throw new ConfigError(`Invalid configuration:\n  AUTH: off is refused unless HOST is a loopback address (HOST is ${e.HOST})`);
+  if (!c.auth && !isLoopback(c.host)) {
+    throw new ConfigError(`Invalid configuration:\n  AUTH: off is refused unless HOST is a loopback address (HOST is ${c.host})`);
   }
-  if (e.MAKER_FEE_RATE.neg().gt(e.TAKER_FEE_RATE)) {
+  if (c.marketDefaults.makerFeeRate.neg().gt(c.marketDefaults.takerFeeRate)) {
     throw new ConfigError('Invalid configuration:\n  MAKER_FEE_RATE: a rebate (negative maker rate) must not exceed TAKER_FEE_RATE');
   }
-  return {
-    host: e.HOST,
-    port: e.PORT,
-    redisUrl: e.REDIS_URL,
-    databaseUrl: e.DATABASE_URL,
-    databaseSchema: e.DATABASE_SCHEMA,
-    redisKeyPrefix: e.REDIS_KEY_PREFIX,
-    initialMarginRate: e.INITIAL_MARGIN_RATE,
-    maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
-    logLevel: e.LOG_LEVEL,
-    logFormat: e.LOG_FORMAT,
-    databasePoolSize: e.DATABASE_POOL_SIZE,
-    dependencyTimeoutMs: e.DEPENDENCY_TIMEOUT_MS,
-    accountLockTtlMs: e.ACCOUNT_LOCK_TTL_MS,
-    accountCacheSize: e.ACCOUNT_CACHE_SIZE,
-    marksMaxAgeMs: e.MARKS_MAX_AGE_MS,
-    clientOrderRetentionS: e.CLIENT_ORDER_RETENTION_S,
-    trustedPath: e.TRUSTED_PATH,
-    commitBatchMax: e.COMMIT_BATCH_MAX,
-    commitConcurrency: e.COMMIT_CONCURRENCY,
-    commitEarlyRows: e.COMMIT_EARLY_ROWS,
-    workers: e.WORKERS,
-    auth: e.AUTH === 'on',
-    adminApiKey: e.ADMIN_API_KEY ?? null,
-    marketDefaults: {
-      tradePriceBand: e.TRADE_PRICE_BAND,
-      maxMarkMove: e.MARK_MAX_MOVE,
-      liquidationMode: e.LIQUIDATION_MODE,
-      liquidationFeeRate: e.LIQUIDATION_FEE_RATE,
-      liquidationBuffer: e.LIQUIDATION_BUFFER,
-      makerFeeRate: e.MAKER_FEE_RATE,
-      takerFeeRate: e.TAKER_FEE_RATE,
-      lotSize: e.LOT_SIZE ?? null,
-    },
-    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
-    maxConnections: e.MAX_CONNECTIONS,
-    metrics: e.METRICS === 'on',
-  };
+  return c;
 }

@@ -5,13 +5,14 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
 import { createEngine } from '../engine.js';
+import { reconcile } from '../services/reconcile.js';
 
 let code = 0;
 try {
   const config = loadConfig(process.env);
   const engine = await createEngine(config, pino({ level: 'warn' }), { recover: false });
   try {
-    const diffs = await engine.recovery.reconcile();
+    const diffs = await reconcile(engine);
     for (const d of diffs) process.stdout.write(`${d}\n`);
     process.stdout.write(diffs.length === 0 ? 'redis agrees with the ledger\n' : `${diffs.length} difference(s)\n`);
     code = diffs.length === 0 ? 0 : 1;

@@ -156,13 +156,6 @@ function ownPart(term: { readonly pnl: Dec; readonly notional: Dec }, cost: Dec,
 
 const ONE = new D(1);
 
-/** 1 − r and 1 + r, for the last maintenance rate asked (the engine runs on one). */
-let factors: { readonly rate: Dec; readonly long: Dec; readonly short: Dec } | undefined;
-function factorsOf(r: Dec): { readonly long: Dec; readonly short: Dec } {
-  if (factors?.rate !== r) factors = { rate: r, long: ONE.minus(r), short: ONE.plus(r) };
-  return factors;
-}
-
 /**
  * The parts of a position's threshold that depend on the position alone
  * (and the maintenance rate): q·e and the slope q − r·|q|, which is q·(1 − r)
@@ -175,7 +168,7 @@ type Fixed = { readonly rate: Dec; readonly cost: Dec; readonly slope: Dec; read
 function fixedParts(p: Position, r: Dec): { readonly cost: Dec; readonly slope: Dec; readonly slopeDouble: number } {
   const known = (p as { [FIXED]?: Fixed })[FIXED];
   if (known !== undefined && known.rate === r) return known;
-  const slope = p.quantity.times(p.quantity.isPos() ? factorsOf(r).long : factorsOf(r).short);
+  const slope = p.quantity.times(p.quantity.isPos() ? ONE.minus(r) : ONE.plus(r));
   const parts = { rate: r, cost: p.quantity.times(p.entryPrice), slope, slopeDouble: Number(slope.toString()) };
   return remember(p, FIXED, parts);
 }

@@ -75,9 +75,7 @@ export function applyTrade(state: AccountState, fill: TradeFill): TradeOutcome {
   const positions = new Map(state.positions);
   if (result.position) positions.set(fill.symbol, result.position);
   else positions.delete(fill.symbol);
-  // Opening or increasing realises nothing (applyFill returns ZERO itself): the balance is unchanged.
-  const balance = result.realisedPnl === ZERO ? state.balance : state.balance.plus(result.realisedPnl);
-  return { ...result, after: { balance, positions } };
+  return { ...result, after: { balance: state.balance.plus(result.realisedPnl), positions } };
 }
 
 export interface PositionValuation {

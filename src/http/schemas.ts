@@ -355,5 +355,16 @@ export const liquidationsResponse = z.object({
   next_cursor: z.string().nullable(),
 });
 
+/**
+ * The types of the bodies above, for the code that builds them (src/http/views.ts,
+ * and anything kept in the wire shape, such as a booked trade's result): each
+ * shape is declared once, here, as its schema.
+ */
+export type TradeResponse = z.infer<typeof tradeResponse>;
+export type PositionsResponse = z.infer<typeof positionsResponse>;
+export type TradesResponse = z.infer<typeof tradesResponse>;
+export type MarginReportResponse = z.infer<typeof marginReportResponse>;
+export type LiquidationsResponse = z.infer<typeof liquidationsResponse>;
+
 export const healthResponse = z.object({ status: z.literal('ok') });
 export const readyResponse = z.object({ status: z.literal('ready'), redis: z.literal('up'), postgres: z.literal('up') });

@@ -10,7 +10,8 @@
  * - rebuild(): replaces everything under the key prefix with the state the
  *   ledger's last rows record: balances, positions, client orders, marks,
  *   the risk index, and finally the boot marker.
- * - reconcile(): lists every difference between Redis and the ledger.
+ *
+ * (reconcile.ts lists every difference between Redis and the ledger.)
  *
  * One engine rebuilds at a time (a Redis lock outside the key prefix); the
  * others wait for the marker.
@@ -18,18 +19,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { D, type Dec, str } from '../domain/decimal.js';
+import { str } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
-import type { MarginRates, Position } from '../domain/margin.js';
-import { parseAccount } from '../store/account-state.js';
+import type { MarginRates } from '../domain/margin.js';
 import { parseMarks } from '../store/mark-book.js';
-import { BOOT_FIELD, EPOCH_FIELD, isMarkField, marketField, marketSymbolOf, marketVersionField, markVersionField } from '../store/marks-hash.js';
-import { toEntry, type EntryRecord } from '../store/ledger.js';
-import { allMarkets } from '../store/markets.js';
+import { BOOT_FIELD, EPOCH_FIELD, marketField, marketVersionField, markVersionField } from '../store/marks-hash.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { member, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
-import { catchUp, reindexAccount, storedClientOrder } from './ledger-sync.js';
+import { expectedState } from './ledger-state.js';
+import { catchUp, reindexAccount } from './ledger-sync.js';
 
 export interface RecoveryDeps {
   readonly redis: Redis;
@@ -39,20 +38,6 @@ export interface RecoveryDeps {
   readonly rates: MarginRates;
   readonly timeoutMs: number;
   readonly log: Logger;
-}
-
-/** What the ledger says an account is now. */
-interface ExpectedAccount {
-  seq: number;
-  balance: Dec;
-  positions: Map<string, Position>;
-  clientOrders: Map<string, string>;
-}
-
-interface Expected {
-  readonly accounts: Map<number, ExpectedAccount>;
-  readonly marks: Map<string, { price: string; version: number }>;
-  readonly markets: { symbol: string; json: string; version: number }[];
 }
 
 export interface RebuildStats {
@@ -166,7 +151,7 @@ export class Recovery {
     const started = performance.now();
     const { redis, keys, risk, rates, log } = this.deps;
     await this.deleteAll();
-    const expected = await this.expected(true);
+    const expected = await expectedState(this.deps.sql, keys.clientOrderTtlMs);
     // Marks first (without the boot marker), so thresholds use them.
     const marksHash: Record<string, string> = {};
     for (const [symbol, m] of expected.marks) {
@@ -271,112 +256,6 @@ export class Recovery {
     const m = member(accountId);
     const scores = await Promise.all(symbols.flatMap((s) => [redis.zscore(risk.long(s), m), redis.zscore(risk.short(s), m)]));
     return new Set(symbols.filter((_, i) => scores[2 * i] !== null || scores[2 * i + 1] !== null));
-  }
-
-  /** Every difference between Redis and what the ledger implies (empty: they agree). */
-  async reconcile(): Promise<string[]> {
-    const { redis, keys, risk } = this.deps;
-    const expected = await this.expected();
-    const diffs: string[] = [];
-    if (!(await this.hasMarker())) diffs.push('redis has no boot marker (state lost or never built)');
-    const marksHash = await redis.hgetall(keys.marks);
-    for (const [symbol, m] of expected.marks) {
-      if (marksHash[symbol] === undefined || !new D(marksHash[symbol]).eq(m.price)) {
-        diffs.push(`mark ${symbol}: redis ${marksHash[symbol] ?? 'missing'}, ledger ${m.price}`);
-      }
-    }
-    for (const field of Object.keys(marksHash)) {
-      if (isMarkField(field) && !expected.marks.has(field)) diffs.push(`mark ${field}: in redis only`);
-    }
-    for (const m of expected.markets) {
-      if (marksHash[marketField(m.symbol)] !== m.json || marksHash[marketVersionField(m.symbol)] !== String(m.version)) {
-        diffs.push(`market ${m.symbol}: redis ${marksHash[marketVersionField(m.symbol)] ?? 'missing'}, postgresql version ${m.version}`);
-      }
-    }
-    const listed = new Set(expected.markets.map((m) => m.symbol));
-    for (const field of Object.keys(marksHash)) {
-      const symbol = marketSymbolOf(field);
-      if (symbol !== null && !listed.has(symbol)) diffs.push(`market ${symbol}: in redis only`);
-    }
-    const unswept = await this.deps.sql<{ symbol: string }[]>`SELECT symbol FROM mark_prices WHERE swept_version < version`;
-    for (const { symbol } of unswept) diffs.push(`mark ${symbol}: committed but its liquidation sweep has not finished`);
-    const inRedis = new Set((await redis.smembers(keys.accounts)).map(Number));
-    for (const id of inRedis) if (!expected.accounts.has(id)) diffs.push(`account ${id}: in redis only`);
-    const ids = [...expected.accounts.keys()];
-    for (let i = 0; i < ids.length; i += CHUNK) {
-      const chunk = ids.slice(i, i + CHUNK);
-      const [states, orders] = await Promise.all([
-        Promise.all(chunk.map((id) => redis.hgetall(keys.account(id).state))),
-        Promise.all(chunk.map((id) => redis.hgetall(keys.account(id).clientOrders))),
-      ]);
-      for (const [j, id] of chunk.entries()) {
-        const want = expected.accounts.get(id)!;
-        if (!inRedis.has(id)) diffs.push(`account ${id}: missing from the account set`);
-        const got = parseAccount(id, states[j]!);
-        if (got.seq !== want.seq) diffs.push(`account ${id}: seq redis ${got.seq}, ledger ${want.seq}`);
-        if (!got.balance.eq(want.balance)) diffs.push(`account ${id}: balance redis ${str(got.balance)}, ledger ${str(want.balance)}`);
-        for (const symbol of new Set([...got.positions.keys(), ...want.positions.keys()])) {
-          const g = got.positions.get(symbol);
-          const w = want.positions.get(symbol);
-          const show = (p?: Position) => (p ? `${str(p.quantity)} @ ${str(p.entryPrice)}` : 'none');
-          if (!g || !w || !g.quantity.eq(w.quantity) || !g.entryPrice.eq(w.entryPrice)) {
-            diffs.push(`account ${id} ${symbol}: position redis ${show(g)}, ledger ${show(w)}`);
-          }
-          if (w) {
-            const key = w.quantity.isPos() ? risk.long(symbol) : risk.short(symbol);
-            if ((await redis.zscore(key, member(id))) === null) diffs.push(`account ${id} ${symbol}: missing from the risk index`);
-          }
-        }
-        // Redis's client order results are a cache of the ledger's answers:
-        // each one it holds must be the ledger's; with a retention limit, one
-        // it no longer holds is not a difference.
-        for (const [coid, stored] of Object.entries(orders[j]!)) {
-          const booked = want.clientOrders.get(coid);
-          if (booked !== stored) diffs.push(`account ${id}: client order ${coid} ${booked === undefined ? 'not in the ledger' : 'differs'}`);
-        }
-        if (keys.clientOrderTtlMs === 0) {
-          for (const coid of want.clientOrders.keys()) {
-            if (orders[j]![coid] === undefined) diffs.push(`account ${id}: client order ${coid} missing`);
-          }
-        }
-      }
-    }
-    return diffs;
-  }
-
-  /**
-   * The state the ledger's last rows record, and the latest marks. With
-   * `recentOrders`, only client orders booked within the retention window
-   * (what a rebuild puts back); otherwise all of them.
-   */
-  private async expected(recentOrders = false): Promise<Expected> {
-    const { sql } = this.deps;
-    const accounts = new Map<number, ExpectedAccount>();
-    const heads = await sql<{ account_id: string; seq: string; balance: string }[]>`
-      SELECT DISTINCT ON (account_id) account_id, seq, balance FROM ledger ORDER BY account_id, seq DESC`;
-    for (const h of heads) {
-      accounts.set(Number(h.account_id), { seq: Number(h.seq), balance: new D(h.balance), positions: new Map(), clientOrders: new Map() });
-    }
-    const positions = await sql<{ account_id: string; symbol: string; position_quantity: string; position_entry_price: string | null }[]>`
-      SELECT DISTINCT ON (account_id, symbol) account_id, symbol, position_quantity, position_entry_price
-      FROM ledger WHERE kind = 'TRADE' ORDER BY account_id, symbol, seq DESC`;
-    for (const p of positions) {
-      const q = new D(p.position_quantity);
-      if (q.isZero()) continue;
-      accounts.get(Number(p.account_id))!.positions.set(p.symbol, { quantity: q, entryPrice: new D(p.position_entry_price!) });
-    }
-    const ttlMs = this.deps.keys.clientOrderTtlMs;
-    const orders =
-      recentOrders && ttlMs > 0
-        ? await sql<EntryRecord[]>`
-            SELECT * FROM ledger WHERE client_order_id IS NOT NULL AND created_at > now() - make_interval(secs => ${ttlMs / 1000})`
-        : await sql<EntryRecord[]>`SELECT * FROM ledger WHERE client_order_id IS NOT NULL`;
-    for (const o of orders) accounts.get(Number(o.account_id))!.clientOrders.set(o.client_order_id!, storedClientOrder(toEntry(o)));
-    const marks = new Map<string, { price: string; version: number }>();
-    for (const m of await sql<{ symbol: string; price: string; version: string }[]>`SELECT symbol, price, version FROM mark_prices`) {
-      marks.set(m.symbol, { price: new D(m.price).toString(), version: Number(m.version) });
-    }
-    return { accounts, marks, markets: await allMarkets(sql) };
   }
 
   /** Deletes every key under the prefix (the rebuild lock lives outside it). */

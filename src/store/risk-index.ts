@@ -27,31 +27,19 @@ export const member = (accountId: number) => String(accountId).padStart(16, '0')
 export const accountOf = (m: string) => Number.parseInt(m, 10);
 
 /**
- * The 64 bits of one double as two 32-bit words (the platform's byte order),
- * so stepping to a neighbouring double is integer arithmetic on the words
- * instead of a BigInt round trip.
+ * The neighbouring double of `x` towards +∞ (`up`) or −∞: the scores are
+ * rounded outward with it (a candidate is never lost to a double's rounding).
+ * Adjacent doubles of one sign have adjacent bit patterns, so away from zero
+ * adds one to the magnitude's bits and towards zero subtracts one.
  */
-const f64 = new Float64Array(1);
-const words = new Uint32Array(f64.buffer);
-const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HIGH = 1 - LOW;
-
-/** The neighbouring double of `x` towards +∞ (`up`) or −∞. */
+const bits = new DataView(new ArrayBuffer(8));
 export function step(x: number, up: boolean): number {
   if (Number.isNaN(x) || x === (up ? Infinity : -Infinity)) return x;
   if (x === 0) return up ? Number.MIN_VALUE : -Number.MIN_VALUE;
-  f64[0] = x;
-  // Away from zero adds one to the magnitude's bit pattern; towards zero subtracts one.
-  if ((x > 0) === up) {
-    if (words[LOW] === 0xffffffff) {
-      words[LOW] = 0;
-      words[HIGH]! += 1;
-    } else words[LOW]! += 1;
-  } else if (words[LOW] === 0) {
-    words[LOW] = 0xffffffff;
-    words[HIGH]! -= 1;
-  } else words[LOW]! -= 1;
-  return f64[0]!;
+  bits.setFloat64(0, x);
+  const b = bits.getBigUint64(0);
+  bits.setBigUint64(0, (x > 0) === up ? b + 1n : b - 1n);
+  return bits.getFloat64(0);
 }
 
 /** A double no smaller than `d` (the nearest double, then two steps up to cover its rounding). */
@@ -69,21 +57,9 @@ const outward = (x: number, up: boolean) => step(step(step(x, up), up), up);
 
 export class RiskKeys {
   constructor(private readonly keys: KeySpace) {}
-  private readonly names = new Map<string, { long: string; short: string; multi: string }>();
-  /** Each symbol's key names, built once (a trade names two or three of them). */
-  private of(symbol: string): { long: string; short: string; multi: string } {
-    let n = this.names.get(symbol);
-    if (n === undefined) {
-      const p = this.keys.prefix;
-      if (this.names.size >= 10_000) this.names.clear(); // bounded, whatever symbols clients send
-      n = { long: `${p}:idx:${symbol}:long`, short: `${p}:idx:${symbol}:short`, multi: `${p}:multi:${symbol}` };
-      this.names.set(symbol, n);
-    }
-    return n;
-  }
-  long = (symbol: string) => this.of(symbol).long;
-  short = (symbol: string) => this.of(symbol).short;
-  multiOf = (symbol: string) => this.of(symbol).multi;
+  long = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:long`;
+  short = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:short`;
+  multiOf = (symbol: string) => `${this.keys.prefix}:multi:${symbol}`;
   get multi() {
     return `${this.keys.prefix}:multi`;
   }

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
 import { TcpProxy, targetOf, viaProxy } from '../helpers/tcp-proxy.js';
+import { reconcile } from '../../src/services/reconcile.js';
 
 /** Each way, per chunk: an apply takes at least two of these. */
 const DELAY_MS = 250;
@@ -119,7 +120,7 @@ describe('acknowledgement at commit (trusted path)', () => {
     expect(tick.body.liquidated).toEqual([32]);
     const reasons = await db.sql<{ reason: string }[]>`SELECT reason FROM liquidations WHERE account_id = 32`;
     expect(reasons.map((r) => r.reason)).toEqual(['mark_price']);
-    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(t.engine)).toEqual([]);
   });
 
   it('re-checks, right after answering, an account whose mark moved between the decision and the write', async () => {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspector, newIsolation, startEngine, type Inspector, type Isolation } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, PrivateRedis, freePort } from '../helpers/processes.js';
+import { reconcile as differences } from '../../src/services/reconcile.js';
 
 let iso: Isolation;
 let redis: PrivateRedis;
@@ -38,7 +39,7 @@ afterAll(async () => {
 async function reconcile(): Promise<string[]> {
   const checker = await startEngine(iso);
   try {
-    return await checker.engine.recovery.reconcile();
+    return await differences(checker.engine);
   } finally {
     await checker.close();
   }

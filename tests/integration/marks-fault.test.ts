@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, PrivateRedis, freePort } from '../helpers/processes.js';
+import { reconcile } from '../../src/services/reconcile.js';
 
 let iso: Isolation;
 let redis: PrivateRedis;
@@ -144,7 +145,7 @@ describe('a committed mark', () => {
     expect(await liquidationsOf(id)).toEqual(['admin-env']); // the mark's actor
     expect(await markRow('HANG-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
     expect((await api('GET', '/markets/HANG-PERP')).body.mark_price).toBe('80');
-    expect(await te.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(te.engine)).toEqual([]);
     console.log(`redis paused after the commit: 202, swept ${ms.toFixed(0)} ms after redis resumed`);
   });
 
@@ -174,7 +175,7 @@ describe('a committed mark', () => {
       expect(await liquidationsOf(id)).toEqual(['admin-env']);
       expect(await markRow('REFUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
       expect((await api('GET', '/ready')).status).toBe(200);
-      expect(await te.engine.recovery.reconcile()).toEqual([]);
+      expect(await reconcile(te.engine)).toEqual([]);
       console.log(`liquidations refused: 202, swept ${ms.toFixed(0)} ms after they could commit`);
     } finally {
       await drop();
@@ -215,7 +216,7 @@ describe('a committed mark and a crash', () => {
       expect(swept!.swept_version).toBe('2');
       const checker = await startEngine(cIso);
       try {
-        expect(await checker.engine.recovery.reconcile()).toEqual([]);
+        expect(await reconcile(checker.engine)).toEqual([]);
       } finally {
         await checker.close();
       }

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { reconcile } from '../../src/services/reconcile.js';
 
 let iso: Isolation;
 let t: TestEngine;
@@ -69,7 +70,7 @@ describe('Redis losing its state', () => {
   it('is noticed: the engine reports not-ready and answers 503, then rebuilds and serves the same state', async () => {
     const before = await observable(ids);
     expect(before.positions[4].positions).toEqual([]); // account 5 was liquidated
-    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(t.engine)).toEqual([]);
 
     await wipeRedis();
     const during = await get('/positions/1');
@@ -80,7 +81,7 @@ describe('Redis losing its state', () => {
     expect(await until(async () => (await get('/ready')).status === 200)).toBe(true);
 
     expect(await observable(ids)).toEqual(before);
-    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(t.engine)).toEqual([]);
   });
 
   it('keeps client order ids idempotent across the rebuild', async () => {
@@ -96,7 +97,7 @@ describe('Redis losing its state', () => {
     // account 2 is short 1.0 ETH @ 3010 after that; 10000 + realised 5 → a tick at 12000 ruins it
     const tick = await post('/mark-price', { symbol: 'ETH-PERP', price: 12000 });
     expect(tick.body.liquidated).toContain(2);
-    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(t.engine)).toEqual([]);
   });
 });
 
@@ -105,12 +106,12 @@ describe('reconcile', () => {
     await post('/accounts/7/deposit', { amount: 1000 });
     // At the BTC-PERP mark (44000), inside the trade price band.
     expect((await post('/trade', { account_id: 7, symbol: 'BTC-PERP', side: 'SELL', quantity: '0.01', price: 44000 })).status).toBe(200);
-    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(t.engine)).toEqual([]);
     const state = `${iso.prefix}:{a7}:state`;
     await db.redis.hset(state, 'bal', '999999');
     await db.redis.hset(state, 'q:BTC-PERP', '-0.02');
     await db.redis.hset(`${iso.prefix}:marks`, 'ETH-PERP', '1');
-    const diffs = await t.engine.recovery.reconcile();
+    const diffs = await reconcile(t.engine);
     expect(diffs).toHaveLength(3);
     expect(diffs.join('\n')).toMatch(/account 7: balance redis 999999, ledger /);
     expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 44000, ledger -0.01 @ 44000/);
@@ -118,7 +119,7 @@ describe('reconcile', () => {
     // an on-demand rebuild (what `npm run rebuild` does) repairs all of it
     await db.redis.hdel(`${iso.prefix}:marks`, '#boot');
     expect(await t.engine.recovery.rebuildOrWait()).toMatchObject({ accounts: expect.any(Number) });
-    expect(await t.engine.recovery.reconcile()).toEqual([]);
+    expect(await reconcile(t.engine)).toEqual([]);
   });
 });
 
@@ -130,13 +131,13 @@ describe('a process that died between its PostgreSQL commit and its Redis apply'
       INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, position_quantity, position_entry_price, equity, balance)
       VALUES (8, 2, 'TRADE', 'BTC-PERP', 'BUY', 0.02, 50000, 0, 0.02, 50000, 5000, 5000)`;
     await db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (8, 3, 'DEPOSIT', 10, 5010)`;
-    expect((await t.engine.recovery.reconcile()).filter((d) => d.startsWith('account 8'))).not.toEqual([]);
+    expect((await reconcile(t.engine)).filter((d) => d.startsWith('account 8'))).not.toEqual([]);
 
     const restarted = await startEngine(iso);
     try {
       const view = await call(restarted.app, 'GET', '/positions/8');
       expect(view.body).toMatchObject({ balance: '5010', positions: [{ symbol: 'BTC-PERP', quantity: '0.02', entry_price: '50000' }] });
-      expect(await restarted.engine.recovery.reconcile()).toEqual([]);
+      expect(await reconcile(restarted.engine)).toEqual([]);
     } finally {
       await restarted.close();
     }
@@ -218,10 +219,10 @@ describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
       expect(again.status).toBe(200);
       expect(again.body).toEqual(first.body);
       expect((await req('POST', '/trade', { ...order('old-1'), quantity: '0.02' })).status).toBe(409);
-      expect(await e.engine.recovery.reconcile()).toEqual([]); // a result Redis no longer holds is not a difference
+      expect(await reconcile(e.engine)).toEqual([]); // a result Redis no longer holds is not a difference
       // A record Redis holds must be the ledger's.
       await probe.redis.hset(hash, 'never-booked', '{}');
-      expect(await e.engine.recovery.reconcile()).toEqual(['account 1: client order never-booked not in the ledger']);
+      expect(await reconcile(e.engine)).toEqual(['account 1: client order never-booked not in the ledger']);
       await probe.redis.hdel(hash, 'never-booked');
 
       // A rebuild puts back only the orders booked within the window.

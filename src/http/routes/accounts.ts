@@ -1,5 +1,6 @@
 import { actorOf, READERS, type Access } from '../auth.js';
 import { DEFAULT_PAGE_LIMIT, accountIdParams, amountBody, cashResponse, errorResponse, pageQuery, positionsResponse, tradesResponse } from '../schemas.js';
+import { positionsBody, tradesBody } from '../views.js';
 import type { RoutePlugin } from './types.js';
 
 const errors = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 422: errorResponse, 503: errorResponse };
@@ -33,7 +34,7 @@ export const accountRoutes: RoutePlugin = async (app, { engine }) => {
       config: { access: ownAccount },
       schema: { tags: ['accounts'], summary: 'Balance, margin and positions at current marks', params: accountIdParams, response: { 200: positionsResponse, ...errors } },
     },
-    (req) => engine.accounts.positions(req.params.account_id),
+    async (req) => positionsBody(req.params.account_id, await engine.accounts.positions(req.params.account_id)),
   );
 
   app.get(
@@ -48,6 +49,6 @@ export const accountRoutes: RoutePlugin = async (app, { engine }) => {
         response: { 200: tradesResponse, ...errors },
       },
     },
-    (req) => engine.accounts.trades(req.params.account_id, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null),
+    async (req) => tradesBody(await engine.accounts.trades(req.params.account_id, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null)),
   );
 };

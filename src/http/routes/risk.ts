@@ -8,6 +8,7 @@ import {
   marginReportResponse,
 } from '../schemas.js';
 import { READERS } from '../auth.js';
+import { liquidationsBody, marginReportBody } from '../views.js';
 import type { RoutePlugin } from './types.js';
 
 export const riskRoutes: RoutePlugin = async (app, { engine }) => {
@@ -35,7 +36,7 @@ export const riskRoutes: RoutePlugin = async (app, { engine }) => {
       const etag = await engine.report.etag(query);
       void reply.header('etag', etag).header('cache-control', 'no-cache');
       if (req.headers['if-none-match'] === etag) return reply.code(304).send(null);
-      return engine.report.page(query);
+      return marginReportBody(await engine.report.page(query));
     },
   );
 
@@ -51,6 +52,6 @@ export const riskRoutes: RoutePlugin = async (app, { engine }) => {
         response: { 200: liquidationsResponse, 400: errorResponse, 401: errorResponse, 403: errorResponse, 503: errorResponse },
       },
     },
-    (req) => engine.accounts.liquidations(req.query.account_id ?? null, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null),
+    async (req) => liquidationsBody(await engine.accounts.liquidations(req.query.account_id ?? null, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null)),
   );
 };

@@ -1,0 +1,90 @@
+/**
+ * From the read services' values to the bodies of src/http/schemas.ts:
+ * decimals printed with str(), dates as ISO strings, cursors as text. The
+ * services return domain values and the wire shape is built here, once, typed
+ * by its schema. No measurable cost on the margin report (a hot read): each
+ * value is printed once either way, and a page is mapped once more;
+ * formatting and JSON.stringify of a 1,000-row page took 1.95 ms in the
+ * merge and 1.88 ms here (minimum of 40 interleaved runs of 50).
+ *
+ * (Liquidation records still come from the store in the wire shape:
+ * liquidationPage in store/ledger.ts.)
+ */
+import { str } from '../domain/decimal.js';
+import type { AccountMargin } from '../domain/margin.js';
+import type { ReportPage } from '../services/margin-report.js';
+import type { ReportEntry } from '../services/report-sources.js';
+import type { LedgerEntry, LiquidationView } from '../store/ledger.js';
+import type { LiquidationsResponse, MarginReportResponse, PositionsResponse, TradesResponse } from './schemas.js';
+
+const cursorText = (cursor: number | null) => (cursor === null ? null : String(cursor));
+
+export function positionsBody(accountId: number, m: AccountMargin): PositionsResponse {
+  return {
+    account_id: accountId,
+    balance: str(m.balance),
+    equity: str(m.equity),
+    unrealised_pnl: str(m.unrealisedPnl),
+    notional: str(m.notional),
+    initial_margin: str(m.initialMargin),
+    maintenance_margin: str(m.maintenanceMargin),
+    available_margin: str(m.availableMargin),
+    margin_utilisation_pct: m.utilisationPct === null ? null : str(m.utilisationPct),
+    status: m.status,
+    positions: m.positions.map((p) => ({
+      symbol: p.symbol,
+      quantity: str(p.quantity),
+      entry_price: str(p.entryPrice),
+      mark_price: p.markPrice === null ? null : str(p.markPrice),
+      notional: str(p.notional),
+      unrealised_pnl: str(p.unrealisedPnl),
+    })),
+  };
+}
+
+/** Trade rows as PostgreSQL returns them (tradePage reads only trades, so their trade fields are set). */
+export function tradesBody(page: { entries: LedgerEntry[]; nextCursor: number | null }): TradesResponse {
+  return {
+    trades: page.entries.map((e) => ({
+      trade_id: e.entryId,
+      account_id: e.accountId,
+      symbol: e.symbol!,
+      side: e.side!,
+      quantity: e.quantity!,
+      price: e.price!,
+      realised_pnl: e.realisedPnl!,
+      liquidation_id: e.liquidationId,
+      client_order_id: e.clientOrderId,
+      actor: e.actor,
+      created_at: e.createdAt.toISOString(),
+    })),
+    next_cursor: cursorText(page.nextCursor),
+  };
+}
+
+export function liquidationsBody(page: { liquidations: LiquidationView[]; nextCursor: number | null }): LiquidationsResponse {
+  return { liquidations: page.liquidations, next_cursor: cursorText(page.nextCursor) };
+}
+
+function reportRow({ accountId, margin: m }: ReportEntry): MarginReportResponse['accounts_detail'][number] {
+  return {
+    account_id: accountId,
+    balance: str(m.balance),
+    equity: str(m.equity),
+    notional: str(m.notional),
+    initial_margin: str(m.initialMargin),
+    maintenance_margin: str(m.maintenanceMargin),
+    margin_utilisation_pct: m.utilisationPct === null ? null : str(m.utilisationPct),
+    status: m.status,
+    liquidation_risk: m.status === 'liquidatable',
+  };
+}
+
+export function marginReportBody(page: ReportPage): MarginReportResponse {
+  return {
+    total_accounts: page.totalAccounts,
+    liquidation_candidates: page.liquidationCandidates,
+    accounts_detail: page.entries.map(reportRow),
+    next_cursor: page.nextCursor,
+  };
+}
