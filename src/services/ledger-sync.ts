@@ -3,6 +3,7 @@
  * one mapping from a ledger row to the account update it implies.
  */
 import type { Redis } from 'ioredis';
+import type { TradeResponse } from '../http/schemas.js';
 import { D } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import type { MarginRates } from '../domain/margin.js';
@@ -14,20 +15,12 @@ import type { KeySpace } from '../store/redis.js';
 import { queueIndexRemoval, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
-/** The trade response, as first booked; what a repeated client order id gets back. */
-export interface TradeResult {
-  readonly success: true;
-  readonly trade_id: number;
-  readonly account_id: number;
-  readonly symbol: string;
-  readonly side: 'BUY' | 'SELL';
-  readonly quantity: string;
-  readonly price: string;
-  readonly realised_pnl: string;
-  readonly position: { readonly symbol: string; readonly quantity: string; readonly entry_price: string | null };
-  readonly balance: string;
-  readonly equity: string;
-}
+/**
+ * The trade response, as first booked; what a repeated client order id gets
+ * back. Redis keeps it in the wire shape, so its type is the wire schema's
+ * (a type only: nothing of the HTTP layer runs here).
+ */
+export type TradeResult = TradeResponse;
 
 const normalise = (s: string) => new D(s).toString();
 const same = (s: string) => s;
