@@ -8,7 +8,7 @@ import { accountNotFound } from '../domain/errors.js';
 import { valueAccount, type AccountMargin, type MarginRates } from '../domain/margin.js';
 import { accountExists, readAccount } from '../store/account-state.js';
 import type { MarkBook } from '../store/mark-book.js';
-import { liquidationPage, tradePage, type LedgerEntry, type LiquidationView } from '../store/ledger.js';
+import { liquidationPage, tradePage, type LedgerEntry, type LiquidationEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { postgresCall, redisCall } from './dependencies.js';
@@ -37,7 +37,7 @@ export class AccountsView {
   }
 
   /** Newest first, optionally for one account. The cursor is the last liquidation id of the previous page. */
-  async liquidations(accountId: number | null, limit: number, cursor: number | null): Promise<{ liquidations: LiquidationView[]; nextCursor: number | null }> {
+  async liquidations(accountId: number | null, limit: number, cursor: number | null): Promise<{ liquidations: LiquidationEntry[]; nextCursor: number | null }> {
     return postgresCall(() => liquidationPage(this.deps.sql, accountId, limit, cursor), this.deps.timeoutMs);
   }
 

@@ -484,18 +484,11 @@ export class LiquidationIds {
   }
 }
 
-export interface LiquidationView {
-  readonly liquidation_id: number;
-  readonly account_id: number;
-  readonly reason: string;
-  readonly equity: string;
-  readonly maintenance_margin: string;
-  readonly realised_pnl: string;
-  readonly shortfall: string;
-  readonly positions: { symbol: string; quantity: string; entry_price: string; mark_price: string }[];
-  readonly actor: string | null;
-  readonly created_at: string;
-}
+/** A liquidation as read back: its record's columns, and when it committed. */
+export type LiquidationEntry = Pick<
+  LiquidationRecord,
+  'liquidationId' | 'accountId' | 'reason' | 'equity' | 'maintenanceMargin' | 'realisedPnl' | 'shortfall' | 'positions' | 'actor'
+> & { readonly createdAt: Date };
 
 /** A page of liquidations, newest first (by insertion); `before` is the cursor (a record sequence). */
 export async function liquidationPage(
@@ -503,18 +496,18 @@ export async function liquidationPage(
   accountId: number | null,
   limit: number,
   before: number | null,
-): Promise<{ liquidations: LiquidationView[]; nextCursor: number | null }> {
+): Promise<{ liquidations: LiquidationEntry[]; nextCursor: number | null }> {
   const rows = await sql<
     {
       liquidation_id: string;
       record_seq: string;
       account_id: string;
-      reason: string;
+      reason: LiquidationRecord['reason'];
       equity: string;
       maintenance_margin: string;
       realised_pnl: string;
       shortfall: string;
-      positions: LiquidationView['positions'];
+      positions: LiquidationRecord['positions'];
       actor: string | null;
       created_at: Date;
     }[]
@@ -527,16 +520,16 @@ export async function liquidationPage(
   const page = rows.slice(0, limit);
   return {
     liquidations: page.map((r) => ({
-      liquidation_id: Number(r.liquidation_id),
-      account_id: Number(r.account_id),
+      liquidationId: Number(r.liquidation_id),
+      accountId: Number(r.account_id),
       reason: r.reason,
       equity: r.equity,
-      maintenance_margin: r.maintenance_margin,
-      realised_pnl: r.realised_pnl,
+      maintenanceMargin: r.maintenance_margin,
+      realisedPnl: r.realised_pnl,
       shortfall: r.shortfall,
       positions: r.positions,
       actor: r.actor,
-      created_at: r.created_at.toISOString(),
+      createdAt: r.created_at,
     })),
     nextCursor: rows.length > limit ? Number(page[page.length - 1]!.record_seq) : null,
   };
