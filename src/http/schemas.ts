@@ -365,6 +365,9 @@ export type PositionsResponse = z.infer<typeof positionsResponse>;
 export type TradesResponse = z.infer<typeof tradesResponse>;
 export type MarginReportResponse = z.infer<typeof marginReportResponse>;
 export type LiquidationsResponse = z.infer<typeof liquidationsResponse>;
+export type MarketResponse = z.infer<typeof marketResponse>;
+export type MarketEventResponse = z.infer<typeof marketHistoryResponse>['events'][number];
+export type KeyResponse = z.infer<typeof keyView>;
 
 export const healthResponse = z.object({ status: z.literal('ok') });
 export const readyResponse = z.object({ status: z.literal('ready'), redis: z.literal('up'), postgres: z.literal('up') });

@@ -11,6 +11,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { KeyResponse } from '../http/schemas.js';
 import { EngineError } from '../domain/errors.js';
 import { createFirstKey, hashKey, insertKey, keysChangedSince, listKeys, revokeKey, type KeyRow, type Role } from '../store/api-keys.js';
 import type { Sql } from '../store/postgres.js';
@@ -40,16 +41,8 @@ interface Known {
   readonly principal: Principal | null;
 }
 
-export interface KeyView {
-  readonly key_id: string;
-  readonly name: string;
-  readonly role: Role;
-  readonly account_ids: number[];
-  readonly created_at: string;
-  readonly created_by: string | null;
-  readonly revoked_at: string | null;
-  readonly revoked_by: string | null;
-}
+/** A key as answered (the wire schema's type: the service builds that shape). */
+export type KeyView = KeyResponse;
 
 export interface ApiKeysOptions {
   readonly adminKey: string | null;

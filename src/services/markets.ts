@@ -8,6 +8,7 @@
  * recovery publishes it within a watch interval of Redis answering again.
  */
 import type { Redis } from 'ioredis';
+import type { MarketEventResponse, MarketResponse } from '../http/schemas.js';
 import type { Logger } from 'pino';
 import { D, type Dec, str, ZERO } from '../domain/decimal.js';
 import { EngineError, marketNotFound } from '../domain/errors.js';
@@ -20,36 +21,10 @@ import type { KeySpace } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
-export interface MarketView {
-  readonly symbol: string;
-  readonly status: MarketStatus;
-  readonly tiers: { max_notional: string | null; initial_margin_rate: string; maintenance_margin_rate: string }[];
-  readonly trade_price_band: string;
-  readonly max_mark_move: string;
-  readonly liquidation_mode: 'full' | 'partial';
-  readonly liquidation_fee_rate: string;
-  readonly liquidation_buffer: string;
-  readonly maker_fee_rate: string;
-  readonly taker_fee_rate: string;
-  readonly lot_size: string | null;
-  readonly mark_price: string | null;
-  readonly open_interest: { long: string; short: string };
-  readonly holders: number;
-  readonly fees_collected: string;
-  readonly created_at: string;
-  readonly updated_at: string;
-}
+/** A market as answered (its type is the wire schema's: the service builds that shape). */
+export type MarketView = MarketResponse;
 
-export interface MarketEventView {
-  readonly event_id: number;
-  readonly type: 'listed' | 'mark' | 'params' | 'funding';
-  readonly price: string | null;
-  readonly previous_price: string | null;
-  readonly forced: boolean | null;
-  readonly changes: Record<string, unknown> | null;
-  readonly actor: string | null;
-  readonly created_at: string;
-}
+export type MarketEventView = MarketEventResponse;
 
 export interface MarketsDeps {
   readonly redis: Redis;
