@@ -103,6 +103,8 @@ const envSchema = z
     METRICS: z.enum(['on', 'off']).default('on'),
     /** Most open connections; further ones are closed at once. */
     MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    /** How long a shutdown may take (ms) before the process gives up on it and exits non-zero. */
+    SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   });
 
 /** An address only this machine can reach. */
@@ -140,6 +142,7 @@ export interface Config {
   readonly requestTimeoutMs: number;
   readonly maxConnections: number;
   readonly metrics: boolean;
+  readonly shutdownTimeoutMs: number;
 }
 
 export interface MarketDefaults {
@@ -222,5 +225,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     maxConnections: e.MAX_CONNECTIONS,
     metrics: e.METRICS === 'on',
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
 }
