@@ -29,6 +29,39 @@ export default tseslint.config(
     },
   },
   {
+    // Layers (docs/architecture.md): the domain is pure math, no I/O and no other layer.
+    files: ['src/domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^(ioredis|postgres|fastify)(/.*)?$|^@fastify/', message: 'src/domain is pure: no Redis, PostgreSQL or HTTP library.' },
+            { regex: '^(node:)?(net|fs|http|https)(/.*)?$', message: 'src/domain is pure: no I/O.' },
+            { regex: '^(\\.\\./)+(store|services|http)(/|$)', message: 'src/domain may not import store, services or http.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Store and services know nothing of HTTP at run time. A service that builds a
+    // wire shape itself (a booked trade's result, kept in Redis) may take its type
+    // from the schema: a type import leaves nothing behind.
+    files: ['src/store/**/*.ts', 'src/services/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^fastify(-.*)?(/.*)?$|^@fastify/', message: 'Only src/http speaks HTTP.' },
+            { regex: '^(\\.\\./)+http(/|$)', message: 'src/store and src/services may not import src/http.', allowTypeImports: true },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Tests and benchmarks handle raw JSON bodies; typing every one adds nothing.
     files: ['tests/**/*.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

@@ -103,6 +103,8 @@ const envSchema = z
     METRICS: z.enum(['on', 'off']).default('on'),
     /** Most open connections; further ones are closed at once. */
     MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    /** How long a shutdown may take (ms) before the process gives up on it and exits non-zero. */
+    SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   })
   // The engine's names for the values: Config is this transform's output type, so each field is declared once.
   .transform(
@@ -145,6 +147,7 @@ const envSchema = z
         requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
         maxConnections: e.MAX_CONNECTIONS,
         metrics: e.METRICS === 'on',
+        shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
       }) as const,
   );
 

@@ -1,6 +1,6 @@
 /**
  * Start-up: parse the configuration, build the engine and the app, listen,
- * and shut down gracefully on SIGTERM/SIGINT.
+ * and shut down gracefully on SIGTERM/SIGINT, within SHUTDOWN_TIMEOUT_MS.
  */
 import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   // pretty: one readable line per event, for people at a terminal (synchronous, in this process).
   const log = config.logFormat === 'pretty' ? pino(options, pretty({ translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true })) : pino(options);
   if (config.workers > 1 && cluster.isPrimary) {
-    superviseWorkers(config.workers, log);
+    superviseWorkers(config.workers, config.shutdownTimeoutMs, log);
     return;
   }
   const engine = await createEngine(config, log);
@@ -59,6 +59,15 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
+    // A store that stopped answering can hold the close for ever (a commit
+    // PostgreSQL never confirms stays in flight): past the deadline, give up
+    // and exit non-zero rather than wait for a supervisor's SIGKILL. A
+    // repeated signal is ignored, not taken as "exit now": a cluster worker
+    // gets the terminal's SIGINT and its supervisor's too.
+    setTimeout(() => {
+      log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown did not finish within SHUTDOWN_TIMEOUT_MS; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
     try {
       // Keep-alive sockets that finish their request during shutdown become
       // idle after close() began; close those too, or close() waits for the
@@ -85,14 +94,18 @@ async function main(): Promise<void> {
  * WORKERS > 1: this process only supervises. Each worker is a complete engine
  * (its own clients, its own lock identity) sharing the listening port; they
  * coordinate through Redis and PostgreSQL exactly as separate hosts would.
+ * On SIGTERM/SIGINT it passes the signal on and exits once every worker has:
+ * 0 if each stopped cleanly, else 1.
  */
-function superviseWorkers(count: number, log: Logger): void {
+function superviseWorkers(count: number, shutdownTimeoutMs: number, log: Logger): void {
   let stopping = false;
+  let failed = false;
   const fork = () => cluster.fork();
   for (let i = 0; i < count; i++) fork();
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      if (code !== 0) failed = true;
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failed ? 1 : 0);
       return;
     }
     log.error({ pid: worker.process.pid, code, signal }, 'engine worker died; starting another');
@@ -103,6 +116,15 @@ function superviseWorkers(count: number, log: Logger): void {
     stopping = true;
     log.info({ signal }, 'stopping engine workers');
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+    // Each worker keeps its own deadline; this one is a second later, so a
+    // worker's own line says why it gave up, and only a worker that cannot
+    // even exit is killed here.
+    setTimeout(() => {
+      const left = Object.values(cluster.workers ?? {}).map((w) => w?.process.pid);
+      log.error({ timeoutMs: shutdownTimeoutMs, pids: left }, 'engine workers did not stop within SHUTDOWN_TIMEOUT_MS; killing them');
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+      process.exit(1);
+    }, shutdownTimeoutMs + 1000);
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -3,6 +3,10 @@
  * request waits on either store.
  */
 import { DependencyUnavailable, EngineError } from '../domain/errors.js';
+import { TimeoutError, withTimeout } from '../lib/timeout.js';
+
+// Re-exported so callers that take both from here keep one import.
+export { TimeoutError, withTimeout };
 
 const POSTGRES_CONNECTION_CODES = new Set([
   'ECONNREFUSED',
@@ -32,30 +36,6 @@ export function isRedisUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if (error instanceof EngineError) return false;
   return error.name !== 'ReplyError';
-}
-
-export class TimeoutError extends Error {
-  constructor(what: string, ms: number) {
-    super(`${what} took longer than ${ms} ms`);
-    this.name = 'TimeoutError';
-  }
-}
-
-/** Rejects with a TimeoutError after `ms`; the underlying promise keeps running. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TimeoutError(what, ms)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** Runs a Redis call; an outage (or a call slower than the client's command timeout) becomes a 503. */

@@ -2,6 +2,7 @@
  * PostgreSQL side of the ledger: the group committer every write goes through,
  * and the reads (history pages, catch-up rows).
  */
+import { CircuitBreaker } from './circuit-breaker.js';
 import type { Sql } from './postgres.js';
 import type { Side } from '../domain/margin.js';
 
@@ -132,9 +133,10 @@ export interface GroupCommitterOptions {
  * one fsync. Each submitted item (all rows of one operation) commits entirely
  * or not at all.
  *
- * It is also the engine's circuit breaker for PostgreSQL: after a connection
- * failure or a commit that hangs, new submissions fail at once (nothing sent)
- * until a probe succeeds, so an outage costs callers milliseconds, not timeouts.
+ * It also holds the engine's circuit breaker for PostgreSQL: after a
+ * connection failure or a commit that hangs, new submissions fail at once
+ * (nothing sent) until a probe succeeds, so an outage costs callers
+ * milliseconds, not timeouts.
  */
 export class GroupCommitter {
   private queue: Pending[] = [];
@@ -145,18 +147,19 @@ export class GroupCommitter {
   private readonly inFlight = new Set<Promise<void>>();
   /** Commits holding a slot: at most `maxConcurrent`; a hung one gives its slot back after the timeout. */
   private slotsUsed = 0;
-  private down = false;
-  private probing: Promise<void> | null = null;
+  private readonly breaker: CircuitBreaker;
   private closed = false;
 
   constructor(
     private readonly sql: Sql,
     private readonly options: GroupCommitterOptions,
-  ) {}
+  ) {
+    this.breaker = new CircuitBreaker({ probe: () => this.sql`SELECT 1`, probeIntervalMs: 100, probeTimeoutMs: options.flushTimeoutMs });
+  }
 
   /** True while PostgreSQL is known to be unreachable. */
   get unavailable(): boolean {
-    return this.down;
+    return this.breaker.open;
   }
 
   /**
@@ -165,7 +168,7 @@ export class GroupCommitter {
    * as long as PostgreSQL hangs (callers bound their own wait).
    */
   submit(rows: readonly LedgerRow[], liquidation?: LiquidationRecord): Promise<CommittedRow[]> {
-    if (this.down || this.closed) {
+    if (this.breaker.open || this.closed) {
       return Promise.reject(new LedgerUnavailable('postgres is unavailable', false));
     }
     return new Promise((resolve, reject) => {
@@ -193,7 +196,7 @@ export class GroupCommitter {
   async close(): Promise<void> {
     await this.idle();
     this.closed = true;
-    await this.probing;
+    await this.breaker.stop();
   }
 
   private schedule(): void {
@@ -212,7 +215,7 @@ export class GroupCommitter {
    * A few commits in flight at once keep the disk's fsyncs overlapping.
    */
   private pump(): void {
-    if (this.down) {
+    if (this.breaker.open) {
       this.queuedRows = 0;
       for (const p of this.queue.splice(0)) p.reject(new LedgerUnavailable('postgres is unavailable', false));
       return;
@@ -237,7 +240,7 @@ export class GroupCommitter {
       // A hung commit must not hold up the batches behind it: past the
       // timeout PostgreSQL is marked down and the slot is given back.
       const timer = setTimeout(() => {
-        this.markDown();
+        this.breaker.trip();
         freeSlot();
       }, this.options.flushTimeoutMs);
       const commit = this.commit(batch).finally(() => {
@@ -276,38 +279,12 @@ export class GroupCommitter {
   private classify(error: unknown): unknown {
     if (isUniqueViolation(error)) return new LedgerConflict(constraintOf(error));
     if (this.options.isConnectionError(error)) {
-      this.markDown();
+      this.breaker.trip();
       // A connection that failed mid-statement may have committed: postgres.js
       // cannot tell, so neither can we.
       return new LedgerUnavailable('postgres connection failed', true, error);
     }
     return error;
-  }
-
-  private markDown(): void {
-    this.down = true;
-    this.probing ??= this.probe();
-  }
-
-  /** Pings until PostgreSQL answers again, then lets submissions through. */
-  private async probe(): Promise<void> {
-    try {
-      while (this.down && !this.closed) {
-        await new Promise((r) => setTimeout(r, 100));
-        try {
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([
-            this.sql`SELECT 1`,
-            new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('probe timeout')), this.options.flushTimeoutMs))),
-          ]).finally(() => clearTimeout(timer));
-          this.down = false;
-        } catch {
-          // still down
-        }
-      }
-    } finally {
-      this.probing = null;
-    }
   }
 }
 

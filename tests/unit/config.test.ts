@@ -13,6 +13,7 @@ describe('configuration', () => {
     expect(c.auth).toBe(true);
     expect(c.marketDefaults.tradePriceBand.toString()).toBe('0.05');
     expect(c.marketDefaults.maxMarkMove.toString()).toBe('0');
+    expect(c.shutdownTimeoutMs).toBe(10_000);
   });
 
   it('refuses AUTH=off on a non-loopback HOST, naming AUTH', () => {
@@ -48,6 +49,7 @@ describe('configuration', () => {
     ['MAINTENANCE_MARGIN_RATE', 'ten percent'],
     ['LOG_LEVEL', 'loud'],
     ['DATABASE_SCHEMA', 'Robert"); DROP'],
+    ['SHUTDOWN_TIMEOUT_MS', '0'],
   ])('refuses %s=%s with a message naming the variable', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(name));
@@ -68,7 +70,7 @@ describe('.env.example', () => {
         .filter((l) => /^[A-Z_]+=/.test(l))
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
-    for (const name of ['HOST', 'AUTH', 'ADMIN_API_KEY', 'TRADE_PRICE_BAND', 'MARK_MAX_MOVE', 'REQUEST_TIMEOUT_MS', 'MAX_CONNECTIONS', 'LOT_SIZE']) {
+    for (const name of ['HOST', 'AUTH', 'ADMIN_API_KEY', 'TRADE_PRICE_BAND', 'MARK_MAX_MOVE', 'REQUEST_TIMEOUT_MS', 'MAX_CONNECTIONS', 'LOT_SIZE', 'SHUTDOWN_TIMEOUT_MS']) {
       expect(Object.keys(env)).toContain(name);
     }
     expect(loadConfig(env)).toEqual(loadConfig({}));
