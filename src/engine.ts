@@ -21,6 +21,7 @@ import { AccountCache } from './services/account-cache.js';
 import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
+import { EventHub } from './services/events.js';
 import { MarksService } from './services/marks.js';
 import { MarketsService } from './services/markets.js';
 import { ApiKeys } from './services/api-keys.js';
@@ -45,6 +46,8 @@ export interface Engine {
   readonly apiKeys: ApiKeys | null;
   readonly report: MarginReportService;
   readonly recovery: Recovery;
+  /** The live event stream (GET /events). */
+  readonly events: EventHub;
   /** Pings both stores; reports each one's state. */
   readiness(): Promise<{ redis: boolean; postgres: boolean }>;
   close(): Promise<void>;
@@ -204,6 +207,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     throw error;
   }
   gate.startHeartbeat();
+  const events = new EventHub(sql, { timeoutMs, log });
 
   const engine: Engine = {
     config,
@@ -220,6 +224,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     apiKeys,
     report: new MarginReportService({ redis, keys, risk, marks: markBook, rates, applied }),
     recovery,
+    events,
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
         try {
@@ -238,6 +243,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     },
     async close() {
       apiKeys?.stop();
+      events.close();
       await gate.stopHeartbeat();
       recovery.stop();
       await recovery.idle();
