@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, inspector, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
+import { sleep } from '../helpers/until.js';
 
 const POLL_EVERY_MS = 50;
 const WITHIN_MS = 1000;
@@ -39,7 +40,6 @@ interface Created {
   key: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const read = (engine: EngineProcess, key: string) => send(engine.base, 'GET', '/margin-report', undefined, 5000, key);
 
 async function create(name: string): Promise<Created> {
