@@ -25,19 +25,16 @@ export function newIsolation(): Isolation {
   return { schema: `t_${id}`, prefix: `t_${id}`, redisUrl: inject('redisUrl'), databaseUrl: inject('databaseUrl') };
 }
 
+/** The settings that put an engine process (or a CLI) in the isolation. */
+export function isolationEnv(iso: Isolation): Record<string, string> {
+  return { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+}
+
 /** The admin key every test engine accepts (ADMIN_API_KEY): tests authenticate as an admin unless they say otherwise. */
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdefghijklmnopqrstuvwxyz';
 
 export function testConfig(iso: Isolation, env: Record<string, string> = {}): Config {
-  return loadConfig({
-    ADMIN_API_KEY: ADMIN_KEY,
-    REDIS_URL: iso.redisUrl,
-    DATABASE_URL: iso.databaseUrl,
-    DATABASE_SCHEMA: iso.schema,
-    REDIS_KEY_PREFIX: iso.prefix,
-    LOG_LEVEL: 'silent',
-    ...env,
-  });
+  return loadConfig({ ADMIN_API_KEY: ADMIN_KEY, ...isolationEnv(iso), LOG_LEVEL: 'silent', ...env });
 }
 
 export interface TestEngine {

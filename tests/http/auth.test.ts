@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
 import type { App } from '../../src/http/app.js';
-import { ADMIN_KEY, call, inspector, newIsolation, startTestEngine, type EngineFixture, type Inspector, type Isolation, type Method } from '../helpers/engine.js';
+import { ADMIN_KEY, call, inspector, isolationEnv, newIsolation, startTestEngine, type EngineFixture, type Inspector, type Isolation, type Method } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
 
@@ -765,11 +765,8 @@ describe('first start without ADMIN_API_KEY', () => {
   const spawnEngine = async () => {
     const p = new EngineProcess(
       {
+        ...isolationEnv(firstIso),
         ADMIN_API_KEY: '', // empty: unset
-        REDIS_URL: firstIso.redisUrl,
-        DATABASE_URL: firstIso.databaseUrl,
-        DATABASE_SCHEMA: firstIso.schema,
-        REDIS_KEY_PREFIX: firstIso.prefix,
         LOG_LEVEL: 'info',
       },
       await freePort(),

@@ -5,7 +5,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspector, newIsolation, startTestEngine, type EngineFixture } from '../helpers/engine.js';
+import { inspector, isolationEnv, newIsolation, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
 
 const lines: { level: number; msg: string }[] = [];
@@ -46,7 +46,7 @@ describe('LOG_FORMAT=pretty', () => {
   it('prints one readable line per event instead of JSON', async () => {
     const pIso = newIsolation();
     const child = new EngineProcess(
-      { REDIS_URL: pIso.redisUrl, DATABASE_URL: pIso.databaseUrl, DATABASE_SCHEMA: pIso.schema, REDIS_KEY_PREFIX: pIso.prefix, LOG_LEVEL: 'info', LOG_FORMAT: 'pretty' },
+      { ...isolationEnv(pIso), LOG_LEVEL: 'info', LOG_FORMAT: 'pretty' },
       await freePort(),
     );
     const pDb = inspector(pIso);

@@ -5,7 +5,7 @@
  * PostgreSQL exactly once and Redis equals what the ledger implies.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspector, newIsolation, startEngine, type Inspector, type Isolation } from '../helpers/engine.js';
+import { inspector, isolationEnv, newIsolation, startEngine, type Inspector, type Isolation } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, PrivateRedis, freePort } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
@@ -21,7 +21,7 @@ beforeAll(async () => {
   await redis.start();
   iso = { ...base, redisUrl: redis.url };
   engine = new EngineProcess(
-    { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix, LOG_LEVEL: process.env.DEBUG_CRASH ? 'info' : 'warn' },
+    { ...isolationEnv(iso), LOG_LEVEL: process.env.DEBUG_CRASH ? 'info' : 'warn' },
     await freePort(),
   );
   await engine.start();
@@ -274,7 +274,7 @@ describe('PostgreSQL cut off from an engine process', () => {
     const proxy = new TcpProxy(pg.host, pg.port);
     const proxyPort = await proxy.start();
     const viaPg = new EngineProcess(
-      { REDIS_URL: iso.redisUrl, DATABASE_URL: viaProxy(iso.databaseUrl, proxyPort), DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix },
+      { ...isolationEnv(iso), DATABASE_URL: viaProxy(iso.databaseUrl, proxyPort) },
       await freePort(),
     );
     await viaPg.start();

@@ -6,7 +6,7 @@
  * revocation's answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, inspector, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
+import { ADMIN_KEY, inspector, isolationEnv, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
 import { sleep } from '../helpers/until.js';
@@ -21,7 +21,7 @@ let db: Inspector;
 
 beforeAll(async () => {
   iso = newIsolation();
-  const env = { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+  const env = isolationEnv(iso);
   a = new EngineProcess(env, await freePort());
   await a.start();
   b = new EngineProcess(env, await freePort());

@@ -5,7 +5,7 @@
  * changed anywhere; a committed mark always finishes its liquidation sweep.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, newIsolation, recoveryPasses, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
+import { call, inspector, isolationEnv, newIsolation, recoveryPasses, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, PrivateRedis, freePort } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
@@ -179,7 +179,7 @@ describe('a committed mark and a crash', () => {
     // Its own schema and engine process; the machine's Redis.
     const cIso = newIsolation();
     const cDb = inspector(cIso);
-    const env = { REDIS_URL: cIso.redisUrl, DATABASE_URL: cIso.databaseUrl, DATABASE_SCHEMA: cIso.schema, REDIS_KEY_PREFIX: cIso.prefix };
+    const env = isolationEnv(cIso);
     let child = new EngineProcess(env, await freePort());
     try {
       await child.start();
