@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { ADMIN_KEY } from './engine.js';
+import { until } from './until.js';
 
 export async function freePort(): Promise<number> {
   const srv = net.createServer();
@@ -15,13 +16,9 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Until `check` answers true; a failing check (nothing listening yet) counts as false. */
 async function waitUntil(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} did not come up within ${ms} ms`);
+  await until(() => check().catch(() => false), { timeoutMs: ms, what: `${what} coming up` });
 }
 
 /** SIGKILL and wait for the exit (no-op without a process). */

@@ -17,20 +17,8 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { createEngine, type Engine } from '../../src/engine.js';
-import { buildApp, type App } from '../../src/http/app.js';
-import {
-  ADMIN_KEY,
-  call,
-  inspector,
-  newIsolation,
-  startEngine,
-  testConfig,
-  type Inspector,
-  type Isolation,
-  type Method,
-  type TestEngine,
-} from '../helpers/engine.js';
+import type { App } from '../../src/http/app.js';
+import { ADMIN_KEY, call, inspector, isolationEnv, newIsolation, startTestEngine, type EngineFixture, type Inspector, type Isolation, type Method } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
 
@@ -71,18 +59,13 @@ const secretOf = (key: string) => key.slice(key.indexOf('.') + 1);
 
 // ---------------------------------------------------------------------------
 
-let iso: Isolation;
-let t: TestEngine;
-let db: Inspector;
+let t: EngineFixture;
 
 beforeAll(async () => {
-  iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
+  t = await startTestEngine();
 });
 afterAll(async () => {
   await t?.close();
-  await db?.destroy();
 });
 
 const as = (key: string | null) => ({
@@ -174,7 +157,9 @@ describe('the role × route table', () => {
   const keyOf = {} as Record<Column, string | null>;
   const victimOf = {} as Record<Column, string>;
   const roleKeys = {} as Record<Role, CreatedKey>;
-  const observed = new Map<string, number>();
+  /** Each cell's answer: every request is sent once, in table order, before the tests look at them. */
+  const answers = new Map<string, { status: number; body: any }>();
+  const observed = (route: string, col: Column) => answers.get(`${route}|${col}`)?.status ?? 0;
 
   beforeAll(async () => {
     for (const role of ['admin', 'operator', 'treasury', 'trading', 'reader', 'account'] as const) {
@@ -189,6 +174,12 @@ describe('the role × route table', () => {
     await ok(admin.post('/accounts/2/deposit', { amount: 100000 }));
     await ok(admin.put('/markets/BTC-PERP', {}));
     await ok(admin.post('/mark-price', { symbol: 'BTC-PERP', price: MARK_BASE }));
+    for (const [route] of TABLE) {
+      for (const col of COLUMNS) {
+        const req = requestOf(route, col, victimOf[col]);
+        answers.set(`${route}|${col}`, await call(t.app, req.method, req.url, req.body, keyOf[col]));
+      }
+    }
   });
 
   /** The contract's status for a caller on a route, read from TABLE. */
@@ -202,10 +193,8 @@ describe('the role × route table', () => {
     for (const [route, ...statuses] of TABLE) expect(statuses, route).toHaveLength(COLUMNS.length);
   });
 
-  it.each(cells)('$col: $route → $expected', async ({ route, col, expected }) => {
-    const req = requestOf(route, col, victimOf[col]);
-    const res = await call(t.app, req.method, req.url, req.body, keyOf[col]);
-    observed.set(`${route}|${col}`, res.status);
+  it.each(cells)('$col: $route → $expected', ({ route, col, expected }) => {
+    const res = answers.get(`${route}|${col}`)!;
     if (expected === R) expect(res.body).toEqual(refused('UNAUTHENTICATED'));
     else if (expected === F) expect(res.body).toEqual(refused('FORBIDDEN'));
     else expect(res.status === R || res.status === F, `${res.status} ${JSON.stringify(res.body)}`).toBe(false);
@@ -216,7 +205,7 @@ describe('the role × route table', () => {
     const render = (status: (route: string, col: Column) => number) =>
       TABLE.map(([route]) => `${route.padEnd(32)}${COLUMNS.map((col) => String(status(route, col)).padStart(10)).join('')}`);
     const expected = render(expectedOf);
-    const actual = render((route, col) => observed.get(`${route}|${col}`) ?? 0);
+    const actual = render(observed);
     console.log([`${'route'.padEnd(32)}${COLUMNS.map((c) => c.padStart(10)).join('')}`, ...actual].join('\n'));
     expect(actual).toEqual(expected);
   });
@@ -271,7 +260,7 @@ describe('401 UNAUTHENTICATED', () => {
     market: await ok(admin.get('/markets/AUTH-PERP')),
     history: await ok(admin.get('/markets/AUTH-PERP/history')),
     keys: await ok(admin.get('/admin/keys')),
-    ledger: (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${ACCOUNT}`)[0]!.n,
+    ledger: (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${ACCOUNT}`)[0]!.n,
   });
 
   const wrongSecret = () => `${trading.key_id}.${'A'.repeat(43)}`;
@@ -506,7 +495,7 @@ describe('POST /admin/keys, GET /admin/keys, DELETE /admin/keys/:key_id', () => 
     const { keys } = await ok(admin.get('/admin/keys'));
     expect(keys.map((k: { key_id: string }) => k.key_id)).not.toContain('admin-env');
     const hash = createHash('sha256').update(ADMIN_KEY).digest();
-    const [{ n }] = (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM api_keys WHERE key_hash = ${hash}`) as unknown as [{ n: number }];
+    const [{ n }] = (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM api_keys WHERE key_hash = ${hash}`) as unknown as [{ n: number }];
     expect(n).toBe(0);
   });
 
@@ -560,6 +549,8 @@ describe('audit: the actor of every change', () => {
   let operator: CreatedKey;
   const TRADER = 40;
   const VICTIM = 41;
+  /** The trade test's own account (funded there, so it does not rest on the deposit test's). */
+  const BUYER = 42;
 
   beforeAll(async () => {
     trading = await createKey(t.app, 'audit-trading', 'trading');
@@ -580,7 +571,7 @@ describe('audit: the actor of every change', () => {
   it("a deposit's ledger row carries the key that made it", async () => {
     expect((await call(t.app, 'POST', `/accounts/${TRADER}/deposit`, { amount: 100000 }, treasury.key)).status).toBe(200);
     await ok(admin.post(`/accounts/${TRADER}/deposit`, { amount: 1 }));
-    const rows = await db.sql<{ actor: string | null; amount: string }[]>`
+    const rows = await t.db.sql<{ actor: string | null; amount: string }[]>`
       SELECT actor, amount FROM ledger WHERE account_id = ${TRADER} AND kind = 'DEPOSIT' ORDER BY seq`;
     expect(rows).toEqual([
       { actor: treasury.key_id, amount: '100000' },
@@ -589,14 +580,15 @@ describe('audit: the actor of every change', () => {
   });
 
   it('a trade booked with a trading key shows that key id as its actor in GET /trades/:id', async () => {
+    await ok(admin.post(`/accounts/${BUYER}/deposit`, { amount: 100000 }));
     await ok(call(t.app, 'POST', '/mark-price', { symbol: 'AUDIT-PERP', price: 1000 }, operator.key));
-    const res = await call(t.app, 'POST', '/trade', { account_id: TRADER, symbol: 'AUDIT-PERP', side: 'BUY', quantity: 1, price: 1000 }, trading.key);
+    const res = await call(t.app, 'POST', '/trade', { account_id: BUYER, symbol: 'AUDIT-PERP', side: 'BUY', quantity: 1, price: 1000 }, trading.key);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
-    const byAdmin = await ok(admin.post('/trade', { account_id: TRADER, symbol: 'AUDIT-PERP', side: 'BUY', quantity: 1, price: 1000 }));
-    const { trades } = await ok(admin.get(`/trades/${TRADER}`));
+    const byAdmin = await ok(admin.post('/trade', { account_id: BUYER, symbol: 'AUDIT-PERP', side: 'BUY', quantity: 1, price: 1000 }));
+    const { trades } = await ok(admin.get(`/trades/${BUYER}`));
     expect(trades.find((x: { trade_id: number }) => x.trade_id === res.body.trade_id).actor).toBe(trading.key_id);
     expect(trades.find((x: { trade_id: number }) => x.trade_id === byAdmin.trade_id).actor).toBe('admin-env');
-    const [row] = await db.sql<{ actor: string }[]>`SELECT actor FROM ledger WHERE account_id = ${TRADER} AND kind = 'TRADE' ORDER BY seq LIMIT 1`;
+    const [row] = await t.db.sql<{ actor: string }[]>`SELECT actor FROM ledger WHERE account_id = ${BUYER} AND kind = 'TRADE' ORDER BY seq LIMIT 1`;
     expect(row!.actor).toBe(trading.key_id);
   });
 
@@ -633,7 +625,6 @@ describe('audit: the actor of every change', () => {
 
 describe('logging', () => {
   it('never writes a key to a log line, at level trace', async () => {
-    const logIso = newIsolation();
     const lines: string[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
@@ -641,16 +632,10 @@ describe('logging', () => {
         done();
       },
     });
-    const log = pino({ level: 'trace' }, sink);
-    let engine: Engine | null = null;
-    let app: App | null = null;
-    const logDb = inspector(logIso);
+    const logged = await startTestEngine({ log: pino({ level: 'trace' }, sink) });
     const secrets = [ADMIN_KEY];
     try {
-      engine = await createEngine(testConfig(logIso), log);
-      app = await buildApp(engine, { logger: log });
-      await app.ready();
-      const a = app;
+      const a = logged.app;
       const reader = await createKey(a, 'log-reader', 'reader');
       const acct = await createKey(a, 'log-account', 'account', [1]);
       const boss = await createKey(a, 'log-admin', 'admin');
@@ -672,9 +657,7 @@ describe('logging', () => {
       expect((await call(a, 'DELETE', `/admin/keys/${reader.key_id}`, undefined, ADMIN_KEY)).status).toBe(200);
       expect((await call(a, 'GET', '/margin-report', undefined, reader.key)).status).toBe(401);
     } finally {
-      await app?.close();
-      await engine?.close();
-      await logDb.destroy();
+      await logged.close();
     }
     // The logger did write (requests, key creations and revocations) ...
     expect(lines.length).toBeGreaterThan(20);
@@ -692,23 +675,18 @@ describe('logging', () => {
 // f. The keys CLI
 
 describe('npm run keys (src/cli/keys.ts)', () => {
-  let cliIso: Isolation;
-  let engine: TestEngine;
-  let cliDb: Inspector;
+  let engine: EngineFixture;
   const cli = (...args: string[]) =>
     run('npx', ['tsx', 'src/cli/keys.ts', ...args], {
-      env: { ...process.env, DATABASE_URL: cliIso.databaseUrl, DATABASE_SCHEMA: cliIso.schema },
+      env: { ...process.env, DATABASE_URL: engine.iso.databaseUrl, DATABASE_SCHEMA: engine.iso.schema },
       timeout: 60_000,
     });
 
   beforeAll(async () => {
-    cliIso = newIsolation();
-    engine = await startEngine(cliIso);
-    cliDb = inspector(cliIso);
+    engine = await startTestEngine();
   });
   afterAll(async () => {
     await engine?.close();
-    await cliDb?.destroy();
   });
 
   it('creates a key the running engine accepts for its role, lists it, and revokes it (refused within 1 s)', async () => {
@@ -787,11 +765,8 @@ describe('first start without ADMIN_API_KEY', () => {
   const spawnEngine = async () => {
     const p = new EngineProcess(
       {
+        ...isolationEnv(firstIso),
         ADMIN_API_KEY: '', // empty: unset
-        REDIS_URL: firstIso.redisUrl,
-        DATABASE_URL: firstIso.databaseUrl,
-        DATABASE_SCHEMA: firstIso.schema,
-        REDIS_KEY_PREFIX: firstIso.prefix,
         LOG_LEVEL: 'info',
       },
       await freePort(),

@@ -13,12 +13,11 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { ADMIN_KEY, call, startEngine, startTestEngine, type EngineFixture, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
+import { until } from '../helpers/until.js';
 
-let iso: Isolation;
-let t: TestEngine;
-let db: Inspector;
+let t: EngineFixture;
 let port: number;
 let base: string;
 
@@ -27,20 +26,17 @@ const FUNDED = 1;
 const UNFUNDED = 2;
 
 beforeAll(async () => {
-  iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
-  base = await listen(t.app);
+  t = await startTestEngine();
+  base = await t.listen();
   port = Number(new URL(base).port);
-  expect(await call(t.app, 'POST', `/accounts/${FUNDED}/deposit`, { amount: '1000' })).toMatchObject({ status: 200 });
+  await t.deposit(FUNDED, '1000');
 });
 
 afterAll(async () => {
   await t?.close();
-  await db?.destroy();
 });
 
-const post = (url: string, body?: unknown) => call(t.app, 'POST', url, body);
+const post = (url: string, body?: unknown) => t.post(url, body);
 
 /** The one error shape, with `code`; returns the error. */
 function expectErrorShape(body: unknown, code: string): { code: string; message: string; details?: Record<string, unknown> } {
@@ -51,10 +47,10 @@ function expectErrorShape(body: unknown, code: string): { code: string; message:
 }
 
 const ledgerRows = async (accountId: number) =>
-  (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${accountId}`)[0]!.n;
+  (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${accountId}`)[0]!.n;
 
 async function expectUnfundedUntouched(): Promise<void> {
-  const res = await call(t.app, 'GET', `/positions/${UNFUNDED}`);
+  const res = await t.get(`/positions/${UNFUNDED}`);
   expect(res.status).toBe(404);
   expectErrorShape(res.body, 'ACCOUNT_NOT_FOUND');
   expect(await ledgerRows(UNFUNDED)).toBe(0);
@@ -320,7 +316,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
   let slowPort: number;
 
   beforeAll(async () => {
-    slow = await startEngine(iso, { REQUEST_TIMEOUT_MS: '1000' });
+    slow = await startEngine(t.iso, { REQUEST_TIMEOUT_MS: '1000' });
     slowPort = Number(new URL(await listen(slow.app)).port);
   });
 
@@ -376,7 +372,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
     socket.once('close', () => (closed = true));
     const responses = (n: number) => received.split('HTTP/1.1 200').length - 1 >= n;
     const waitFor = async (n: number) => {
-      for (let i = 0; i < 100 && !responses(n); i++) await new Promise((r) => setTimeout(r, 20));
+      await until(() => responses(n), { timeoutMs: 2000, everyMs: 20, what: `${n} responses` });
       expect(responses(n)).toBe(true);
     };
     socket.write(request('GET', '/health'));
@@ -402,7 +398,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
     expect(parseResponse(received).status).toBe(400);
     expect(await connections()).toBeGreaterThan(0);
     const started = performance.now();
-    while ((await connections()) > 0 && performance.now() - started < 3000) await new Promise((r) => setTimeout(r, 50));
+    await until(connections, { ok: (n) => n === 0, timeoutMs: 3000, what: 'the half-open connection closed' });
     expect(await connections()).toBe(0);
     expect(performance.now() - started).toBeLessThan(1500);
     socket.destroy();
@@ -420,7 +416,7 @@ describe('MAX_CONNECTIONS', () => {
   const open: Socket[] = [];
 
   beforeAll(async () => {
-    small = await startEngine(iso, { MAX_CONNECTIONS: '2' });
+    small = await startEngine(t.iso, { MAX_CONNECTIONS: '2' });
     smallPort = Number(new URL(await listen(small.app)).port);
   });
 
@@ -461,7 +457,9 @@ describe('MAX_CONNECTIONS', () => {
     const firstClosed = new Promise<void>((resolve) => first.once('close', () => resolve()));
     first.destroy();
     await firstClosed;
-    await new Promise((r) => setTimeout(r, 100)); // the server sees the close
+    // The server has seen the close once it counts one connection again.
+    const connections = () => new Promise<number>((resolve, reject) => small.app.server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+    await until(connections, { ok: (n) => n < 2, timeoutMs: 3000, what: 'the server seeing the close' });
     const again = await servedConnection();
     expect(again.destroyed).toBe(false);
   });

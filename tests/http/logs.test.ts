@@ -5,46 +5,35 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, type Engine } from '../../src/engine.js';
-import { buildApp, type App } from '../../src/http/app.js';
-import { call, inspector, newIsolation, testConfig, type Inspector } from '../helpers/engine.js';
+import { inspector, isolationEnv, newIsolation, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
 
 const lines: { level: number; msg: string }[] = [];
-let engine: Engine;
-let app: App;
-let db: Inspector;
-const iso = newIsolation();
+let f: EngineFixture;
 
 beforeAll(async () => {
-  db = inspector(iso);
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as { level: number; msg: string });
       done();
     },
   });
-  const log = pino({ level: 'debug' }, sink);
-  engine = await createEngine(testConfig(iso), log);
-  app = await buildApp(engine, { logger: log });
-  await app.ready();
+  f = await startTestEngine({ log: pino({ level: 'debug' }, sink) });
 });
 
 afterAll(async () => {
-  await app.close();
-  await engine.close();
-  await db.destroy();
+  await f?.close();
 });
 
 describe('logs', () => {
   it('at info level are business events, one line each; requests are one debug line each', async () => {
     lines.length = 0;
-    await call(app, 'POST', '/mark-price', { symbol: 'LOG-PERP', price: '100' });
-    await call(app, 'POST', '/accounts/3/deposit', { amount: '25' });
-    await call(app, 'POST', '/trade', { account_id: 3, symbol: 'LOG-PERP', side: 'BUY', quantity: '1', price: '100' });
-    await call(app, 'GET', '/positions/3');
-    await call(app, 'POST', '/mark-price', { symbol: 'LOG-PERP', price: '80' }); // liquidates account 3
-    await call(app, 'PUT', '/markets/LOG-PERP', { status: 'halted' });
+    await f.post('/mark-price', { symbol: 'LOG-PERP', price: '100' });
+    await f.post('/accounts/3/deposit', { amount: '25' });
+    await f.post('/trade', { account_id: 3, symbol: 'LOG-PERP', side: 'BUY', quantity: '1', price: '100' });
+    await f.get('/positions/3');
+    await f.post('/mark-price', { symbol: 'LOG-PERP', price: '80' }); // liquidates account 3
+    await f.put('/markets/LOG-PERP', { status: 'halted' });
     const info = lines.filter((l) => l.level >= 30).map((l) => l.msg);
     expect(info).toEqual(['market listed by its first mark', 'account liquidated', 'market changed']);
     const requests = lines.filter((l) => l.level === 20 && l.msg === 'request');
@@ -57,7 +46,7 @@ describe('LOG_FORMAT=pretty', () => {
   it('prints one readable line per event instead of JSON', async () => {
     const pIso = newIsolation();
     const child = new EngineProcess(
-      { REDIS_URL: pIso.redisUrl, DATABASE_URL: pIso.databaseUrl, DATABASE_SCHEMA: pIso.schema, REDIS_KEY_PREFIX: pIso.prefix, LOG_LEVEL: 'info', LOG_FORMAT: 'pretty' },
+      { ...isolationEnv(pIso), LOG_LEVEL: 'info', LOG_FORMAT: 'pretty' },
       await freePort(),
     );
     const pDb = inspector(pIso);

@@ -22,23 +22,19 @@
 import { reindexAccount } from '../../src/services/ledger-sync.js';
 import { RiskKeys } from '../../src/store/risk-index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { ADMIN_KEY, listMarkets, startTestEngine, type EngineFixture, type Res, type Side } from '../helpers/engine.js';
 
-let iso: Isolation;
-let t: TestEngine;
-let db: Inspector;
+let t: EngineFixture;
 
-const post = (url: string, body: unknown) => call(t.app, 'POST', url, body);
-const get = (url: string) => call(t.app, 'GET', url);
-const expectOk = async (p: Promise<{ status: number; body: any }>) => {
+const get = (url: string) => t.get(url);
+const expectOk = async (p: Promise<Res>) => {
   const res = await p;
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body;
 };
-const deposit = (id: number, amount: number) => expectOk(post(`/accounts/${id}/deposit`, { amount }));
-const trade = (id: number, symbol: string, side: 'BUY' | 'SELL', quantity: number, price: number) =>
-  expectOk(post('/trade', { account_id: id, symbol, side, quantity, price }));
-const mark = (symbol: string, price: number) => expectOk(post('/mark-price', { symbol, price }));
+const deposit = (id: number, amount: number) => t.deposit(id, amount);
+const trade = (id: number, symbol: string, side: Side, quantity: number, price: number) => expectOk(t.trade(id, symbol, side, quantity, price));
+const mark = (symbol: string, price: number) => t.mark(symbol, price);
 
 const RISKIEST_FIRST = [2, 4, 6, 3, 1, 5, 9];
 const FLAT = [7, 8];
@@ -64,15 +60,13 @@ const expectRiskOrder = (got: number[], ranked: number[], tiedLast: number[]) =>
   expect([...got.slice(ranked.length)].sort((a, b) => a - b)).toEqual([...tiedLast].sort((a, b) => a - b));
 };
 const counts = async () => {
-  const [l] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`;
-  const [q] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM liquidations`;
+  const [l] = await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`;
+  const [q] = await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM liquidations`;
   return { ledger: l!.n, liquidations: q!.n };
 };
 
 beforeAll(async () => {
-  iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
+  t = await startTestEngine();
   await mark('AAA-PERP', 100);
   await mark('BBB-PERP', 10);
   await listMarkets(t.app, 'CCC-PERP'); // traded before its first mark
@@ -94,7 +88,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await t?.close();
-  await db?.destroy();
 });
 
 describe('GET /margin-report', () => {
@@ -234,8 +227,9 @@ describe('GET /margin-report ETag', () => {
 
 describe('GET /margin-report default page size', () => {
   it('returns 100 accounts when no limit is given, and the rest on the next page', async () => {
-    // 10 accounts so far; 95 more flat ones make 105.
-    await Promise.all(Array.from({ length: 95 }, (_, i) => deposit(1000 + i, 1)));
+    // Flat accounts up to 105, however many the tests before this one opened.
+    const have = (await get('/margin-report?limit=1')).body.total_accounts as number;
+    await Promise.all(Array.from({ length: 105 - have }, (_, i) => deposit(1000 + i, 1)));
     const p1 = await get('/margin-report');
     expect(p1.body.total_accounts).toBe(105);
     expect(p1.body.accounts_detail).toHaveLength(100);
@@ -256,14 +250,10 @@ describe('GET /margin-report ordering is exact, not by binary floating point', (
   //   account 2: equity 8999.9999999999991 → utilisation 450000 / 8999.9999999999991 = 50.000000000000005 (to 18 places);
   //              equity < initial 9000 → margin_call
   // Account 2 is the riskier one, and the only margin call.
-  let isoX: Isolation;
-  let tx: TestEngine;
-  let dbx: Inspector;
+  let tx: EngineFixture;
   beforeAll(async () => {
-    isoX = newIsolation();
-    tx = await startEngine(isoX);
-    dbx = inspector(isoX);
-    const p = (url: string, body: unknown) => expectOk(call(tx.app, 'POST', url, body));
+    tx = await startTestEngine();
+    const p = (url: string, body: unknown) => expectOk(tx.post(url, body));
     await p('/mark-price', { symbol: 'P-PERP', price: 50000 });
     await p('/accounts/1/deposit', { amount: '14000' });
     await p('/accounts/2/deposit', { amount: '13999.9999999999991' });
@@ -273,11 +263,10 @@ describe('GET /margin-report ordering is exact, not by binary floating point', (
   });
   afterAll(async () => {
     await tx?.close();
-    await dbx?.destroy();
   });
 
   it('ranks the account with the higher exact utilisation first', async () => {
-    const res = await call(tx.app, 'GET', '/margin-report');
+    const res = await tx.get('/margin-report');
     expect(res.body.accounts_detail.map((r: any) => [r.account_id, r.margin_utilisation_pct, r.status])).toEqual([
       [2, '50.000000000000005', 'margin_call'],
       [1, '50', 'healthy'],
@@ -285,7 +274,7 @@ describe('GET /margin-report ordering is exact, not by binary floating point', (
   });
 
   it('finds the margin call with ?status=margin_call', async () => {
-    const res = await call(tx.app, 'GET', '/margin-report?status=margin_call');
+    const res = await tx.get('/margin-report?status=margin_call');
     expect(res.body.total_accounts).toBe(2);
     expect(res.body.accounts_detail.map((r: any) => r.account_id)).toEqual([2]);
   });
@@ -294,16 +283,16 @@ describe('GET /margin-report ordering is exact, not by binary floating point', (
     // Three more accounts on the same double score as account 1 (threshold exactly 40000):
     // utilisation 50 each, tied with account 1, so they follow account 2 in id order.
     // They open at 50000 with the mark at 45000: outside the default trade price band, so it is off for P-PERP.
-    await expectOk(call(tx.app, 'PUT', '/markets/P-PERP', { trade_price_band: '0' }));
+    await expectOk(tx.put('/markets/P-PERP', { trade_price_band: '0' }));
     for (const id of [3, 4, 5]) {
-      await expectOk(call(tx.app, 'POST', `/accounts/${id}/deposit`, { amount: '14000' }));
-      await expectOk(call(tx.app, 'POST', '/trade', { account_id: id, symbol: 'P-PERP', side: 'BUY', quantity: 1, price: 50000 }));
+      await expectOk(tx.post(`/accounts/${id}/deposit`, { amount: '14000' }));
+      await expectOk(tx.post('/trade', { account_id: id, symbol: 'P-PERP', side: 'BUY', quantity: 1, price: 50000 }));
     }
-    await expectOk(call(tx.app, 'POST', '/mark-price', { symbol: 'P-PERP', price: 45000 }));
+    await expectOk(tx.post('/mark-price', { symbol: 'P-PERP', price: 45000 }));
     const seen: number[] = [];
     let cursor: string | null = null;
     for (let page = 0; page < 10; page++) {
-      const res = await call(tx.app, 'GET', `/margin-report?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      const res = await tx.get(`/margin-report?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
       seen.push(...res.body.accounts_detail.map((r: any) => r.account_id));
       cursor = res.body.next_cursor;
       if (!cursor) break;
@@ -315,21 +304,16 @@ describe('GET /margin-report ordering is exact, not by binary floating point', (
 describe('GET /margin-report with utilisation null (equity ≤ 0 with positions)', () => {
   // With a maintenance rate of 0, maintenance margin is 0 and an account is liquidatable only when
   // equity < 0: one at equity exactly 0 keeps its position and has a null utilisation.
-  let iso0: Isolation;
-  let t0: TestEngine;
-  let db0: Inspector;
+  let t0: EngineFixture;
   beforeAll(async () => {
-    iso0 = newIsolation();
-    t0 = await startEngine(iso0, { MAINTENANCE_MARGIN_RATE: '0' });
-    db0 = inspector(iso0);
+    t0 = await startTestEngine({ env: { MAINTENANCE_MARGIN_RATE: '0' } });
   });
   afterAll(async () => {
     await t0?.close();
-    await db0?.destroy();
   });
 
   it('ranks it riskiest of all', async () => {
-    const p = (url: string, body: unknown) => expectOk(call(t0.app, 'POST', url, body));
+    const p = (url: string, body: unknown) => expectOk(t0.post(url, body));
     await p('/mark-price', { symbol: 'Z-PERP', price: 100 });
     await p('/accounts/1/deposit', { amount: 1000 });
     await p('/accounts/2/deposit', { amount: 50 });
@@ -339,7 +323,7 @@ describe('GET /margin-report with utilisation null (equity ≤ 0 with positions)
     // Z to 50: account 3's equity = 500 + 10·(50 − 100) = 0, not < maintenance 0 → kept.
     // Account 1: equity 500, utilisation 0 / 500 = 0. Account 2: flat, 0.
     expect((await p('/mark-price', { symbol: 'Z-PERP', price: 50 })).liquidated).toEqual([]);
-    const res = await call(t0.app, 'GET', '/margin-report');
+    const res = await t0.get('/margin-report');
     expect(res.status).toBe(200);
     expect(res.body.accounts_detail[0]).toEqual({
       account_id: 3,
@@ -356,7 +340,7 @@ describe('GET /margin-report with utilisation null (equity ≤ 0 with positions)
     expect(res.body.total_accounts).toBe(3);
     expect(res.body.liquidation_candidates).toEqual([]);
     // and it pages first too
-    const first = await call(t0.app, 'GET', '/margin-report?limit=1');
+    const first = await t0.get('/margin-report?limit=1');
     expect(ids(first.body)).toEqual([3]);
   });
 });
@@ -365,35 +349,30 @@ describe('GET /margin-report through a run of equal scores longer than it sorts 
   // 1,100 identical longs (1 @ 50000 on 14000: threshold 40000 each) form one run of
   // equal index scores, longer than the 1,024 the report reads whole; it is served in
   // id order, which is the exact order here (equal utilisation, ties by account id).
-  let isoL: Isolation;
-  let tl: TestEngine;
-  let dbl: Inspector;
+  let tl: EngineFixture;
   const N = 1100;
   beforeAll(async () => {
-    isoL = newIsolation();
-    tl = await startEngine(isoL);
-    dbl = inspector(isoL);
-    await expectOk(call(tl.app, 'POST', '/mark-price', { symbol: 'R-PERP', price: 50000 }));
+    tl = await startTestEngine();
+    await expectOk(tl.post('/mark-price', { symbol: 'R-PERP', price: 50000 }));
     const ids = Array.from({ length: N }, (_, i) => i + 1);
     for (let i = 0; i < ids.length; i += 100) {
       await Promise.all(
         ids.slice(i, i + 100).map(async (id) => {
-          await expectOk(call(tl.app, 'POST', `/accounts/${id}/deposit`, { amount: '14000' }));
-          await expectOk(call(tl.app, 'POST', '/trade', { account_id: id, symbol: 'R-PERP', side: 'BUY', quantity: 1, price: 50000 }));
+          await expectOk(tl.post(`/accounts/${id}/deposit`, { amount: '14000' }));
+          await expectOk(tl.post('/trade', { account_id: id, symbol: 'R-PERP', side: 'BUY', quantity: 1, price: 50000 }));
         }),
       );
     }
   }, 120_000);
   afterAll(async () => {
     await tl?.close();
-    await dbl?.destroy();
   });
 
   it('pages through it in id order, every account once, with page boundaries inside the run', async () => {
     const seen: number[] = [];
     let cursor: string | null = null;
     for (let page = 0; page < 20; page++) {
-      const res = await call(tl.app, 'GET', `/margin-report?limit=300${cursor ? `&cursor=${cursor}` : ''}`);
+      const res = await tl.get(`/margin-report?limit=300${cursor ? `&cursor=${cursor}` : ''}`);
       expect(res.status).toBe(200);
       seen.push(...res.body.accounts_detail.map((r: any) => r.account_id));
       cursor = res.body.next_cursor;
@@ -407,19 +386,15 @@ describe('GET /margin-report liquidation candidates', () => {
   // Between a change and the liquidation it triggers, an account can be liquidatable.
   // The test makes one directly in Redis (the balance of account 2 drops to 1):
   //   account 2: long 1 @ 50000 at mark 50000, balance 1 → equity 1 < maintenance 5000.
-  let isoC: Isolation;
-  let tc: TestEngine;
-  let dbc: Inspector;
+  let tc: EngineFixture;
   beforeAll(async () => {
-    isoC = newIsolation();
-    tc = await startEngine(isoC);
-    dbc = inspector(isoC);
-    await expectOk(call(tc.app, 'POST', '/mark-price', { symbol: 'C-PERP', price: 50000 }));
+    tc = await startTestEngine();
+    await expectOk(tc.post('/mark-price', { symbol: 'C-PERP', price: 50000 }));
     for (const id of [1, 2, 3]) {
-      await expectOk(call(tc.app, 'POST', `/accounts/${id}/deposit`, { amount: '20000' }));
-      await expectOk(call(tc.app, 'POST', '/trade', { account_id: id, symbol: 'C-PERP', side: id === 3 ? 'SELL' : 'BUY', quantity: 1, price: 50000 }));
+      await expectOk(tc.post(`/accounts/${id}/deposit`, { amount: '20000' }));
+      await expectOk(tc.post('/trade', { account_id: id, symbol: 'C-PERP', side: id === 3 ? 'SELL' : 'BUY', quantity: 1, price: 50000 }));
     }
-    await dbc.redis.hset(`${isoC.prefix}:{a2}:state`, 'bal', '1');
+    await tc.db.redis.hset(tc.keys.account(2).state, 'bal', '1');
     // ...and its index entry, as the write that changed it would have (threshold (50000 − 1) / 0.9)
     const { engine, config } = tc;
     const rates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
@@ -427,25 +402,24 @@ describe('GET /margin-report liquidation candidates', () => {
   });
   afterAll(async () => {
     await tc?.close();
-    await dbc?.destroy();
   });
 
   it('lists a liquidatable account as a candidate, first, with liquidation_risk', async () => {
-    const res = await call(tc.app, 'GET', '/margin-report');
+    const res = await tc.get('/margin-report');
     expect(res.body.liquidation_candidates).toEqual([2]);
     // utilisation 5000 / 1 · 100 = 500000
     expect(res.body.accounts_detail[0]).toMatchObject({ account_id: 2, status: 'liquidatable', liquidation_risk: true, margin_utilisation_pct: '500000' });
     expect(res.body.accounts_detail.slice(1).every((r: any) => r.liquidation_risk === false)).toBe(true);
-    const filtered = await call(tc.app, 'GET', '/margin-report?status=liquidatable');
+    const filtered = await tc.get('/margin-report?status=liquidatable');
     expect(filtered.body.accounts_detail.map((r: any) => r.account_id)).toEqual([2]);
   });
 
   it('shows a change made after the previous read (nothing stale is served between pages)', async () => {
-    const before = await call(tc.app, 'GET', '/margin-report');
+    const before = await tc.get('/margin-report');
     const row = (body: any, id: number) => body.accounts_detail.find((r: any) => r.account_id === id);
     expect(row(before.body, 3).balance).toBe('20000');
-    await expectOk(call(tc.app, 'POST', '/accounts/3/deposit', { amount: '5' }));
-    const after = await call(tc.app, 'GET', '/margin-report');
+    await expectOk(tc.post('/accounts/3/deposit', { amount: '5' }));
+    const after = await tc.get('/margin-report');
     expect(row(after.body, 3).balance).toBe('20005');
   });
 });

@@ -2,40 +2,32 @@
  * The market registry and its guards, as a client drives them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { D } from '../../src/domain/decimal.js';
 import { MarkBook } from '../../src/store/mark-book.js';
 import { publishMarket } from '../../src/store/markets.js';
-import { KeySpace } from '../../src/store/redis.js';
 import { defaultMarketParams } from '../../src/config.js';
-import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { call, listMarkets, startTestEngine, type EngineFixture, type Side } from '../helpers/engine.js';
 
-let iso: Isolation;
-let db: Inspector;
-let te: TestEngine;
-let nextAccount = 1;
+let te: EngineFixture;
 
 beforeAll(async () => {
-  iso = newIsolation();
-  db = inspector(iso);
-  te = await startEngine(iso, { MARK_MAX_MOVE: '0.5' });
+  te = await startTestEngine({ env: { MARK_MAX_MOVE: '0.5' } });
 });
 
 afterAll(async () => {
-  await te.close();
-  await db.destroy();
+  await te?.close();
 });
 
 const api = (method: 'GET' | 'POST' | 'PUT', url: string, body?: unknown) => call(te.app, method, url, body);
 
 async function fundedAccount(amount = '100000'): Promise<number> {
-  const id = nextAccount++;
-  expect((await api('POST', `/accounts/${id}/deposit`, { amount })).status).toBe(200);
+  const id = te.freshAccount();
+  await te.deposit(id, amount);
   return id;
 }
 
-const trade = (account_id: number, symbol: string, side: 'BUY' | 'SELL', quantity: string, price: string, extra: object = {}) =>
-  api('POST', '/trade', { account_id, symbol, side, quantity, price, ...extra });
+const trade = (account_id: number, symbol: string, side: Side, quantity: string, price: string, extra: object = {}) =>
+  te.trade(account_id, symbol, side, quantity, price, extra);
 
 describe('PUT /markets/:symbol', () => {
   it('lists a market with the engine defaults and shows it in GET /markets and GET /markets/:symbol', async () => {
@@ -227,7 +219,7 @@ describe('the mark move guard', () => {
       details: { symbol: 'MOVE-PERP', mark_price: '100', max_mark_move: '0.5', min_price: '50', max_price: '150' },
     });
     expect((await api('GET', '/markets/MOVE-PERP')).body.mark_price).toBe('100');
-    const rows = await db.sql<{ version: string }[]>`SELECT version FROM mark_prices WHERE symbol = 'MOVE-PERP'`;
+    const rows = await te.db.sql<{ version: string }[]>`SELECT version FROM mark_prices WHERE symbol = 'MOVE-PERP'`;
     expect(rows.map((r) => r.version)).toEqual(['1']);
     expect((await api('POST', '/mark-price', { symbol: 'MOVE-PERP', price: '150' })).status).toBe(200);
     const forced = await api('POST', '/mark-price', { symbol: 'MOVE-PERP', price: '1000', force: true });
@@ -252,35 +244,31 @@ describe('the mark move guard', () => {
 
 describe('the cost of a tick with many markets', () => {
   it('re-reads only the symbols that changed, however many other markets there are', async () => {
-    const redis = new Redis(iso.redisUrl);
-    const keys = new KeySpace(iso.prefix);
-    try {
-      // 2,000 other markets with marks, posted straight to Redis.
-      for (let i = 0; i < 2000; i++) await publishMarket(redis, keys, `JUNK${i}`, { price: '1', version: 1 }, { json: '{"status":"active","params":{}}', version: 1 });
-      const read: string[] = [];
-      const counting = new Proxy(redis, {
-        get(target, prop, receiver) {
-          const value = Reflect.get(target, prop, receiver) as unknown;
-          if (typeof value !== 'function') return value;
-          return (...args: unknown[]) => {
-            read.push(String(prop));
-            return (value as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        },
-      });
-      const book = new MarkBook(counting, keys, defaultMarketParams(te.config));
-      const full = await book.snapshot();
-      expect(full.marks.size).toBeGreaterThanOrEqual(2000);
-      expect(read).toContain('hgetall');
-      read.length = 0;
-      await publishMarket(redis, keys, 'JUNK7', { price: '2', version: 2 }, null);
-      const after = await book.snapshot();
-      expect(read).not.toContain('hgetall'); // the change log, not the whole hash
-      expect(after.marks.get('JUNK7')!.eq(new D(2))).toBe(true);
-      expect(full.marks.get('JUNK7')!.eq(new D(1))).toBe(true); // books handed out before stay as they were
-      expect(after.markets.get('JUNK7')?.status).toBe('active');
-    } finally {
-      redis.disconnect();
-    }
+    const { redis } = te.db;
+    const { keys } = te;
+    // 2,000 other markets with marks, posted straight to Redis.
+    for (let i = 0; i < 2000; i++) await publishMarket(redis, keys, `JUNK${i}`, { price: '1', version: 1 }, { json: '{"status":"active","params":{}}', version: 1 });
+    const read: string[] = [];
+    const counting = new Proxy(redis, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          read.push(String(prop));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const book = new MarkBook(counting, keys, defaultMarketParams(te.config));
+    const full = await book.snapshot();
+    expect(full.marks.size).toBeGreaterThanOrEqual(2000);
+    expect(read).toContain('hgetall');
+    read.length = 0;
+    await publishMarket(redis, keys, 'JUNK7', { price: '2', version: 2 }, null);
+    const after = await book.snapshot();
+    expect(read).not.toContain('hgetall'); // the change log, not the whole hash
+    expect(after.marks.get('JUNK7')!.eq(new D(2))).toBe(true);
+    expect(full.marks.get('JUNK7')!.eq(new D(1))).toBe(true); // books handed out before stay as they were
+    expect(after.markets.get('JUNK7')?.status).toBe('active');
   });
 });

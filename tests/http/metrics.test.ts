@@ -3,20 +3,16 @@
  * engine does as a client drives it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
+import { call, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 
-let te: TestEngine;
-let db: Inspector;
+let te: EngineFixture;
 
 beforeAll(async () => {
-  const iso = newIsolation();
-  db = inspector(iso);
-  te = await startEngine(iso);
+  te = await startTestEngine();
 });
 
 afterAll(async () => {
-  await te.close();
-  await db.destroy();
+  await te?.close();
 });
 
 async function scrape(key?: string): Promise<{ status: number; type: string | undefined; text: string }> {

@@ -1,40 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
+import { listMarkets, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 
-let t: TestEngine;
-let db: Inspector;
-let nextAccount = 100;
-const freshAccount = () => nextAccount++;
+let f: EngineFixture;
+/** Account 1 is the classic example's; the other tests take fresh ones from 100. */
+const freshAccount = () => f.freshAccount();
 
 beforeAll(async () => {
-  const iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
+  f = await startTestEngine({ firstAccount: 100 });
   // Markets traded before any mark is posted on them (a mark lists the rest).
-  await listMarkets(t.app, 'BTC-PERP', 'ETH-PERP', 'DOGE-PERP', 'NEW-PERP');
+  await listMarkets(f.app, 'BTC-PERP', 'ETH-PERP', 'DOGE-PERP', 'NEW-PERP');
 });
 afterAll(async () => {
-  await t?.close();
-  await db?.destroy();
+  await f?.close();
 });
 
-const post = (url: string, body: unknown) => call(t.app, 'POST', url, body);
-const get = (url: string) => call(t.app, 'GET', url);
-const deposit = (id: number, amount: string | number) => post(`/accounts/${id}/deposit`, { amount });
-const trade = (id: number, symbol: string, side: 'BUY' | 'SELL', quantity: string | number, price: string | number, extra: object = {}) =>
-  post('/trade', { account_id: id, symbol, side, quantity, price, ...extra });
-const mark = (symbol: string, price: string | number) => post('/mark-price', { symbol, price });
+const post = (url: string, body: unknown) => f.post(url, body);
+const get = (url: string) => f.get(url);
+const deposit = (id: number, amount: string | number) => f.deposit(id, amount);
+const trade: EngineFixture['trade'] = (...args) => f.trade(...args);
+const mark = (symbol: string, price: string | number) => f.mark(symbol, price);
 const ledgerRows = async (id: number) =>
-  (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id}`)[0]!.n;
+  (await f.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id}`)[0]!.n;
 
 describe('POST /accounts/:id/deposit', () => {
   it('creates the account and adds to its balance', async () => {
     const id = freshAccount();
     expect(await get(`/positions/${id}`)).toMatchObject({ status: 404 });
-    expect(await deposit(id, 1000)).toEqual({ status: 200, body: { account_id: id, balance: '1000' } });
-    expect(await deposit(id, '0.5')).toEqual({ status: 200, body: { account_id: id, balance: '1000.5' } });
-    const [row] = await db.sql`SELECT kind, amount, balance FROM cash_movements WHERE account_id = ${id} ORDER BY seq DESC LIMIT 1`;
+    // deposit() expects the 200 itself.
+    expect(await deposit(id, 1000)).toEqual({ account_id: id, balance: '1000' });
+    expect(await deposit(id, '0.5')).toEqual({ account_id: id, balance: '1000.5' });
+    const [row] = await f.db.sql`SELECT kind, amount, balance FROM cash_movements WHERE account_id = ${id} ORDER BY seq DESC LIMIT 1`;
     expect(row).toEqual({ kind: 'DEPOSIT', amount: '0.5', balance: '1000.5' });
   });
 });
@@ -58,7 +54,7 @@ describe('POST /trade', () => {
       equity: '10000',
     });
     // A 200 means the row is committed in PostgreSQL.
-    const [row] = await db.sql`SELECT trade_id, quantity, price, position_quantity FROM trades WHERE trade_id = ${res.body.trade_id}`;
+    const [row] = await f.db.sql`SELECT trade_id, quantity, price, position_quantity FROM trades WHERE trade_id = ${res.body.trade_id}`;
     expect(row).toMatchObject({ quantity: '0.1', price: '50000', position_quantity: '0.1' });
   });
 
@@ -257,8 +253,8 @@ describe('ledger and Redis agree', () => {
     await trade(id, 'ETH-PERP', 'SELL', '1', 3000);
     await trade(id, 'BTC-PERP', 'SELL', '0.01', 50500);
     await post(`/accounts/${id}/withdraw`, { amount: 1 });
-    const [last] = await db.sql`SELECT balance, seq FROM ledger WHERE account_id = ${id} ORDER BY seq DESC LIMIT 1`;
-    const positions = await db.sql`
+    const [last] = await f.db.sql`SELECT balance, seq FROM ledger WHERE account_id = ${id} ORDER BY seq DESC LIMIT 1`;
+    const positions = await f.db.sql`
       SELECT DISTINCT ON (symbol) symbol, position_quantity, position_entry_price FROM trades
       WHERE account_id = ${id} ORDER BY symbol, seq DESC`;
     const view = (await get(`/positions/${id}`)).body;
@@ -272,10 +268,9 @@ describe('ledger and Redis agree', () => {
     const id = freshAccount();
     await deposit(id, 1000);
     // A row committed by a writer that crashed before touching Redis.
-    await db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (${id}, 2, 'DEPOSIT', 500, 1500)`;
-    const res = await deposit(id, 1);
-    expect(res.body).toEqual({ account_id: id, balance: '1501' });
-    const seqs = await db.sql`SELECT seq, balance FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    await f.db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (${id}, 2, 'DEPOSIT', 500, 1500)`;
+    expect(await deposit(id, 1)).toEqual({ account_id: id, balance: '1501' });
+    const seqs = await f.db.sql`SELECT seq, balance FROM ledger WHERE account_id = ${id} ORDER BY seq`;
     expect(seqs).toEqual([
       { seq: '1', balance: '1000' },
       { seq: '2', balance: '1500' },

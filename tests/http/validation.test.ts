@@ -12,11 +12,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { call, listMarkets, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 
-let iso: Isolation;
-let t: TestEngine;
-let db: Inspector;
+let t: EngineFixture;
 
 const FUNDED = 1;
 const NEVER_SEEN = 999_999;
@@ -25,25 +23,21 @@ const NEVER_FUNDED = 999_998;
 const LONGEST_SYMBOL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ-_/012';
 
 beforeAll(async () => {
-  iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
-  const funded = await call(t.app, 'POST', `/accounts/${FUNDED}/deposit`, { amount: '1000000' });
-  expect(funded).toEqual({ status: 200, body: { account_id: FUNDED, balance: '1000000' } });
+  t = await startTestEngine();
+  expect(await t.deposit(FUNDED, '1000000')).toEqual({ account_id: FUNDED, balance: '1000000' });
   // The markets the well-formed trades book on (so a case fails only for the one thing it breaks).
   await listMarkets(t.app, 'BTC-PERP', LONGEST_SYMBOL);
 });
 
 afterAll(async () => {
   await t?.close();
-  await db?.destroy();
 });
 
 type Method = 'GET' | 'POST';
 type Json = Record<string, unknown>;
 
-const post = (url: string, body?: unknown) => call(t.app, 'POST', url, body);
-const get = (url: string) => call(t.app, 'GET', url);
+const post = (url: string, body?: unknown) => t.post(url, body);
+const get = (url: string) => t.get(url);
 
 // ---- what "nothing stored" means, checked identically for every case
 
@@ -59,7 +53,7 @@ async function redisKeys(): Promise<string[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {
-    const [next, batch] = await db.redis.scan(cursor, 'MATCH', `${iso.prefix}:*`, 'COUNT', 1000);
+    const [next, batch] = await t.db.redis.scan(cursor, 'MATCH', `${t.keys.prefix}:*`, 'COUNT', 1000);
     keys.push(...batch);
     cursor = next;
   } while (cursor !== '0');
@@ -67,8 +61,8 @@ async function redisKeys(): Promise<string[]> {
 }
 
 async function storedState(): Promise<StoredState> {
-  const [ledger] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`;
-  const marks = await db.sql<{ symbol: string; price: string; version: string }[]>`
+  const [ledger] = await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`;
+  const marks = await t.db.sql<{ symbol: string; price: string; version: string }[]>`
     SELECT symbol, price::text AS price, version::text AS version FROM mark_prices ORDER BY symbol`;
   const account1 = await get(`/positions/${FUNDED}`);
   expect(account1.status).toBe(200);
@@ -76,7 +70,7 @@ async function storedState(): Promise<StoredState> {
     ledgerRows: ledger!.n,
     markRows: marks.map((m) => ({ symbol: m.symbol, price: m.price, version: m.version })),
     redisKeys: await redisKeys(),
-    redisMarks: await db.redis.hgetall(`${iso.prefix}:marks`),
+    redisMarks: await t.db.redis.hgetall(t.keys.marks),
     account1: account1.body,
   };
 }
@@ -129,11 +123,11 @@ const EIGHTEEN_DECIMALS = '0.123456789012345678';
 
 describe('POST /trade validation', () => {
   it('books the well-formed base trade every case below varies (control)', async () => {
-    const before = (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    const before = (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
     const res = await post('/trade', baseTrade);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ success: true, account_id: FUNDED, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.1', price: '50000' });
-    expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(before + 1);
+    expect((await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(before + 1);
   });
 
   describe('malformed or missing JSON body → 400 naming "body"', () => {
@@ -326,7 +320,7 @@ describe('POST /trade validation', () => {
       const res = await post('/trade', rawTradeWith('quantity', EIGHTEEN_DECIMALS));
       expect(res.status).toBe(200);
       expect(res.body.quantity).toBe(EIGHTEEN_DECIMALS);
-      const [row] = await db.sql<{ quantity: string }[]>`SELECT quantity::text AS quantity FROM trades WHERE trade_id = ${res.body.trade_id}`;
+      const [row] = await t.db.sql<{ quantity: string }[]>`SELECT quantity::text AS quantity FROM trades WHERE trade_id = ${res.body.trade_id}`;
       expect(row!.quantity).toBe(EIGHTEEN_DECIMALS);
     });
   });
@@ -471,7 +465,7 @@ describe('amounts at the 18-decimal edge are stored exactly', () => {
     return new D(res.body.balance as string);
   };
   const lastCashAmount = async (id: number) =>
-    (await db.sql<{ amount: string }[]>`SELECT amount::text AS amount FROM cash_movements WHERE account_id = ${id} ORDER BY seq DESC LIMIT 1`)[0]!
+    (await t.db.sql<{ amount: string }[]>`SELECT amount::text AS amount FROM cash_movements WHERE account_id = ${id} ORDER BY seq DESC LIMIT 1`)[0]!
       .amount;
 
   it.each<[string, unknown]>([
@@ -515,7 +509,7 @@ describe('unknown accounts', () => {
     expect(new D(error.details!.required as string).gt(0)).toBe(true);
     expect(await get(`/positions/${NEVER_FUNDED}`)).toMatchObject({ status: 404, body: { error: { code: 'ACCOUNT_NOT_FOUND' } } });
     expect(await get(`/trades/${NEVER_FUNDED}`)).toMatchObject({ status: 404, body: { error: { code: 'ACCOUNT_NOT_FOUND' } } });
-    const [rows] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${NEVER_FUNDED}`;
+    const [rows] = await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${NEVER_FUNDED}`;
     expect(rows!.n).toBe(0);
   });
 });

@@ -9,44 +9,41 @@
  * still on its way when the answer arrives and a read could overtake it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { ADMIN_KEY, newIsolation, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
 import { TcpProxy, targetOf, viaProxy } from '../helpers/tcp-proxy.js';
+import { until } from '../helpers/until.js';
 import { reconcile } from '../../src/services/reconcile.js';
 
 /** Each way, per chunk: an apply takes at least two of these. */
 const DELAY_MS = 250;
 
-let iso: Isolation;
 let redisProxy: TcpProxy;
-let t: TestEngine;
-let db: Inspector;
+/** The engine under test; its inspector (t.db) reaches Redis directly, not through the proxy. */
+let t: EngineFixture;
 let base: string;
 
-/** An engine on the trusted path (marks trusted for a minute), its Redis behind the proxy. */
-const trustingEngine = () =>
-  startEngine(iso, {
-    REDIS_URL: viaProxy(iso.redisUrl, redisProxy.listeningPort),
-    TRUSTED_PATH: 'on',
-    MARKS_MAX_AGE_MS: '60000',
-    // A slowed apply behind another takes up to four delays: well within half of this.
-    DEPENDENCY_TIMEOUT_MS: '3000',
-  });
+/** Settings of an engine on the trusted path (marks trusted for a minute), its Redis (at `redisUrl`) behind the proxy. */
+const trusting = (redisUrl: string) => ({
+  REDIS_URL: viaProxy(redisUrl, redisProxy.listeningPort),
+  TRUSTED_PATH: 'on',
+  MARKS_MAX_AGE_MS: '60000',
+  // A slowed apply behind another takes up to four delays: well within half of this.
+  DEPENDENCY_TIMEOUT_MS: '3000',
+});
 
 beforeAll(async () => {
-  iso = newIsolation();
+  const iso = newIsolation();
   const rd = targetOf(iso.redisUrl, 6379);
   redisProxy = new TcpProxy(rd.host, rd.port);
   await redisProxy.start();
-  t = await trustingEngine();
-  db = inspector(iso); // direct, not through the proxy
-  base = await listen(t.app);
+  t = await startTestEngine({ iso, env: trusting(iso.redisUrl) });
+  base = await t.listen();
   expect((await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: '50000' })).status).toBe(200);
 });
 afterAll(async () => {
   await t?.close();
   await redisProxy?.close();
-  await db?.destroy();
 });
 
 const deposit = async (accountId: number, amount: string, at = base) =>
@@ -54,7 +51,7 @@ const deposit = async (accountId: number, amount: string, at = base) =>
 const buy = (accountId: number, quantity: string, at = base) =>
   send(at, 'POST', '/trade', { account_id: accountId, symbol: 'BTC-PERP', side: 'BUY', quantity, price: '50000' });
 /** Redis's copy of the account, read directly. */
-const stateOf = (accountId: number) => db.redis.hgetall(`${iso.prefix}:{a${accountId}}:state`);
+const stateOf = (accountId: number) => t.db.redis.hgetall(t.keys.account(accountId).state);
 
 async function slowRedis<T>(f: () => Promise<T>): Promise<T> {
   redisProxy.delay(DELAY_MS);
@@ -74,7 +71,7 @@ describe('acknowledgement at commit (trusted path)', () => {
     });
     expect(res.status).toBe(200);
     expect(res.ms).toBeLessThan(2 * DELAY_MS); // an apply takes two delays at least: the answer did not wait for one
-    const booked = await db.sql<{ seq: string }[]>`SELECT seq::text FROM ledger WHERE account_id = 11 ORDER BY seq`;
+    const booked = await t.db.sql<{ seq: string }[]>`SELECT seq::text FROM ledger WHERE account_id = 11 ORDER BY seq`;
     expect(booked.map((r) => r.seq)).toEqual(['1', '2']);
     expect(seqAtAnswer).toBe('1'); // the apply was still on its way
     await t.engine.recovery.idle();
@@ -118,7 +115,7 @@ describe('acknowledgement at commit (trusted path)', () => {
     expect(trade.ms).toBeLessThan(2 * DELAY_MS);
     expect(tick.status).toBe(200);
     expect(tick.body.liquidated).toEqual([32]);
-    const reasons = await db.sql<{ reason: string }[]>`SELECT reason FROM liquidations WHERE account_id = 32`;
+    const reasons = await t.db.sql<{ reason: string }[]>`SELECT reason FROM liquidations WHERE account_id = 32`;
     expect(reasons.map((r) => r.reason)).toEqual(['mark_price']);
     expect(await reconcile(t.engine)).toEqual([]);
   });
@@ -127,7 +124,7 @@ describe('acknowledgement at commit (trusted path)', () => {
     await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: '50000' });
     await deposit(51, '10000'); // cached here, with the marks at 50,000
     // Another engine moves the mark; this one trusts its copy for a minute (TRUSTED_PATH=on, MARKS_MAX_AGE_MS=60000).
-    const other = await startEngine(iso);
+    const other = await startEngine(t.iso);
     try {
       expect((await send(await listen(other.app), 'POST', '/mark-price', { symbol: 'BTC-PERP', price: '40000' })).status).toBe(200);
     } finally {
@@ -137,18 +134,16 @@ describe('acknowledgement at commit (trusted path)', () => {
     // apply reports the moved mark, and at 40,000 equity 1,000 is under maintenance 3,600.
     const res = await buy(51, '0.9');
     expect(res.status).toBe(200);
-    const deadline = Date.now() + 5000;
-    let reasons: string[] = [];
-    while (reasons.length === 0 && Date.now() < deadline) {
-      reasons = (await db.sql<{ reason: string }[]>`SELECT reason FROM liquidations WHERE account_id = 51`).map((r) => r.reason);
-      if (reasons.length === 0) await new Promise((r) => setTimeout(r, 20));
-    }
+    const reasons = await until(
+      async () => (await t.db.sql<{ reason: string }[]>`SELECT reason FROM liquidations WHERE account_id = 51`).map((r) => r.reason),
+      { ok: (r) => r.length > 0, timeoutMs: 5000, everyMs: 20, what: 'the liquidation of account 51' },
+    );
     expect(reasons).toEqual(['trade']);
     expect((await send(base, 'GET', '/positions/51')).body.positions).toEqual([]);
   });
 
   it('lets the applies of answered operations land before shutting down', async () => {
-    const other = await trustingEngine();
+    const other = await startEngine(t.iso, trusting(t.iso.redisUrl));
     const at = await listen(other.app);
     try {
       await send(at, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: '50000' });

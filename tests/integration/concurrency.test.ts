@@ -11,27 +11,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import { isLiquidatable } from '../../src/domain/liquidation.js';
 import { applyTrade, decideTrade, type AccountState, type Side } from '../../src/domain/margin.js';
-import { inspector, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
+import { startEngine, startTestEngine, untilEnginesSeeEachOther, type EngineFixture, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
 
-let a: TestEngine;
+let a: EngineFixture;
 let b: TestEngine;
-let db: Inspector;
 let baseA: string;
 let baseB: string;
 
 beforeAll(async () => {
-  const iso = newIsolation();
-  a = await startEngine(iso);
-  b = await startEngine(iso);
-  db = inspector(iso);
-  baseA = await listen(a.app);
+  a = await startTestEngine();
+  b = await startEngine(a.iso);
+  baseA = await a.listen();
   baseB = await listen(b.app);
 });
 afterAll(async () => {
-  await a?.close();
   await b?.close();
-  await db?.destroy();
+  await a?.close();
 });
 
 const rates = { initial: new D('0.2'), maintenance: new D('0.1') };
@@ -104,7 +100,7 @@ describe('concurrent trades on one account through two engines', () => {
     const accepted = results.filter((r) => r.status === 200);
     expect(accepted.length).toBeGreaterThan(50);
 
-    const rows = await db.sql<Row[]>`SELECT * FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    const rows = await a.db.sql<Row[]>`SELECT * FROM ledger WHERE account_id = ${id} ORDER BY seq`;
     // Every accepted response is exactly one ledger row; the only other rows
     // are the deposit and liquidations (checked by the replay below).
     const liquidationRows = rows.filter((r) => r.liquidation_id !== null || r.kind === 'INSURANCE');
@@ -156,24 +152,25 @@ describe('concurrent trades on one account through two engines', () => {
     const view = (await send(baseA, 'GET', `/positions/${id}`)).body;
     expect(view).toMatchObject({ balance: '1000', equity: '1000', initial_margin: '1000' });
     expect(view.positions[0].quantity).toBe('50');
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
+    const [row] = await a.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
     expect(row!.n).toBe(5);
   });
 
   it('books a client order id once when the same order races through both engines', async () => {
     const id = 3;
+    await send(baseA, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
     await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: 100000 });
     const order = { account_id: id, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.01', price: 50000, client_order_id: 'dup-1' };
     const results = await Promise.all(Array.from({ length: 40 }, (_, i) => send(i % 2 ? baseA : baseB, 'POST', '/trade', order)));
     expect(results.every((r) => r.status === 200)).toBe(true);
     expect(new Set(results.map((r) => r.body.trade_id)).size).toBe(1);
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
+    const [row] = await a.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM trades WHERE account_id = ${id}`;
     expect(row!.n).toBe(1);
   });
 
   it("decides on the other engine's latest booking, never on a process's cached copy", async () => {
     const id = 5;
-    await new Promise((r) => setTimeout(r, 600)); // a heartbeat of each engine has seen the other
+    await untilEnginesSeeEachOther(a.db.redis, a.keys, 2);
     await send(baseA, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
     await send(baseA, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
     // A books (and caches) the account; B then uses up the rest of its margin;
@@ -189,7 +186,7 @@ describe('concurrent trades on one account through two engines', () => {
     const fourth = await send(baseA, 'POST', '/trade', buy);
     expect(fourth.status).toBe(200);
     expect(fourth.body).toMatchObject({ balance: '1200', position: { symbol: 'SOL-PERP', quantity: '60', entry_price: '100' } });
-    const rows = await db.sql<{ seq: string; kind: string }[]>`SELECT seq, kind FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    const rows = await a.db.sql<{ seq: string; kind: string }[]>`SELECT seq, kind FROM ledger WHERE account_id = ${id} ORDER BY seq`;
     expect(rows.map((r) => [Number(r.seq), r.kind])).toEqual([
       [1, 'DEPOSIT'],
       [2, 'TRADE'],
@@ -200,7 +197,7 @@ describe('concurrent trades on one account through two engines', () => {
     // With two engines on the key prefix, TRUSTED_PATH=auto reads before
     // deciding: each of A's reads saw B's booking, so no write collided at the
     // ledger's key and fell back to the lock.
-    expect(await db.redis.exists(a.engine.keys.account(id).contended)).toBe(0);
+    expect(await a.db.redis.exists(a.engine.keys.account(id).contended)).toBe(0);
   });
 
   it('keeps deposits and withdrawals exact under concurrency', async () => {
@@ -230,31 +227,27 @@ describe('concurrent trades on one account through two engines', () => {
  * process (TRUSTED_PATH=on; 'auto' would leave the path while O is there).
  */
 describe('trusted cached state (no read before the decision)', () => {
-  let t: TestEngine;
+  let t: EngineFixture;
   let o: TestEngine;
-  let probe: Inspector;
   let baseT: string;
   let baseO: string;
   const TRUST_MS = 1000;
 
   beforeAll(async () => {
-    const iso = newIsolation();
-    t = await startEngine(iso, { MARKS_MAX_AGE_MS: String(TRUST_MS), TRUSTED_PATH: 'on' });
-    o = await startEngine(iso);
-    probe = inspector(iso);
-    baseT = await listen(t.app);
+    t = await startTestEngine({ env: { MARKS_MAX_AGE_MS: String(TRUST_MS), TRUSTED_PATH: 'on' } });
+    o = await startEngine(t.iso);
+    baseT = await t.listen();
     baseO = await listen(o.app);
     await send(baseT, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
   });
   afterAll(async () => {
-    await t?.close();
     await o?.close();
-    await probe?.destroy();
+    await t?.close();
   });
 
   const buy = (id: number, price = 100) => ({ account_id: id, symbol: 'SOL-PERP', side: 'BUY', quantity: 20, price });
   const kinds = async (id: number) =>
-    (await probe.sql<{ seq: string; kind: string }[]>`SELECT seq, kind FROM ledger WHERE account_id = ${id} ORDER BY seq`).map((r) => [
+    (await t.db.sql<{ seq: string; kind: string }[]>`SELECT seq, kind FROM ledger WHERE account_id = ${id} ORDER BY seq`).map((r) => [
       Number(r.seq),
       r.kind,
     ]);
@@ -270,7 +263,7 @@ describe('trusted cached state (no read before the decision)', () => {
     const third = await send(baseT, 'POST', '/trade', buy(id));
     expect(third.status).toBe(422);
     expect(third.body.error.details).toEqual({ required: '1200', available: '1000' });
-    expect(await probe.redis.exists(t.engine.keys.account(id).contended)).toBe(1); // the collision happened
+    expect(await t.db.redis.exists(t.engine.keys.account(id).contended)).toBe(1); // the collision happened
     expect(await kinds(id)).toEqual([
       [1, 'DEPOSIT'],
       [2, 'TRADE'],
@@ -316,23 +309,18 @@ describe('trusted cached state (no read before the decision)', () => {
 });
 
 describe('TRUSTED_PATH=auto', () => {
-  let s: TestEngine;
-  let probe: Inspector;
-  let iso: ReturnType<typeof newIsolation>;
+  let s: EngineFixture;
   let baseS: string;
 
   beforeAll(async () => {
-    iso = newIsolation();
     // The default mode; a long marks window so that, while S is alone, its
     // operations on cached accounts certainly take the trusted path.
-    s = await startEngine(iso, { MARKS_MAX_AGE_MS: '60000' });
-    probe = inspector(iso);
-    baseS = await listen(s.app);
+    s = await startTestEngine({ env: { MARKS_MAX_AGE_MS: '60000' } });
+    baseS = await s.listen();
     await send(baseS, 'POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
   });
   afterAll(async () => {
     await s?.close();
-    await probe?.destroy();
   });
 
   const buy = (id: number) => ({ account_id: id, symbol: 'SOL-PERP', side: 'BUY', quantity: 20, price: 100 });
@@ -342,11 +330,11 @@ describe('TRUSTED_PATH=auto', () => {
     await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
     expect((await send(baseS, 'POST', '/trade', buy(id))).status).toBe(200); // cached at seq 2
     // A row S never saw (as a crashed writer's committed row would be).
-    await probe.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (${id}, 3, 'DEPOSIT', 500, 1500)`;
+    await s.db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (${id}, 3, 'DEPOSIT', 500, 1500)`;
     const res = await send(baseS, 'POST', '/trade', buy(id));
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ balance: '1500', position: { quantity: '40' } }); // decided on the deposit it caught up
-    expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(1); // by colliding first
+    expect(await s.db.redis.exists(s.engine.keys.account(id).contended)).toBe(1); // by colliding first
   });
 
   /** A funded account's first order under `clientOrderId`, answered 200. */
@@ -358,7 +346,7 @@ describe('TRUSTED_PATH=auto', () => {
     return { order, first };
   }
   const rowsWithOrder = async (id: number, clientOrderId: string) =>
-    (await probe.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = ${clientOrderId}`)[0]!.n;
+    (await s.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger WHERE account_id = ${id} AND client_order_id = ${clientOrderId}`)[0]!.n;
 
   it('answers a repeated client order id from its first booking, caught by the ledger index, not as a collision', async () => {
     const id = 23;
@@ -372,13 +360,13 @@ describe('TRUSTED_PATH=auto', () => {
     const other = await send(baseS, 'POST', '/trade', { ...order, quantity: 2 });
     expect(other.status).toBe(409);
     expect(await rowsWithOrder(id, 'trusted-1')).toBe(1);
-    expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(0); // not taken for another writer
+    expect(await s.db.redis.exists(s.engine.keys.account(id).contended)).toBe(0); // not taken for another writer
   });
 
   it("answers a repeated client order id from PostgreSQL when Redis no longer holds its first result", async () => {
     const id = 24;
     const { order, first } = await firstOrder(id, 'lost-1');
-    await probe.redis.del(s.engine.keys.account(id).clientOrders); // Redis forgot it; the ledger did not
+    await s.db.redis.del(s.engine.keys.account(id).clientOrders); // Redis forgot it; the ledger did not
     const again = await send(baseS, 'POST', '/trade', order);
     expect(again.status).toBe(200);
     expect(again.body).toEqual(first.body);
@@ -387,18 +375,18 @@ describe('TRUSTED_PATH=auto', () => {
   });
 
   it('leaves the trusted path once another engine joins the key prefix', async () => {
-    const o = await startEngine(iso);
+    const o = await startEngine(s.iso);
     try {
       const baseO = await listen(o.app);
       const id = 22;
       await send(baseS, 'POST', `/accounts/${id}/deposit`, { amount: 1000 });
       expect((await send(baseS, 'POST', '/trade', buy(id))).status).toBe(200);
-      await new Promise((r) => setTimeout(r, 600)); // a heartbeat of S has seen O
+      await untilEnginesSeeEachOther(s.db.redis, s.keys, 2); // a heartbeat of S has seen O
       expect((await send(baseO, 'POST', '/trade', buy(id))).status).toBe(200);
       const third = await send(baseS, 'POST', '/trade', buy(id));
       expect(third.status).toBe(422);
       // S read before deciding: nothing collided.
-      expect(await probe.redis.exists(s.engine.keys.account(id).contended)).toBe(0);
+      expect(await s.db.redis.exists(s.engine.keys.account(id).contended)).toBe(0);
     } finally {
       await o.close();
     }

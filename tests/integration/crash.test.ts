@@ -5,9 +5,10 @@
  * PostgreSQL exactly once and Redis equals what the ledger implies.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspector, newIsolation, startEngine, type Inspector, type Isolation } from '../helpers/engine.js';
+import { inspector, isolationEnv, newIsolation, startEngine, type Inspector, type Isolation } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, PrivateRedis, freePort } from '../helpers/processes.js';
+import { until } from '../helpers/until.js';
 import { reconcile as differences } from '../../src/services/reconcile.js';
 
 let iso: Isolation;
@@ -21,7 +22,7 @@ beforeAll(async () => {
   await redis.start();
   iso = { ...base, redisUrl: redis.url };
   engine = new EngineProcess(
-    { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix, LOG_LEVEL: process.env.DEBUG_CRASH ? 'info' : 'warn' },
+    { ...isolationEnv(iso), LOG_LEVEL: process.env.DEBUG_CRASH ? 'info' : 'warn' },
     await freePort(),
   );
   await engine.start();
@@ -43,6 +44,15 @@ async function reconcile(): Promise<string[]> {
   } finally {
     await checker.close();
   }
+}
+
+/**
+ * Funds `ids` and lists BTC-PERP at 50000 (posting it again at that price
+ * changes nothing), so a test does not rest on the book an earlier one built.
+ */
+async function fundedBook(ids: number[]): Promise<void> {
+  expect((await send(engine.base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 })).status).toBe(200);
+  for (const id of ids) expect((await send(engine.base, 'POST', `/accounts/${id}/deposit`, { amount: 1_000_000 })).status).toBe(200);
 }
 
 interface Sent {
@@ -80,8 +90,7 @@ function loadUntilStopped(clients: number, accounts: number, maxPerClient: numbe
 
 describe('SIGKILL under load', () => {
   it('loses no acknowledged trade, books none twice, and restarts with Redis equal to the ledger', async () => {
-    for (let id = 1; id <= 20; id++) await send(engine.base, 'POST', `/accounts/${id}/deposit`, { amount: 1_000_000 });
-    await send(engine.base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
+    await fundedBook(Array.from({ length: 20 }, (_, i) => i + 1));
 
     const load = loadUntilStopped(16, 20, 2000);
     // Kill once a good number is acknowledged (bounded), with requests still in flight.
@@ -218,12 +227,16 @@ describe('SIGKILL at several points of the commit/apply cycle', () => {
 
 describe('Redis killed and restarted empty', () => {
   it('is rebuilt from PostgreSQL by the running engine, which then serves the same state', async () => {
+    await fundedBook([1, 2, 3]);
+    for (const id of [1, 2, 3]) {
+      const res = await send(engine.base, 'POST', '/trade', { account_id: id, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.001', price: 50000 });
+      expect(res.status).toBe(200);
+    }
     const before = await Promise.all([1, 2, 3].map((id) => send(engine.base, 'GET', `/positions/${id}`)));
     await redis.kill();
     expect((await send(engine.base, 'POST', '/trade', { account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.001', price: 50000 })).status).toBe(503);
     await redis.start();
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && (await send(engine.base, 'GET', '/ready')).status !== 200) await new Promise((r) => setTimeout(r, 100));
+    await until(() => send(engine.base, 'GET', '/ready'), { ok: (r) => r.status === 200, timeoutMs: 15_000, everyMs: 100, what: 'ready after the rebuild' });
     expect((await send(engine.base, 'GET', '/ready')).status).toBe(200);
     const after = await Promise.all([1, 2, 3].map((id) => send(engine.base, 'GET', `/positions/${id}`)));
     expect(after.map((r) => r.body)).toEqual(before.map((r) => r.body));
@@ -233,6 +246,7 @@ describe('Redis killed and restarted empty', () => {
 
 describe('SIGTERM', () => {
   it('finishes in-flight requests, flushes, and exits 0', async () => {
+    await fundedBook([1, 2, 3, 4, 5]);
     const inFlight = Array.from({ length: 20 }, (_, i) =>
       send(engine.base, 'POST', '/trade', { account_id: 1 + (i % 5), symbol: 'BTC-PERP', side: 'BUY', quantity: '0.001', price: 50000, client_order_id: `term-${i}` }).catch(
         () => null,
@@ -255,12 +269,13 @@ describe('SIGTERM', () => {
 
 describe('PostgreSQL cut off from an engine process', () => {
   it('answers 503 within a second, applies nothing, and resumes by itself when the connection returns', async () => {
+    await fundedBook([2]);
     const { TcpProxy, targetOf, viaProxy } = await import('../helpers/tcp-proxy.js');
     const pg = targetOf(iso.databaseUrl, 5432);
     const proxy = new TcpProxy(pg.host, pg.port);
     const proxyPort = await proxy.start();
     const viaPg = new EngineProcess(
-      { REDIS_URL: iso.redisUrl, DATABASE_URL: viaProxy(iso.databaseUrl, proxyPort), DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix },
+      { ...isolationEnv(iso), DATABASE_URL: viaProxy(iso.databaseUrl, proxyPort) },
       await freePort(),
     );
     await viaPg.start();
@@ -281,12 +296,7 @@ describe('PostgreSQL cut off from an engine process', () => {
       expect((await send(viaPg.base, 'GET', '/positions/2')).body).toEqual(before.body);
 
       await proxy.restore();
-      const deadline = Date.now() + 10_000;
-      let after = await trade(1);
-      while (after.status !== 200 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 100));
-        after = await trade(1);
-      }
+      const after = await until(() => trade(1), { ok: (r) => r.status === 200, everyMs: 100, what: 'the trade booked again' });
       expect(after.status).toBe(200);
       expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows + 1);
       expect((await send(viaPg.base, 'GET', '/ready')).status).toBe(200);

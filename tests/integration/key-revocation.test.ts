@@ -6,9 +6,10 @@
  * revocation's answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, inspector, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
+import { ADMIN_KEY, inspector, isolationEnv, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, freePort } from '../helpers/processes.js';
+import { sleep } from '../helpers/until.js';
 
 const POLL_EVERY_MS = 50;
 const WITHIN_MS = 1000;
@@ -20,7 +21,7 @@ let db: Inspector;
 
 beforeAll(async () => {
   iso = newIsolation();
-  const env = { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+  const env = isolationEnv(iso);
   a = new EngineProcess(env, await freePort());
   await a.start();
   b = new EngineProcess(env, await freePort());
@@ -39,7 +40,6 @@ interface Created {
   key: string;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const read = (engine: EngineProcess, key: string) => send(engine.base, 'GET', '/margin-report', undefined, 5000, key);
 
 async function create(name: string): Promise<Created> {

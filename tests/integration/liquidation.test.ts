@@ -8,46 +8,34 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { startEngine, startTestEngine, type EngineFixture, type Side, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
+import { sleep } from '../helpers/until.js';
 
-let iso: Isolation;
-let t: TestEngine;
-let db: Inspector;
+let f: EngineFixture;
 let base: string;
-let nextAccount = 1;
-const freshAccount = () => nextAccount++;
+const freshAccount = () => f.freshAccount();
 
 beforeAll(async () => {
-  iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
-  base = await listen(t.app);
+  f = await startTestEngine();
+  base = await f.listen();
 });
 afterAll(async () => {
-  await t?.close();
-  await db?.destroy();
+  await f?.close();
 });
 
-const post = (url: string, body: unknown) => call(t.app, 'POST', url, body);
-const get = (url: string) => call(t.app, 'GET', url);
-const deposit = async (id: number, amount: string | number) => expect((await post(`/accounts/${id}/deposit`, { amount })).status).toBe(200);
-const trade = (id: number, symbol: string, side: 'BUY' | 'SELL', quantity: string | number, price: string | number) =>
-  post('/trade', { account_id: id, symbol, side, quantity, price });
-const mustTrade = async (id: number, symbol: string, side: 'BUY' | 'SELL', quantity: string | number, price: string | number) => {
-  const res = await trade(id, symbol, side, quantity, price);
+const get = (url: string) => f.get(url);
+const deposit = (id: number, amount: string | number) => f.deposit(id, amount);
+const mustTrade = async (id: number, symbol: string, side: Side, quantity: string | number, price: string | number) => {
+  const res = await f.trade(id, symbol, side, quantity, price);
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body;
 };
-const mark = async (symbol: string, price: string | number) => {
-  const res = await post('/mark-price', { symbol, price });
-  expect(res.status, JSON.stringify(res.body)).toBe(200);
-  return res.body as { symbol: string; price: string; liquidated: number[] };
-};
+const mark = async (symbol: string, price: string | number): Promise<{ symbol: string; price: string; liquidated: number[] }> => f.mark(symbol, price);
 const count = async (table: 'ledger' | 'liquidations', accountId?: number) =>
   accountId === undefined
-    ? (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ${db.sql(table)}`)[0]!.n
-    : (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ${db.sql(table)} WHERE account_id = ${accountId}`)[0]!.n;
+    ? (await f.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ${f.db.sql(table)}`)[0]!.n
+    : (await f.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ${f.db.sql(table)} WHERE account_id = ${accountId}`)[0]!.n;
 const liquidationsOf = async (id: number) => (await get(`/liquidations?account_id=${id}`)).body.liquidations as any[];
 
 describe('POST /mark-price liquidation', () => {
@@ -62,7 +50,7 @@ describe('POST /mark-price liquidation', () => {
     expect(tick).toEqual({ symbol: 'LA-PERP', price: '39000', liquidated: [id], sweep: 'complete' });
 
     // Committed in PostgreSQL by the time the response arrived.
-    const [record] = await db.sql`SELECT * FROM liquidations WHERE account_id = ${id}`;
+    const [record] = await f.db.sql`SELECT * FROM liquidations WHERE account_id = ${id}`;
     expect(record).toMatchObject({
       reason: 'mark_price',
       trigger_symbol: 'LA-PERP',
@@ -72,7 +60,7 @@ describe('POST /mark-price liquidation', () => {
       realised_pnl: '-11000',
       shortfall: '0',
     });
-    const ledger = await db.sql`SELECT seq, kind, side, quantity, price, realised_pnl, liquidation_id, position_quantity, balance
+    const ledger = await f.db.sql`SELECT seq, kind, side, quantity, price, realised_pnl, liquidation_id, position_quantity, balance
                                 FROM ledger WHERE account_id = ${id} ORDER BY seq`;
     // deposit, the BUY, then the closing SELL 1 @ 39000: realised 1·(39000 − 50000) = −11000, balance 3000
     expect(ledger.map((r) => r.kind)).toEqual(['DEPOSIT', 'TRADE', 'TRADE']);
@@ -186,7 +174,7 @@ describe('POST /mark-price liquidation', () => {
     expect((await mark('BK-PERP', 30000)).liquidated).toEqual([id]);
     const [liq] = await liquidationsOf(id);
     expect(liq).toMatchObject({ equity: '-10000', maintenance_margin: '3000', realised_pnl: '-20000', shortfall: '10000' });
-    const rows = await db.sql`SELECT kind, amount, balance, liquidation_id FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    const rows = await f.db.sql`SELECT kind, amount, balance, liquidation_id FROM ledger WHERE account_id = ${id} ORDER BY seq`;
     expect(rows.map((r) => [r.kind, r.balance])).toEqual([
       ['DEPOSIT', '10000'],
       ['TRADE', '10000'],
@@ -255,7 +243,7 @@ describe('POST /mark-price liquidation', () => {
       );
     });
     expect(await Promise.all(healthy.map((id) => count('ledger', id)))).toEqual(ledgerBefore);
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM liquidations WHERE account_id = ANY(${healthy}::bigint[])`;
+    const [row] = await f.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM liquidations WHERE account_id = ANY(${healthy}::bigint[])`;
     expect(row!.n).toBe(0);
   });
 });
@@ -315,7 +303,7 @@ describe('polling', () => {
 
     const ledgerRows = await count('ledger');
     const records = await count('liquidations');
-    const rev = await db.redis.get(`${iso.prefix}:rev`);
+    const rev = await f.db.redis.get(f.keys.rev);
     for (let i = 0; i < 20; i++) {
       const [report, liqs, mine] = await Promise.all([get('/margin-report'), get('/liquidations'), get(`/liquidations?account_id=${id}`)]);
       expect([report.status, liqs.status, mine.status]).toEqual([200, 200, 200]);
@@ -323,7 +311,7 @@ describe('polling', () => {
     }
     expect(await count('ledger')).toBe(ledgerRows);
     expect(await count('liquidations')).toBe(records);
-    expect(await db.redis.get(`${iso.prefix}:rev`)).toBe(rev);
+    expect(await f.db.redis.get(f.keys.rev)).toBe(rev);
   });
 });
 
@@ -332,7 +320,7 @@ describe('POST /trade and liquidation', () => {
     const id = freshAccount();
     await mark('TR-PERP', 50000);
     // The reduce below is priced far from the mark on purpose: no trade price band on this market.
-    expect((await call(t.app, 'PUT', '/markets/TR-PERP', { trade_price_band: '0' })).status).toBe(200);
+    expect((await f.put('/markets/TR-PERP', { trade_price_band: '0' })).status).toBe(200);
     await deposit(id, 10000);
     await mustTrade(id, 'TR-PERP', 'BUY', 1, 50000); // initial margin 10000 = equity
     // 45000: equity 5000 ≥ maintenance 4500 (margin call, not liquidated)
@@ -366,12 +354,11 @@ describe('POST /trade and liquidation', () => {
     const symbol = 'RC-PERP';
     await mark(symbol, 50000);
     // Trades after the tick still come at 50000, far from the new mark: no trade price band on this market.
-    expect((await call(t.app, 'PUT', `/markets/${symbol}`, { trade_price_band: '0' })).status).toBe(200);
+    expect((await f.put(`/markets/${symbol}`, { trade_price_band: '0' })).status).toBe(200);
     await deposit(id, 14000);
     await mustTrade(id, symbol, 'BUY', 1, 50000);
     // 40 BUYs of 0.01 @ 50000 fired over ~200 ms, the tick to 39000 early among them.
     // Whatever k of them land first, the tick liquidates: equity 14000 − 11000·(1 + 0.01k) < 3900·(1 + 0.01k).
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const trades = Array.from({ length: 40 }, async (_, i) => {
       await sleep(i * 5);
       return send(base, 'POST', '/trade', { account_id: id, symbol, side: 'BUY', quantity: '0.01', price: 50000 });
@@ -385,7 +372,7 @@ describe('POST /trade and liquidation', () => {
     expect(results.every((r) => r.status === 200 || r.status === 422)).toBe(true);
     const accepted = results.filter((r) => r.status === 200).map((r) => r.body);
 
-    const liqs = await db.sql`SELECT * FROM liquidations WHERE account_id = ${id}`;
+    const liqs = await f.db.sql`SELECT * FROM liquidations WHERE account_id = ${id}`;
     // Liquidated exactly once. Usually by the tick itself; when a trade that read the old mark is booked
     // after the tick published the new one, that trade's own re-check may get there first (reason 'trade').
     expect(liqs).toHaveLength(1);
@@ -394,7 +381,7 @@ describe('POST /trade and liquidation', () => {
     if (liq.reason === 'mark_price') expect(tickRes.body.liquidated).toEqual([id]);
     else expect(liq.reason).toBe('trade');
     const [first, last] = [Number(liq.first_seq), Number(liq.last_seq)];
-    const rows = await db.sql`SELECT * FROM ledger WHERE account_id = ${id} ORDER BY seq`;
+    const rows = await f.db.sql`SELECT * FROM ledger WHERE account_id = ${id} ORDER BY seq`;
     const seqOf = new Map(rows.map((r) => [Number(r.entry_id), Number(r.seq)]));
     // The liquidation's rows are contiguous and all its own.
     for (const r of rows.filter((r) => Number(r.seq) >= first && Number(r.seq) <= last)) {
@@ -440,7 +427,7 @@ describe('several engine processes on one Redis and PostgreSQL', () => {
   let t2: TestEngine;
   let base2: string;
   beforeAll(async () => {
-    t2 = await startEngine(iso);
+    t2 = await startEngine(f.iso);
     base2 = await listen(t2.app);
   });
   afterAll(async () => {
@@ -494,7 +481,7 @@ describe('several engine processes on one Redis and PostgreSQL', () => {
     expect(await tick(base, 20)).toEqual([x1]); // this engine: 20 < 22.2…
     expect(await tick(base2, 10)).toEqual([x2]); // the other: 10 < 11.1…
     expect(await tick(base, 5)).toEqual([x3]); // this engine again: 5 < 5.5…
-    const rows = await db.sql`SELECT account_id FROM liquidations WHERE account_id = ANY(${[x1!, x2!, x3!]}::bigint[]) ORDER BY created_at DESC`;
+    const rows = await f.db.sql`SELECT account_id FROM liquidations WHERE account_id = ANY(${[x1!, x2!, x3!]}::bigint[]) ORDER BY created_at DESC`;
     expect(rows.map((r) => Number(r.account_id))).toEqual([x3, x2, x1]); // booked x1, then x2, then x3
     // Newest first is x3, x2, x1.
     const listed = (await get('/liquidations?limit=1000')).body.liquidations.filter((l: any) => [x1, x2, x3].includes(l.account_id));

@@ -5,22 +5,19 @@
  * with the marks every trade reads.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, newIsolation, startEngine, type Inspector, type TestEngine } from '../helpers/engine.js';
+import { call, startEngine, startTestEngine, type EngineFixture, type TestEngine } from '../helpers/engine.js';
 
-let a: TestEngine;
+let a: EngineFixture;
 let b: TestEngine;
-let db: Inspector;
 
 beforeAll(async () => {
-  const iso = newIsolation();
-  db = inspector(iso);
-  a = await startEngine(iso);
-  b = await startEngine(iso);
+  a = await startTestEngine();
+  b = await startEngine(a.iso);
 });
 
 afterAll(async () => {
-  await Promise.all([a?.close(), b?.close()]);
-  await db?.destroy();
+  await b?.close();
+  await a?.close();
 });
 
 const trade = (e: TestEngine, account_id: number, price: string, quantity = '1') =>

@@ -5,30 +5,24 @@
  * changed anywhere; a committed mark always finishes its liquidation sweep.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { call, inspector, isolationEnv, newIsolation, recoveryPasses, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { send } from '../helpers/http.js';
 import { EngineProcess, PrivateRedis, freePort } from '../helpers/processes.js';
+import { until } from '../helpers/until.js';
 import { reconcile } from '../../src/services/reconcile.js';
 
-let iso: Isolation;
 let redis: PrivateRedis;
-let db: Inspector;
-let te: TestEngine;
-let nextAccount = 1;
+let te: EngineFixture;
 
 beforeAll(async () => {
-  const base = newIsolation();
   redis = new PrivateRedis(await freePort());
   await redis.start();
-  iso = { ...base, redisUrl: redis.url };
-  db = inspector(iso);
-  te = await startEngine(iso, { REDIS_URL: redis.url });
+  te = await startTestEngine({ iso: { ...newIsolation(), redisUrl: redis.url } });
 }, 60_000);
 
 afterAll(async () => {
   redis.resume();
   await te?.close();
-  await db?.destroy();
   await redis?.kill();
 });
 
@@ -40,7 +34,7 @@ const api = (method: 'GET' | 'POST' | 'PUT', url: string, body?: unknown) => cal
  * a mark of 80 must liquidate it.
  */
 async function endangeredAccount(symbol: string): Promise<number> {
-  const id = nextAccount++;
+  const id = te.freshAccount();
   expect((await api('POST', '/mark-price', { symbol, price: '100' })).status).toBe(200);
   expect((await api('POST', `/accounts/${id}/deposit`, { amount: '25' })).status).toBe(200);
   expect((await api('POST', '/trade', { account_id: id, symbol, side: 'BUY', quantity: '1', price: '100' })).status).toBe(200);
@@ -48,20 +42,18 @@ async function endangeredAccount(symbol: string): Promise<number> {
 }
 
 async function markRow(symbol: string) {
-  const rows = await db.sql<{ price: string; version: string; swept_version: string }[]>`
+  const rows = await te.db.sql<{ price: string; version: string; swept_version: string }[]>`
     SELECT price::text, version::text, swept_version::text FROM mark_prices WHERE symbol = ${symbol}`;
   return rows[0];
 }
 
-const liquidationsOf = async (id: number) => (await db.sql<{ actor: string | null }[]>`SELECT actor FROM liquidations WHERE account_id = ${id}`).map((r) => r.actor);
+const liquidationsOf = async (id: number) => (await te.db.sql<{ actor: string | null }[]>`SELECT actor FROM liquidations WHERE account_id = ${id}`).map((r) => r.actor);
 
-async function waitFor(what: string, check: () => Promise<boolean>, ms: number): Promise<number> {
+/** Until the mark's sweep is recorded (swept_version caught up with version 2); returns how long that took. */
+async function untilSwept(symbol: string): Promise<number> {
   const started = performance.now();
-  while (performance.now() - started < ms) {
-    if (await check()) return performance.now() - started;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what} did not happen within ${ms} ms`);
+  await until(async () => (await markRow(symbol))!.swept_version === '2', { timeoutMs: 5000, what: `the sweep of ${symbol}` });
+  return performance.now() - started;
 }
 
 describe('a mark post answered with an error', () => {
@@ -86,10 +78,10 @@ describe('a mark post answered with an error', () => {
     expect(ms).toBeLessThan(2000);
     // PostgreSQL: the mark is unchanged, and nothing was listed or recorded.
     expect(await markRow('PAUSE-PERP')).toEqual({ price: '100', version: '1', swept_version: '1' });
-    expect(await db.sql`SELECT 1 FROM markets WHERE symbol = 'NEWLY-PERP'`).toHaveLength(0);
-    expect((await db.sql`SELECT 1 FROM market_events WHERE symbol = 'PAUSE-PERP' AND price = 80`).length).toBe(0);
+    expect(await te.db.sql`SELECT 1 FROM markets WHERE symbol = 'NEWLY-PERP'`).toHaveLength(0);
+    expect((await te.db.sql`SELECT 1 FROM market_events WHERE symbol = 'PAUSE-PERP' AND price = 80`).length).toBe(0);
     // Redis, once it answers again, and the engine's view: still at 100, and past a recovery pass nothing is liquidated.
-    await new Promise((r) => setTimeout(r, 1200));
+    await recoveryPasses(te.engine, 1);
     expect((await api('GET', `/positions/${id}`)).body).toMatchObject({ balance: '25', positions: [{ symbol: 'PAUSE-PERP', mark_price: '100' }] });
     expect(await liquidationsOf(id)).toEqual([]);
     expect((await api('GET', '/markets/NEWLY-PERP')).status).toBe(404);
@@ -104,7 +96,7 @@ describe('a mark post answered with an error', () => {
 describe('a market change answered with an error', () => {
   it('with Redis paused answers 503 and changes nothing: the market keeps its status and history', async () => {
     await endangeredAccount('HALTLESS-PERP');
-    const before = await db.sql`SELECT status, params, version::text FROM markets WHERE symbol = 'HALTLESS-PERP'`;
+    const before = await te.db.sql`SELECT status, params, version::text FROM markets WHERE symbol = 'HALTLESS-PERP'`;
     redis.pause();
     let answer: { status: number; body: any };
     try {
@@ -113,8 +105,8 @@ describe('a market change answered with an error', () => {
       redis.resume();
     }
     expect(answer.status).toBe(503);
-    expect(await db.sql`SELECT status, params, version::text FROM markets WHERE symbol = 'HALTLESS-PERP'`).toEqual(before);
-    expect(await db.sql`SELECT 1 FROM market_events WHERE symbol = 'HALTLESS-PERP' AND kind = 'params'`).toHaveLength(0);
+    expect(await te.db.sql`SELECT status, params, version::text FROM markets WHERE symbol = 'HALTLESS-PERP'`).toEqual(before);
+    expect(await te.db.sql`SELECT 1 FROM market_events WHERE symbol = 'HALTLESS-PERP' AND kind = 'params'`).toHaveLength(0);
     expect((await api('GET', '/markets/HALTLESS-PERP')).body.status).toBe('active');
   });
 });
@@ -123,10 +115,10 @@ describe('a committed mark', () => {
   it('whose Redis publish hangs after the commit answers 202 and is swept once Redis answers again', async () => {
     const id = await endangeredAccount('HANG-PERP');
     // Hold the mark's transaction for 400 ms before it commits, so Redis can be paused between the engine's check of it and the commit.
-    await db.sql.unsafe(`
-      CREATE FUNCTION ${iso.schema}.slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN NEW; END $$;
-      CREATE TRIGGER slow_mark BEFORE INSERT ON ${iso.schema}.market_events FOR EACH ROW WHEN (NEW.kind = 'mark' AND NEW.symbol = 'HANG-PERP')
-        EXECUTE FUNCTION ${iso.schema}.slow_mark();`);
+    await te.db.sql.unsafe(`
+      CREATE FUNCTION ${te.iso.schema}.slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.4); RETURN NEW; END $$;
+      CREATE TRIGGER slow_mark BEFORE INSERT ON ${te.iso.schema}.market_events FOR EACH ROW WHEN (NEW.kind = 'mark' AND NEW.symbol = 'HANG-PERP')
+        EXECUTE FUNCTION ${te.iso.schema}.slow_mark();`);
     let answer: { status: number; body: any };
     try {
       const posting = api('POST', '/mark-price', { symbol: 'HANG-PERP', price: '80' });
@@ -135,13 +127,13 @@ describe('a committed mark', () => {
       answer = await posting;
     } finally {
       redis.resume();
-      await db.sql.unsafe(`DROP TRIGGER slow_mark ON ${iso.schema}.market_events; DROP FUNCTION ${iso.schema}.slow_mark();`);
+      await te.db.sql.unsafe(`DROP TRIGGER slow_mark ON ${te.iso.schema}.market_events; DROP FUNCTION ${te.iso.schema}.slow_mark();`);
     }
     expect(answer.status).toBe(202);
     expect(answer.body).toEqual({ symbol: 'HANG-PERP', price: '80', liquidated: [], sweep: 'pending' });
     expect((await markRow('HANG-PERP'))!.version).toBe('2');
     // The sweep is finished once recovery has recorded it (after the liquidation commits).
-    const ms = await waitFor('the sweep', async () => (await markRow('HANG-PERP'))!.swept_version === '2', 5000);
+    const ms = await untilSwept('HANG-PERP');
     expect(await liquidationsOf(id)).toEqual(['admin-env']); // the mark's actor
     expect(await markRow('HANG-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
     expect((await api('GET', '/markets/HANG-PERP')).body.mark_price).toBe('80');
@@ -151,14 +143,14 @@ describe('a committed mark', () => {
 
   it('whose liquidations PostgreSQL refuses answers 202, keeps the engine not ready, and is swept when they can commit', async () => {
     const id = await endangeredAccount('REFUSE-PERP');
-    await db.sql.unsafe(`
-      CREATE FUNCTION ${iso.schema}.refuse_liquidation() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected: liquidations refused'; END $$;
-      CREATE TRIGGER refuse_liquidation BEFORE INSERT ON ${iso.schema}.liquidations FOR EACH ROW EXECUTE FUNCTION ${iso.schema}.refuse_liquidation();`);
+    await te.db.sql.unsafe(`
+      CREATE FUNCTION ${te.iso.schema}.refuse_liquidation() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected: liquidations refused'; END $$;
+      CREATE TRIGGER refuse_liquidation BEFORE INSERT ON ${te.iso.schema}.liquidations FOR EACH ROW EXECUTE FUNCTION ${te.iso.schema}.refuse_liquidation();`);
     let dropped = false;
     const drop = async () => {
       if (dropped) return;
       dropped = true;
-      await db.sql.unsafe(`DROP TRIGGER refuse_liquidation ON ${iso.schema}.liquidations; DROP FUNCTION ${iso.schema}.refuse_liquidation();`);
+      await te.db.sql.unsafe(`DROP TRIGGER refuse_liquidation ON ${te.iso.schema}.liquidations; DROP FUNCTION ${te.iso.schema}.refuse_liquidation();`);
     };
     try {
       const answer = await api('POST', '/mark-price', { symbol: 'REFUSE-PERP', price: '80' });
@@ -167,11 +159,11 @@ describe('a committed mark', () => {
       expect(await markRow('REFUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '1' });
       expect((await api('GET', '/ready')).status).toBe(503);
       // The recovery watch keeps trying while the refusal lasts.
-      await new Promise((r) => setTimeout(r, 1200));
+      await recoveryPasses(te.engine, 2);
       expect(await liquidationsOf(id)).toEqual([]);
       await drop();
       // The sweep is finished once recovery has recorded it (after the liquidation commits).
-      const ms = await waitFor('the sweep', async () => (await markRow('REFUSE-PERP'))!.swept_version === '2', 5000);
+      const ms = await untilSwept('REFUSE-PERP');
       expect(await liquidationsOf(id)).toEqual(['admin-env']);
       expect(await markRow('REFUSE-PERP')).toEqual({ price: '80', version: '2', swept_version: '2' });
       expect((await api('GET', '/ready')).status).toBe(200);
@@ -188,7 +180,7 @@ describe('a committed mark and a crash', () => {
     // Its own schema and engine process; the machine's Redis.
     const cIso = newIsolation();
     const cDb = inspector(cIso);
-    const env = { REDIS_URL: cIso.redisUrl, DATABASE_URL: cIso.databaseUrl, DATABASE_SCHEMA: cIso.schema, REDIS_KEY_PREFIX: cIso.prefix };
+    const env = isolationEnv(cIso);
     let child = new EngineProcess(env, await freePort());
     try {
       await child.start();

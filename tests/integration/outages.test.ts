@@ -4,32 +4,31 @@
  * A proxy of the test's own stands between the engine and each store.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inspector, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { newIsolation, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
 import { TcpProxy, targetOf, viaProxy } from '../helpers/tcp-proxy.js';
+import { sleep, until } from '../helpers/until.js';
 import { reconcile } from '../../src/services/reconcile.js';
 
-let iso: Isolation;
 let pgProxy: TcpProxy;
 let redisProxy: TcpProxy;
-let t: TestEngine;
-let db: Inspector;
+/** The engine under test; its inspector (t.db) reaches the stores directly, not through the proxies. */
+let t: EngineFixture;
 let base: string;
 
 beforeAll(async () => {
-  iso = newIsolation();
+  const iso = newIsolation();
   const pg = targetOf(iso.databaseUrl, 5432);
   const rd = targetOf(iso.redisUrl, 6379);
   pgProxy = new TcpProxy(pg.host, pg.port);
   redisProxy = new TcpProxy(rd.host, rd.port);
   const pgPort = await pgProxy.start();
   const redisPort = await redisProxy.start();
-  t = await startEngine(iso, {
-    DATABASE_URL: viaProxy(iso.databaseUrl, pgPort),
-    REDIS_URL: viaProxy(iso.redisUrl, redisPort),
+  t = await startTestEngine({
+    iso,
+    env: { DATABASE_URL: viaProxy(iso.databaseUrl, pgPort), REDIS_URL: viaProxy(iso.redisUrl, redisPort) },
   });
-  db = inspector(iso); // direct, not through the proxies
-  base = await listen(t.app);
+  base = await t.listen();
   await send(base, 'POST', '/accounts/1/deposit', { amount: 100000 });
   await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50000 });
 });
@@ -37,7 +36,6 @@ afterAll(async () => {
   await t?.close();
   await pgProxy?.close();
   await redisProxy?.close();
-  await db?.destroy();
 });
 
 const buy = (clientOrderId?: string) =>
@@ -49,12 +47,12 @@ const buy = (clientOrderId?: string) =>
     price: 50000,
     ...(clientOrderId ? { client_order_id: clientOrderId } : {}),
   });
-const ledgerCount = async () => (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
-const redisState = () => db.redis.hgetall(`${iso.prefix}:{a1}:state`);
+const ledgerCount = async () => (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+const redisState = () => t.db.redis.hgetall(t.keys.account(1).state);
 /** Every mark PostgreSQL holds (price and version, per symbol) and the number of mark events. */
 const markRecords = async () => ({
-  marks: await db.sql`SELECT symbol, price::text AS price, version::text AS version, swept_version::text AS swept_version FROM mark_prices ORDER BY symbol`,
-  events: (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM market_events WHERE kind = 'mark'`)[0]!.n,
+  marks: await t.db.sql`SELECT symbol, price::text AS price, version::text AS version, swept_version::text AS swept_version FROM mark_prices ORDER BY symbol`,
+  events: (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM market_events WHERE kind = 'mark'`)[0]!.n,
 });
 
 /**
@@ -62,24 +60,17 @@ const markRecords = async () => ({
  * (within MARKS_MAX_AGE_MS of Redis's last reply, on the trusted path) may be
  * booked in PostgreSQL and answered 200; the last test covers that case.
  */
-const outageInPlace = () => new Promise((r) => setTimeout(r, 60));
+const outageInPlace = () => sleep(60);
 
-/** Retries until the engine serves again (bounded). */
-async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Until an answer is 200: the engine serves again. */
+const served = { ok: (r: { status: number }) => r.status === 200, everyMs: 100, what: 'a 200' };
 
 describe('PostgreSQL unreachable', () => {
   it('answers 503 within a second for trades, cash and marks, and changes nothing', async () => {
     const rows = await ledgerCount();
     const state = await redisState();
     const marksBefore = await markRecords();
-    const redisMark = await db.redis.hget(`${iso.prefix}:marks`, 'BTC-PERP');
+    const redisMark = await t.db.redis.hget(t.keys.marks, 'BTC-PERP');
     pgProxy.cut();
     try {
       for (const req of [
@@ -102,8 +93,8 @@ describe('PostgreSQL unreachable', () => {
     expect(await ledgerCount()).toBe(rows);
     expect(await redisState()).toEqual(state); // the lock was released, the account untouched
     expect(await markRecords()).toEqual(marksBefore); // the refused mark is nowhere
-    expect(await db.redis.hget(`${iso.prefix}:marks`, 'BTC-PERP')).toBe(redisMark);
-    const after = await until(() => buy(), (r) => r.status === 200);
+    expect(await t.db.redis.hget(t.keys.marks, 'BTC-PERP')).toBe(redisMark);
+    const after = await until(() => buy(), served);
     expect(after.status).toBe(200);
     expect(await ledgerCount()).toBe(rows + 1);
   });
@@ -121,7 +112,7 @@ describe('PostgreSQL unreachable', () => {
     expect(res.ms).toBeLessThan(1000);
     // The hung commit never reached PostgreSQL; once the connection drops, the
     // lock is released and the same order books normally.
-    const retry = await until(() => buy('hung-1'), (r) => r.status === 200);
+    const retry = await until(() => buy('hung-1'), served);
     expect(retry.status).toBe(200);
     expect(await ledgerCount()).toBe(rows + 1);
   });
@@ -129,7 +120,7 @@ describe('PostgreSQL unreachable', () => {
 
 describe('a mark whose commit PostgreSQL never confirms', () => {
   it('answers 503 within a second saying the outcome is unknown (not "nothing changed"), and the engine serves marks again after', async () => {
-    await until(() => buy(), (r) => r.status === 200); // the breaker is closed again after the tests before
+    await until(() => buy(), served); // the breaker is closed again after the tests before
     const marksBefore = await markRecords();
     pgProxy.blackhole();
     let res;
@@ -143,13 +134,13 @@ describe('a mark whose commit PostgreSQL never confirms', () => {
     expect(res.ms).toBeLessThan(1000);
     // Blackholed, the statement never reached PostgreSQL: nothing was committed.
     expect(await markRecords()).toEqual(marksBefore);
-    const again = await until(() => send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50001 }), (r) => r.status === 200);
+    const again = await until(() => send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 50001 }), served);
     expect(again.body).toMatchObject({ symbol: 'BTC-PERP', price: '50001', sweep: 'complete' });
     // An attempt of the retry loop may itself have timed out in doubt and committed after the 200
     // (answered 503 "outcome unknown"); recovery sweeps whatever committed, at once.
-    const swept = await until(markRecords, (m) => m.marks.every((x) => x.version === x.swept_version), 3000);
+    const swept = await until(markRecords, { ok: (m) => m.marks.every((x) => x.version === x.swept_version), timeoutMs: 3000, what: 'every mark swept' });
     expect(swept.marks.every((m) => m.version === m.swept_version)).toBe(true);
-    expect((await until(() => send(base, 'GET', '/ready'), (r) => r.status === 200)).status).toBe(200);
+    expect((await until(() => send(base, 'GET', '/ready'), served)).status).toBe(200);
   });
 });
 
@@ -177,9 +168,9 @@ describe('Redis unreachable', () => {
       await redisProxy.restore();
     }
     // A mark makes its Redis round trip before committing: the refused one reached neither store.
-    expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
+    expect((await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
     expect(await markRecords()).toEqual(marksBefore);
-    const after = await until(() => buy(), (r) => r.status === 200);
+    const after = await until(() => buy(), served);
     expect(after.status).toBe(200);
     expect((await send(base, 'GET', '/ready')).status).toBe(200);
   });
@@ -205,15 +196,15 @@ describe('Redis unreachable', () => {
     expect(read.status).toBe(503);
     expect(read.ms).toBeLessThan(1000);
     expect(await ledgerCount()).toBe(rows);
-    expect((await until(() => buy(), (r) => r.status === 200)).status).toBe(200);
+    expect((await until(() => buy(), served)).status).toBe(200);
   });
 
   it('books a trade that raced a Redis hang, answers it, brings Redis level when Redis returns, and answers a tick behind a hung apply with 503 within a second', async () => {
     // A second engine that trusts its cached state for a minute: its next trade
     // reads nothing from Redis before committing, as one racing the failure would.
-    const trusting = await startEngine(iso, {
-      DATABASE_URL: viaProxy(iso.databaseUrl, pgProxy.listeningPort),
-      REDIS_URL: viaProxy(iso.redisUrl, redisProxy.listeningPort),
+    const trusting = await startEngine(t.iso, {
+      DATABASE_URL: viaProxy(t.iso.databaseUrl, pgProxy.listeningPort),
+      REDIS_URL: viaProxy(t.iso.redisUrl, redisProxy.listeningPort),
       MARKS_MAX_AGE_MS: '60000',
       TRUSTED_PATH: 'on',
     });
@@ -233,9 +224,9 @@ describe('Redis unreachable', () => {
       expect(res.status).toBe(200);
       expect(res.ms).toBeLessThan(1500);
       expect(await ledgerCount()).toBe(rows + 1);
-      const head = (await db.sql<{ seq: string }[]>`SELECT max(seq) AS seq FROM ledger WHERE account_id = 1`)[0]!.seq;
+      const head = (await t.db.sql<{ seq: string }[]>`SELECT max(seq) AS seq FROM ledger WHERE account_id = 1`)[0]!.seq;
       // The watch replays the missed row without waiting for the account's next operation.
-      const state = await until(redisState, (s) => s.seq === head, 5000);
+      const state = await until(redisState, { ok: (s) => s.seq === head, timeoutMs: 5000, what: 'Redis at the ledger head' });
       expect(state.seq).toBe(head);
       expect(await reconcile(trusting.engine)).toEqual([]);
 

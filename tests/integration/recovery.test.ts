@@ -4,25 +4,22 @@
  * not-ready, rebuilds and serves again; reconcile lists every difference.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, inspector, listMarkets, newIsolation, startEngine, type Inspector, type Isolation, type TestEngine } from '../helpers/engine.js';
+import { call, listMarkets, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
+import { until } from '../helpers/until.js';
+import { BOOT_FIELD, EPOCH_FIELD } from '../../src/store/marks-hash.js';
 import { reconcile } from '../../src/services/reconcile.js';
 
-let iso: Isolation;
-let t: TestEngine;
-let db: Inspector;
+let t: EngineFixture;
 
 beforeAll(async () => {
-  iso = newIsolation();
-  t = await startEngine(iso);
-  db = inspector(iso);
+  t = await startTestEngine();
 });
 afterAll(async () => {
   await t?.close();
-  await db?.destroy();
 });
 
-const post = (url: string, body: unknown) => call(t.app, 'POST', url, body);
-const get = (url: string) => call(t.app, 'GET', url);
+const post = (url: string, body: unknown) => t.post(url, body);
+const get = (url: string) => t.get(url);
 
 /** Everything a client can read about the accounts and the risk picture. */
 async function observable(ids: number[]) {
@@ -31,20 +28,14 @@ async function observable(ids: number[]) {
   return { positions: positions.map((p) => p.body), report: report.body };
 }
 
-/** Deletes every key of this engine's prefix: what a FLUSHALL or a restart without persistence does to it. */
-async function wipeRedis(): Promise<void> {
-  const keys = await db.redis.keys(`${iso.prefix}:*`);
-  if (keys.length) await db.redis.del(...keys);
+/** Deletes every key of an engine's prefix: what a FLUSHALL or a restart without persistence does to it. */
+async function wipeRedis(e: EngineFixture = t): Promise<void> {
+  const keys = await e.db.redis.keys(`${e.keys.prefix}:*`);
+  if (keys.length) await e.db.redis.del(...keys);
 }
 
-async function until(f: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await f()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
+/** Until the engine answers ready again (after it noticed the loss and rebuilt). */
+const untilReady = (e: EngineFixture = t) => until(async () => (await e.get('/ready')).status === 200, { what: 'the engine ready again' });
 
 describe('Redis losing its state', () => {
   const ids = [1, 2, 3, 4];
@@ -78,20 +69,24 @@ describe('Redis losing its state', () => {
     const notReady = await get('/ready');
     expect(notReady.status).toBe(503);
     expect(notReady.body.error.details).toEqual({ redis: 'down', postgres: 'up' });
-    expect(await until(async () => (await get('/ready')).status === 200)).toBe(true);
+    expect(await untilReady()).toBe(true);
 
     expect(await observable(ids)).toEqual(before);
     expect(await reconcile(t.engine)).toEqual([]);
   });
 
   it('keeps client order ids idempotent across the rebuild', async () => {
-    const rows = (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    await wipeRedis();
+    await untilReady();
+    const rows = (await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
     const again = await post('/trade', { account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.1', price: 50000, client_order_id: 'keep-me' });
     expect(again).toEqual(firstTrade);
-    expect((await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
+    expect((await t.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n).toBe(rows);
   });
 
   it('trades, ticks and liquidates normally after the rebuild', async () => {
+    await wipeRedis();
+    await untilReady();
     const trade = await post('/trade', { account_id: 2, symbol: 'ETH-PERP', side: 'BUY', quantity: '0.5', price: 3000 });
     expect(trade.status).toBe(200);
     // account 2 is short 1.0 ETH @ 3010 after that; 10000 + realised 5 → a tick at 12000 ruins it
@@ -103,21 +98,24 @@ describe('Redis losing its state', () => {
 
 describe('reconcile', () => {
   it('lists a balance, a position and a mark that Redis got wrong, and nothing else', async () => {
+    // The marks the test before leaves (posting one again at its price changes nothing).
+    await t.mark('BTC-PERP', 44000);
+    await t.mark('ETH-PERP', 12000);
     await post('/accounts/7/deposit', { amount: 1000 });
     // At the BTC-PERP mark (44000), inside the trade price band.
     expect((await post('/trade', { account_id: 7, symbol: 'BTC-PERP', side: 'SELL', quantity: '0.01', price: 44000 })).status).toBe(200);
     expect(await reconcile(t.engine)).toEqual([]);
-    const state = `${iso.prefix}:{a7}:state`;
-    await db.redis.hset(state, 'bal', '999999');
-    await db.redis.hset(state, 'q:BTC-PERP', '-0.02');
-    await db.redis.hset(`${iso.prefix}:marks`, 'ETH-PERP', '1');
+    const { state } = t.keys.account(7);
+    await t.db.redis.hset(state, 'bal', '999999');
+    await t.db.redis.hset(state, 'q:BTC-PERP', '-0.02');
+    await t.db.redis.hset(t.keys.marks, 'ETH-PERP', '1');
     const diffs = await reconcile(t.engine);
     expect(diffs).toHaveLength(3);
     expect(diffs.join('\n')).toMatch(/account 7: balance redis 999999, ledger /);
     expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 44000, ledger -0.01 @ 44000/);
     expect(diffs.join('\n')).toMatch(/mark ETH-PERP: redis 1, ledger 12000/);
     // an on-demand rebuild (what `npm run rebuild` does) repairs all of it
-    await db.redis.hdel(`${iso.prefix}:marks`, '#boot');
+    await t.db.redis.hdel(t.keys.marks, BOOT_FIELD);
     expect(await t.engine.recovery.rebuildOrWait()).toMatchObject({ accounts: expect.any(Number) });
     expect(await reconcile(t.engine)).toEqual([]);
   });
@@ -127,13 +125,13 @@ describe('a process that died between its PostgreSQL commit and its Redis apply'
   it('is completed on restart: the next engine catches Redis up with the ledger', async () => {
     await post('/accounts/8/deposit', { amount: 5000 });
     // Rows committed by a writer that died before touching Redis.
-    await db.sql`
+    await t.db.sql`
       INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, position_quantity, position_entry_price, equity, balance)
       VALUES (8, 2, 'TRADE', 'BTC-PERP', 'BUY', 0.02, 50000, 0, 0.02, 50000, 5000, 5000)`;
-    await db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (8, 3, 'DEPOSIT', 10, 5010)`;
+    await t.db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (8, 3, 'DEPOSIT', 10, 5010)`;
     expect((await reconcile(t.engine)).filter((d) => d.startsWith('account 8'))).not.toEqual([]);
 
-    const restarted = await startEngine(iso);
+    const restarted = await startEngine(t.iso);
     try {
       const view = await call(restarted.app, 'GET', '/positions/8');
       expect(view.body).toMatchObject({ balance: '5010', positions: [{ symbol: 'BTC-PERP', quantity: '0.02', entry_price: '50000' }] });
@@ -152,44 +150,38 @@ describe('a process that died between its PostgreSQL commit and its Redis apply'
 async function withOwnEngine(
   env: Record<string, string>,
   body: (t: {
-    e: TestEngine;
-    probe: Inspector;
-    own: Isolation;
+    e: EngineFixture;
     req: (method: 'GET' | 'POST', url: string, body?: unknown) => ReturnType<typeof call>;
     loseRedis: () => Promise<void>;
   }) => Promise<void>,
 ): Promise<void> {
-  const own = newIsolation();
-  const e = await startEngine(own, env);
-  const probe = inspector(own);
+  const e = await startTestEngine({ env });
   const req = (method: 'GET' | 'POST', url: string, payload?: unknown) => call(e.app, method, url, payload);
   const loseRedis = async () => {
-    const keys = await probe.redis.keys(`${own.prefix}:*`);
-    await probe.redis.del(...keys);
-    expect(await until(async () => (await req('GET', '/ready')).status === 200)).toBe(true);
+    await wipeRedis(e);
+    expect(await untilReady(e)).toBe(true);
   };
   try {
-    await body({ e, probe, own, req, loseRedis });
+    await body({ e, req, loseRedis });
   } finally {
     await e.close();
-    await probe.destroy();
   }
 }
 
 describe('marks after a rebuild', () => {
   it('checks a trade at the mark posted after the rebuild, although the epoch counter started again', async () => {
     // Its own engine, so the marks' epoch is known: two posts take it to 2.
-    await withOwnEngine({ MARKS_MAX_AGE_MS: '60000' }, async ({ probe, own, req, loseRedis }) => {
+    await withOwnEngine({ MARKS_MAX_AGE_MS: '60000' }, async ({ e, req, loseRedis }) => {
       await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 100 });
       await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 110 });
       await req('POST', '/accounts/1/deposit', { amount: 1000 });
       expect((await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 5, price: 110 })).status).toBe(200);
-      const epoch = await probe.redis.hget(`${own.prefix}:marks`, '#epoch'); // the engine's copy of the marks is at this epoch, at 110
+      const epoch = await e.db.redis.hget(e.keys.marks, EPOCH_FIELD); // the engine's copy of the marks is at this epoch, at 110
       // Redis loses everything; the engine rebuilds it (epoch 1, mark 110), and two ticks take the epoch back to where it was.
       await loseRedis();
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 90 })).status).toBe(200);
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 })).status).toBe(200);
-      expect(await probe.redis.hget(`${own.prefix}:marks`, '#epoch')).toBe(epoch);
+      expect(await e.db.redis.hget(e.keys.marks, EPOCH_FIELD)).toBe(epoch);
       // The tick leaves the account healthy: equity 1000 + 5·(60 − 110) = 750 >= IM 0.2·5·60 = 60.
       // At mark 110 a buy of 60 at 60 would fit: equity 1000 + 60·(110 − 60) = 4000 >= IM 0.2·65·110 = 1430.
       // At mark 60 it does not: IM 0.2·65·60 = 780 > equity 1000 + 65·(60 − 63.846153846153846154) =
@@ -203,17 +195,17 @@ describe('marks after a rebuild', () => {
 
 describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
   it('expires them in Redis, answers later repeats from the ledger, and rebuilds only recent ones', async () => {
-    await withOwnEngine({ CLIENT_ORDER_RETENTION_S: '1' }, async ({ e, probe, req, loseRedis }) => {
-      const hash = e.engine.keys.account(1).clientOrders;
+    await withOwnEngine({ CLIENT_ORDER_RETENTION_S: '1' }, async ({ e, req, loseRedis }) => {
+      const hash = e.keys.account(1).clientOrders;
       await listMarkets(e.app, 'BTC-PERP');
       await req('POST', '/accounts/1/deposit', { amount: 100000 });
       const order = (id: string) => ({ account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.01', price: 50000, client_order_id: id });
       const first = await req('POST', '/trade', order('old-1'));
       expect(first.status).toBe(200);
-      const ttl = await probe.redis.pttl(hash);
+      const ttl = await e.db.redis.pttl(hash);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(1000);
-      expect(await until(async () => (await probe.redis.exists(hash)) === 0, 3000)).toBe(true);
+      expect(await until(async () => (await e.db.redis.exists(hash)) === 0, { timeoutMs: 3000, what: 'the client orders expiring' })).toBe(true);
       // Redis forgot it; the ledger did not.
       const again = await req('POST', '/trade', order('old-1'));
       expect(again.status).toBe(200);
@@ -221,15 +213,19 @@ describe('client order results kept for CLIENT_ORDER_RETENTION_S', () => {
       expect((await req('POST', '/trade', { ...order('old-1'), quantity: '0.02' })).status).toBe(409);
       expect(await reconcile(e.engine)).toEqual([]); // a result Redis no longer holds is not a difference
       // A record Redis holds must be the ledger's.
-      await probe.redis.hset(hash, 'never-booked', '{}');
+      await e.db.redis.hset(hash, 'never-booked', '{}');
       expect(await reconcile(e.engine)).toEqual(['account 1: client order never-booked not in the ledger']);
-      await probe.redis.hdel(hash, 'never-booked');
+      await e.db.redis.hdel(hash, 'never-booked');
 
-      // A rebuild puts back only the orders booked within the window.
-      await new Promise((r) => setTimeout(r, 1100));
+      // A rebuild puts back only the orders booked within the window: once, by PostgreSQL's clock (which
+      // the rebuild goes by), old-1 was booked longer ago than that, a new order is booked.
+      await until(
+        async () => (await e.db.sql<{ out: boolean }[]>`SELECT created_at <= now() - interval '1 second' AS out FROM ledger WHERE client_order_id = 'old-1'`)[0]!.out,
+        { timeoutMs: 3000, what: 'old-1 out of the retention window' },
+      );
       expect((await req('POST', '/trade', order('new-1'))).status).toBe(200);
       await loseRedis();
-      expect(await probe.redis.hkeys(hash)).toEqual(['new-1']);
+      expect(await e.db.redis.hkeys(hash)).toEqual(['new-1']);
       expect((await req('POST', '/trade', order('old-1'))).body).toEqual(first.body);
     });
   });
