@@ -107,7 +107,8 @@ export class EventHub {
   private ringStart: EventPosition | null = null;
   /** The newest position read. */
   private head: EventPosition | null = null;
-  private subscribers = 0;
+  /** Open subscriptions in this process. */
+  subscribers = 0;
   private running: Promise<void> | null = null;
   private waiters = new Set<() => void>();
   private closed = false;
@@ -124,16 +125,21 @@ export class EventHub {
     this.pageSize = options.pageSize ?? 500;
   }
 
+  /** The position of what is committed now: where a stream that wants only what follows starts. */
+  now(): Promise<EventPosition> {
+    return postgresCall(() => latestPosition(this.sql), this.options.timeoutMs);
+  }
+
   /**
-   * The events after `from` (null: from now on) that pass `filter`, batch by
-   * batch, until `signal` aborts. Each batch is sent before the next is read,
+   * The events after `from` that pass `filter`, batch by batch, until
+   * `signal` aborts. Each batch is sent before the next is read,
    * so a consumer that stops reading stops its own stream and no other.
    */
-  async *subscribe(from: EventPosition | null, filter: EventFilter, signal: AbortSignal): AsyncGenerator<StreamEvent[]> {
+  async *subscribe(from: EventPosition, filter: EventFilter, signal: AbortSignal): AsyncGenerator<StreamEvent[]> {
     this.subscribers += 1;
     try {
-      let cursor = from ?? (await this.start());
-      if (from !== null) await this.start();
+      let cursor = from;
+      await this.start();
       while (!signal.aborted && !this.closed) {
         const batch = this.fromRing(cursor) ?? (await postgresCall(() => eventsAfter(this.sql, cursor, this.pageSize), this.options.timeoutMs)).map(toStreamEvent);
         if (batch.length === 0) {
@@ -155,8 +161,8 @@ export class EventHub {
     this.wake();
   }
 
-  /** Starts the reader if it is not running; resolves to the newest position it has (where a live-only subscriber starts). */
-  private async start(): Promise<EventPosition> {
+  /** Starts the reader if it is not running. */
+  private async start(): Promise<void> {
     if (this.head === null) {
       const head = await postgresCall(() => latestPosition(this.sql), this.options.timeoutMs);
       // Another subscriber may have started it meanwhile.
@@ -169,7 +175,6 @@ export class EventHub {
     this.running ??= this.read().finally(() => {
       this.running = null;
     });
-    return this.head!;
   }
 
   /** Polls while anyone is subscribed. */

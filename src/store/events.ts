@@ -70,7 +70,7 @@ export type StoredEvent =
 
 interface Row {
   t: number;
-  xid: string;
+  xid_text: string;
   id: string;
   account_id: string | null;
   symbol: string | null;
@@ -105,28 +105,28 @@ export async function eventsAfter(sql: Sql, after: EventPosition, limit: number)
   const rows = await sql<Row[]>`
     WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
     SELECT * FROM (
-      (SELECT ${TABLE.trade}::int AS t, xid::text, entry_id::text AS id, account_id::text, symbol, side, quantity::text, price::text,
+      (SELECT ${TABLE.trade}::int AS t, xid::text AS xid_text, entry_id::text AS id, account_id::text, symbol, side, quantity::text, price::text,
               realised_pnl::text, liquidation_id::text, NULL AS reason, NULL::text AS equity, NULL::text AS maintenance_margin,
               NULL::text AS shortfall, NULL::jsonb AS positions, NULL AS kind, NULL::text AS previous_price, NULL::jsonb AS changes, created_at, xid AS x
        FROM ledger WHERE kind = 'TRADE' AND ${past(TABLE.trade, 'entry_id')} AND xid < (SELECT xmin FROM horizon)
-       ORDER BY xid, entry_id LIMIT ${limit})
+       ORDER BY ledger.xid, entry_id LIMIT ${limit})
       UNION ALL
       (SELECT ${TABLE.liquidation}::int, xid::text, liquidation_id::text, account_id::text, NULL, NULL, NULL, NULL,
               NULL, NULL, reason, equity::text, maintenance_margin::text, shortfall::text, positions, NULL, NULL, NULL, created_at, xid
        FROM liquidations WHERE ${past(TABLE.liquidation, 'liquidation_id')} AND xid < (SELECT xmin FROM horizon)
-       ORDER BY xid, liquidation_id LIMIT ${limit})
+       ORDER BY liquidations.xid, liquidation_id LIMIT ${limit})
       UNION ALL
       (SELECT ${TABLE.market}::int, xid::text, event_id::text, NULL, symbol, NULL, NULL, price::text,
               NULL, NULL, NULL, NULL, NULL, NULL, NULL, kind, previous_price::text, changes, created_at, xid
        FROM market_events WHERE ${past(TABLE.market, 'event_id')} AND xid < (SELECT xmin FROM horizon)
-       ORDER BY xid, event_id LIMIT ${limit})
+       ORDER BY market_events.xid, event_id LIMIT ${limit})
     ) AS e
     ORDER BY x, t, id::bigint LIMIT ${limit}`;
   return rows.map(toEvent);
 }
 
 function toEvent(r: Row): StoredEvent {
-  const position = { xid: r.xid, table: r.t, id: r.id };
+  const position = { xid: r.xid_text, table: r.t, id: r.id };
   if (r.t === TABLE.trade) {
     return {
       type: 'trade',

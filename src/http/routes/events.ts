@@ -48,16 +48,19 @@ export const eventRoutes: RoutePlugin = async (app, { engine }) => {
       const types = req.query.types === undefined ? null : new Set(req.query.types.split(',') as EventType[]);
       const filter: EventFilter = { types: types?.size === EVENT_TYPES.length ? null : types, accounts };
       const lastId = req.headers['last-event-id'];
-      const from = lastId === undefined ? null : parsePosition(lastId);
+      // Fixed before the answer starts: every event committed after the client sees the 200 is in its stream.
+      const from = lastId === undefined ? await engine.events.now() : parsePosition(lastId)!;
 
       const abort = new AbortController();
       streams.add(abort);
       reply.hijack();
       const res = reply.raw;
+      // The connection ends with the stream (Connection: close), so a server
+      // closing does not wait for it to idle out as a keep-alive connection.
+      res.shouldKeepAlive = false;
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
       // Tell EventSource clients how soon to come back after a drop.
