@@ -131,15 +131,14 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         accounts: () => redis.scard(keys.accounts),
       })
     : null;
+  const events = new EventHub(sql, { timeoutMs, log });
   const committer = new GroupCommitter(sql, {
-    ...(metrics
-      ? {
-          onCommit: (rows: number, seconds: number) => {
-            metrics.commitRows.observe(rows);
-            metrics.commitSeconds.observe(seconds);
-          },
-        }
-      : {}),
+    onCommit: (rows: number, seconds: number) => {
+      // Rows committed here are read for the event stream at once, not at the next poll.
+      events.poke();
+      metrics?.commitRows.observe(rows);
+      metrics?.commitSeconds.observe(seconds);
+    },
     maxRows: config.commitBatchMax,
     maxConcurrent: config.commitConcurrency,
     earlyRows: config.commitEarlyRows,
@@ -207,7 +206,6 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     throw error;
   }
   gate.startHeartbeat();
-  const events = new EventHub(sql, { timeoutMs, log });
 
   const engine: Engine = {
     config,

@@ -112,6 +112,8 @@ export class EventHub {
   private running: Promise<void> | null = null;
   private waiters = new Set<() => void>();
   private closed = false;
+  /** Ends the reader's wait before its next poll. */
+  private wakeReader: (() => void) | null = null;
   private readonly pollMs: number;
   private readonly ringSize: number;
   readonly pageSize: number;
@@ -153,6 +155,11 @@ export class EventHub {
     } finally {
       this.subscribers -= 1;
     }
+  }
+
+  /** Something committed in this process: the reader looks now instead of at its next poll (other processes' commits wait for the poll). */
+  poke(): void {
+    this.wakeReader?.();
   }
 
   /** Ends every subscription (shutdown). */
@@ -197,7 +204,16 @@ export class EventHub {
         this.options.log.warn({ err: error }, 'event stream: reading new events failed; retrying');
       }
       // A full page means more is waiting: read again at once.
-      if (got < this.pageSize) await new Promise((r) => setTimeout(r, this.pollMs));
+      if (got < this.pageSize) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => this.poke(), this.pollMs);
+          this.wakeReader = () => {
+            clearTimeout(timer);
+            this.wakeReader = null;
+            resolve();
+          };
+        });
+      }
     }
     // Nobody listens: the ring would go stale, so the next subscriber starts afresh.
     this.head = null;
