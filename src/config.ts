@@ -103,6 +103,8 @@ const envSchema = z
     METRICS: z.enum(['on', 'off']).default('on'),
     /** Most open connections; further ones are closed at once. */
     MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    /** How long an event-stream consumer may leave its socket full before it is dropped (it resumes with Last-Event-ID). */
+    EVENTS_STALL_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     /** How long a shutdown may take (ms) before the process gives up on it and exits non-zero. */
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
   })
@@ -147,6 +149,7 @@ const envSchema = z
         requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
         maxConnections: e.MAX_CONNECTIONS,
         metrics: e.METRICS === 'on',
+        eventsStallMs: e.EVENTS_STALL_MS,
         shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
       }) as const,
   );

@@ -21,6 +21,7 @@ import { AccountCache } from './services/account-cache.js';
 import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
+import { EventHub } from './services/events.js';
 import { MarksService } from './services/marks.js';
 import { MarketsService } from './services/markets.js';
 import { ApiKeys } from './services/api-keys.js';
@@ -45,6 +46,8 @@ export interface Engine {
   readonly apiKeys: ApiKeys | null;
   readonly report: MarginReportService;
   readonly recovery: Recovery;
+  /** The live event stream (GET /events). */
+  readonly events: EventHub;
   /** Pings both stores; reports each one's state. */
   readiness(): Promise<{ redis: boolean; postgres: boolean }>;
   close(): Promise<void>;
@@ -128,15 +131,14 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         accounts: () => redis.scard(keys.accounts),
       })
     : null;
+  const events = new EventHub(sql, { timeoutMs, log });
   const committer = new GroupCommitter(sql, {
-    ...(metrics
-      ? {
-          onCommit: (rows: number, seconds: number) => {
-            metrics.commitRows.observe(rows);
-            metrics.commitSeconds.observe(seconds);
-          },
-        }
-      : {}),
+    onCommit: (rows: number, seconds: number) => {
+      // Rows committed here are read for the event stream at once, not at the next poll.
+      events.poke();
+      metrics?.commitRows.observe(rows);
+      metrics?.commitSeconds.observe(seconds);
+    },
     maxRows: config.commitBatchMax,
     maxConcurrent: config.commitConcurrency,
     earlyRows: config.commitEarlyRows,
@@ -220,6 +222,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     apiKeys,
     report: new MarginReportService({ redis, keys, risk, marks: markBook, rates, applied }),
     recovery,
+    events,
     async readiness() {
       const ping = async (p: () => Promise<unknown>) => {
         try {
@@ -238,6 +241,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     },
     async close() {
       apiKeys?.stop();
+      events.close();
       await gate.stopHeartbeat();
       recovery.stop();
       await recovery.idle();

@@ -19,6 +19,7 @@ import { marketRoutes } from './routes/markets.js';
 import { metricsRoutes, recordRequests } from './routes/metrics.js';
 import { registerAuth } from './auth.js';
 import { tradeRoutes } from './routes/trades.js';
+import { eventRoutes } from './routes/events.js';
 
 export interface AppOptions {
   readonly logger?: FastifyBaseLogger;
@@ -101,6 +102,7 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   await typed.register(accountRoutes, { engine });
   await typed.register(tradeRoutes, { engine });
   await typed.register(markRoutes, { engine });
+  await typed.register(eventRoutes, { engine });
   await typed.register(riskRoutes, { engine });
   await typed.register(marketRoutes, { engine });
   await typed.register(adminRoutes, { engine });

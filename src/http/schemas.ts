@@ -369,5 +369,24 @@ export type MarketResponse = z.infer<typeof marketResponse>;
 export type MarketEventResponse = z.infer<typeof marketHistoryResponse>['events'][number];
 export type KeyResponse = z.infer<typeof keyView>;
 
+export const eventsQuery = z
+  .object({
+    types: z
+      .string()
+      .regex(/^(trade|liquidation|mark|market)(,(trade|liquidation|mark|market))*$/, 'must be a comma-separated list of trade, liquidation, mark, market')
+      .optional()
+      .meta({ description: 'Only these event types (default: all)' }),
+    account_id: idText('must be a positive integer').optional().meta({ description: "Only this account's trades and liquidations (market-wide events still come)" }),
+  })
+  .strict();
+
+export const eventsHeaders = z.object({
+  'last-event-id': z
+    .string()
+    .regex(/^\d{1,20}-[0-3]-\d{1,20}$/, 'must be an event id received from this stream')
+    .optional()
+    .meta({ description: 'Resume after this event (sent by EventSource on reconnecting)' }),
+});
+
 export const healthResponse = z.object({ status: z.literal('ok') });
 export const readyResponse = z.object({ status: z.literal('ready'), redis: z.literal('up'), postgres: z.literal('up') });

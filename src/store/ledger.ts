@@ -41,25 +41,32 @@ export interface LedgerEntry extends Required<LedgerRow> {
 /** What the commit gives a row. */
 export type CommittedRow = Pick<LedgerEntry, 'accountId' | 'seq' | 'entryId' | 'createdAt'>;
 
-/** The columns a row may leave out, absent. */
-const ABSENT = {
-  symbol: null,
-  side: null,
-  quantity: null,
-  price: null,
-  realisedPnl: null,
-  clientOrderId: null,
-  liquidationId: null,
-  positionQuantity: null,
-  positionEntryPrice: null,
-  equity: null,
-  amount: null,
-  actor: null,
-} as const satisfies Record<Exclude<keyof LedgerRow, 'accountId' | 'seq' | 'kind' | 'balance'>, null>;
-
-/** The entry a committed row became. */
+/**
+ * The entry a committed row became. Written out field by field: an object
+ * spread over the row cost 4 % of the engine's CPU under the trade load
+ * (bench/profile-trades.ts), this literal a fraction of that.
+ */
 export function entryOf(row: LedgerRow, { entryId, createdAt }: Pick<CommittedRow, 'entryId' | 'createdAt'>): LedgerEntry {
-  return { ...ABSENT, ...row, entryId, createdAt };
+  return {
+    entryId,
+    accountId: row.accountId,
+    seq: row.seq,
+    kind: row.kind,
+    symbol: row.symbol ?? null,
+    side: row.side ?? null,
+    quantity: row.quantity ?? null,
+    price: row.price ?? null,
+    realisedPnl: row.realisedPnl ?? null,
+    clientOrderId: row.clientOrderId ?? null,
+    liquidationId: row.liquidationId ?? null,
+    positionQuantity: row.positionQuantity ?? null,
+    positionEntryPrice: row.positionEntryPrice ?? null,
+    equity: row.equity ?? null,
+    amount: row.amount ?? null,
+    balance: row.balance,
+    actor: row.actor ?? null,
+    createdAt,
+  };
 }
 
 /** The rows of one item collided with rows already in the ledger (another writer got there first). */

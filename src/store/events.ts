@@ -1,0 +1,167 @@
+/**
+ * The event stream's source: trades (ledger), liquidations and market events
+ * (marks, listings, parameter changes), read in commit-safe order.
+ *
+ * Each of those rows carries the id of the transaction that wrote it (`xid`,
+ * sql/005_events.sql). A read returns only rows of transactions older than
+ * every transaction still running (the snapshot's xmin), ordered by
+ * (xid, table, row id): no row can later commit before one already
+ * returned, so a reader that resumes after the last position it saw misses
+ * nothing. Positions are that triple, written `<xid>-<table>-<row id>`.
+ */
+import type { Sql } from './postgres.js';
+
+/** The order of the tables within one transaction (a liquidation's closing trades, then its record). */
+const TABLE = { trade: 1, liquidation: 2, market: 3 } as const;
+
+export interface EventPosition {
+  /** The writing transaction's id (xid8, as decimal text). */
+  readonly xid: string;
+  readonly table: number;
+  readonly id: string;
+}
+
+export const ORIGIN: EventPosition = { xid: '0', table: 0, id: '0' };
+
+export const formatPosition = (p: EventPosition) => `${p.xid}-${p.table}-${p.id}`;
+
+/** A position from its text, or null when the text is not one. */
+export function parsePosition(text: string): EventPosition | null {
+  const m = /^(\d{1,20})-([0-3])-(\d{1,20})$/.exec(text);
+  return m === null ? null : { xid: m[1]!, table: Number(m[2]), id: m[3]! };
+}
+
+export type StoredEvent =
+  | {
+      readonly type: 'trade';
+      readonly position: EventPosition;
+      readonly tradeId: string;
+      readonly accountId: string;
+      readonly symbol: string;
+      readonly side: 'BUY' | 'SELL';
+      readonly quantity: string;
+      readonly price: string;
+      readonly realisedPnl: string;
+      readonly liquidationId: string | null;
+      readonly createdAt: Date;
+    }
+  | {
+      readonly type: 'liquidation';
+      readonly position: EventPosition;
+      readonly liquidationId: string;
+      readonly accountId: string;
+      readonly reason: string;
+      readonly equity: string;
+      readonly maintenanceMargin: string;
+      readonly shortfall: string;
+      readonly positions: unknown;
+      readonly createdAt: Date;
+    }
+  | {
+      readonly type: 'market';
+      readonly position: EventPosition;
+      readonly symbol: string;
+      readonly kind: 'listed' | 'mark' | 'params' | 'funding';
+      readonly price: string | null;
+      readonly previousPrice: string | null;
+      readonly changes: unknown;
+      readonly createdAt: Date;
+    };
+
+interface Row {
+  t: number;
+  xid_text: string;
+  id: string;
+  account_id: string | null;
+  symbol: string | null;
+  side: 'BUY' | 'SELL' | null;
+  quantity: string | null;
+  price: string | null;
+  realised_pnl: string | null;
+  liquidation_id: string | null;
+  reason: string | null;
+  equity: string | null;
+  maintenance_margin: string | null;
+  shortfall: string | null;
+  positions: unknown;
+  kind: 'listed' | 'mark' | 'params' | 'funding' | null;
+  previous_price: string | null;
+  changes: unknown;
+  created_at: Date;
+}
+
+/**
+ * Up to `limit` events after `after`, oldest first, of committed
+ * transactions only (see above). Each table is read from its own index.
+ */
+export async function eventsAfter(sql: Sql, after: EventPosition, limit: number): Promise<StoredEvent[]> {
+  // (xid, table, id) > after, for a table whose rank is `t`.
+  const past = (t: number, id: string) =>
+    t > after.table
+      ? sql`xid >= ${after.xid}::xid8`
+      : t === after.table
+        ? sql`(xid > ${after.xid}::xid8 OR (xid = ${after.xid}::xid8 AND ${sql(id)} > ${after.id}::bigint))`
+        : sql`xid > ${after.xid}::xid8`;
+  const rows = await sql<Row[]>`
+    WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+    SELECT * FROM (
+      (SELECT ${TABLE.trade}::int AS t, xid::text AS xid_text, entry_id::text AS id, account_id::text, symbol, side, quantity::text, price::text,
+              realised_pnl::text, liquidation_id::text, NULL AS reason, NULL::text AS equity, NULL::text AS maintenance_margin,
+              NULL::text AS shortfall, NULL::jsonb AS positions, NULL AS kind, NULL::text AS previous_price, NULL::jsonb AS changes, created_at, xid AS x
+       FROM ledger WHERE kind = 'TRADE' AND ${past(TABLE.trade, 'entry_id')} AND xid < (SELECT xmin FROM horizon)
+       ORDER BY ledger.xid, entry_id LIMIT ${limit})
+      UNION ALL
+      (SELECT ${TABLE.liquidation}::int, xid::text, liquidation_id::text, account_id::text, NULL, NULL, NULL, NULL,
+              NULL, NULL, reason, equity::text, maintenance_margin::text, shortfall::text, positions, NULL, NULL, NULL, created_at, xid
+       FROM liquidations WHERE ${past(TABLE.liquidation, 'liquidation_id')} AND xid < (SELECT xmin FROM horizon)
+       ORDER BY liquidations.xid, liquidation_id LIMIT ${limit})
+      UNION ALL
+      (SELECT ${TABLE.market}::int, xid::text, event_id::text, NULL, symbol, NULL, NULL, price::text,
+              NULL, NULL, NULL, NULL, NULL, NULL, NULL, kind, previous_price::text, changes, created_at, xid
+       FROM market_events WHERE ${past(TABLE.market, 'event_id')} AND xid < (SELECT xmin FROM horizon)
+       ORDER BY market_events.xid, event_id LIMIT ${limit})
+    ) AS e
+    ORDER BY x, t, id::bigint LIMIT ${limit}`;
+  return rows.map(toEvent);
+}
+
+function toEvent(r: Row): StoredEvent {
+  const position = { xid: r.xid_text, table: r.t, id: r.id };
+  if (r.t === TABLE.trade) {
+    return {
+      type: 'trade',
+      position,
+      tradeId: r.id,
+      accountId: r.account_id!,
+      symbol: r.symbol!,
+      side: r.side!,
+      quantity: r.quantity!,
+      price: r.price!,
+      realisedPnl: r.realised_pnl!,
+      liquidationId: r.liquidation_id,
+      createdAt: r.created_at,
+    };
+  }
+  if (r.t === TABLE.liquidation) {
+    return {
+      type: 'liquidation',
+      position,
+      liquidationId: r.id,
+      accountId: r.account_id!,
+      reason: r.reason!,
+      equity: r.equity!,
+      maintenanceMargin: r.maintenance_margin!,
+      shortfall: r.shortfall!,
+      positions: r.positions,
+      createdAt: r.created_at,
+    };
+  }
+  return { type: 'market', position, symbol: r.symbol!, kind: r.kind!, price: r.price, previousPrice: r.previous_price, changes: r.changes, createdAt: r.created_at };
+}
+
+/** The position of the newest committed event (where a reader that wants only what follows starts). */
+export async function latestPosition(sql: Sql): Promise<EventPosition> {
+  const [row] = await sql<{ xmin: string }[]>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`;
+  // Every transaction below the horizon is over: starting just under it skips exactly what is already committed.
+  return { xid: (BigInt(row!.xmin) - 1n).toString(), table: 3, id: '9223372036854775807' };
+}
