@@ -48,7 +48,7 @@ beforeAll(async () => {
   }
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
-  context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  context = await browser.newContext({ viewport: { width: 1280, height: 600 } });
   page = await context.newPage();
   page.on('request', (req) => requests.push({ url: req.url(), headers: req.headers() }));
   page.on('console', (msg) => {
@@ -67,11 +67,12 @@ async function enterKey(p: Page, key: string): Promise<void> {
   await p.locator('#connect').click();
 }
 
-/** The shared page, connected with the admin key and reading live events (whatever tests ran before). */
-async function connected(): Promise<void> {
+/** The shared page, connected with the admin key (whatever tests ran before); `live`: and reading live events. */
+async function connected({ live }: { live: boolean }): Promise<void> {
   if (await page.locator('#panels').isHidden()) await enterKey(page, ADMIN_KEY);
+  await page.locator('#panels').waitFor({ state: 'visible' });
   // Up to one keep-alive interval, should the stream's headers wait for its first line.
-  await page.waitForSelector('#status[data-state="open"]', { timeout: 20_000 });
+  if (live) await page.waitForSelector('#status[data-state="open"]', { timeout: 20_000 });
 }
 /** Polls until the value matches (the page updates on its own: on live events, and every 2 s). */
 const eventually = <T>(probe: () => Promise<T>) => expect.poll(probe, { timeout: 10_000, interval: 50 });
@@ -102,20 +103,25 @@ describe('GET /dashboard', () => {
     await eventually(() => accounts.first().locator('td').allTextContents()).toEqual([String(risky), '1,000', '1,000', '5,000', '500', '50 %', 'healthy']);
     await eventually(() => page.locator('#accounts-note').textContent()).toMatch(/^4 accounts · 0 liquidatable now/);
     await eventually(() => page.locator('#insurance').textContent()).toMatch(/Insurance fund: not yet available/);
+    expect(cspViolations).toEqual([]);
+  });
 
-    // The key went only into Authorization headers (never a URL) and into sessionStorage only.
+  it('sends the key only as an Authorization header, keeps it only in sessionStorage, and polls the report with its ETag', async () => {
+    await connected({ live: false });
     const api = requests.filter((r) => r.url.startsWith(base) && !r.url.endsWith('/dashboard'));
     expect(api.length).toBeGreaterThan(0);
     for (const r of requests) expect(r.url).not.toContain(ADMIN_KEY);
     for (const r of api) expect(r.headers.authorization).toBe(`Bearer ${ADMIN_KEY}`);
     expect(page.url()).toBe(`${base}/dashboard`);
+    // The report is polled with the ETag it sent (answered 304 while nothing changed).
+    await eventually(async () => requests.some((r) => r.url.includes('/margin-report') && r.headers['if-none-match']?.startsWith('"'))).toBe(true);
     // (Browser globals through globalThis: the tests are type-checked without the DOM library.)
     expect(await page.evaluate(() => [(globalThis as any).localStorage.length, Object.values((globalThis as any).sessionStorage)])).toEqual([0, [ADMIN_KEY]]);
     expect(cspViolations).toEqual([]);
   });
 
   it('counts the live trade events as trades per second', async () => {
-    await connected();
+    await connected({ live: true });
     const before = Number(await page.locator('#trade-count').textContent());
     for (let i = 0; i < 3; i++) {
       const res = await t.trade(safe, 'BTC-PERP', 'BUY', '0.01', 50000);
@@ -128,7 +134,7 @@ describe('GET /dashboard', () => {
   });
 
   it('shows a liquidation within 1 second of the POST /mark-price answer that caused it, and the new mark', async () => {
-    await connected();
+    await connected({ live: true });
     expect(await page.locator('#liquidations tbody tr[data-liquidation-id]').count()).toBe(0);
     const trades = Number(await page.locator('#trade-count').textContent());
     const res = await send(base, 'POST', '/mark-price', { symbol: 'BTC-PERP', price: 44000 });
@@ -143,7 +149,8 @@ describe('GET /dashboard', () => {
 
     const cells = await liquidation.locator('td').allTextContents();
     expect(cells.slice(2)).toEqual([String(risky), 'mark price', '400', '440', '0', 'BTC-PERP 0.1 @ 44,000']);
-    await eventually(() => page.locator('#markets tr[data-symbol="BTC-PERP"] td.mark').textContent()).toBe('44,000');
+    // The new mark, and the open interest without the liquidated position (safe holds 0.13 long by now, edge 0.1).
+    await eventually(() => page.locator('#markets tr[data-symbol="BTC-PERP"] td').allTextContents()).toEqual(['BTC-PERP', 'active', '44,000', '0.23', '0.2', '3']);
     // The liquidation's closing trade came as a trade event too.
     await eventually(() => page.locator('#trade-count').textContent()).toBe(String(trades + 1));
     // The report follows: the liquidated account is flat now (the least risky), the edge one the riskiest, in margin call.
@@ -154,6 +161,28 @@ describe('GET /dashboard', () => {
 
     mkdirSync(new URL('.', SCREENSHOT), { recursive: true });
     await page.screenshot({ path: fileURLToPath(SCREENSHOT), fullPage: true });
+  });
+
+  it('reconnects after the stream drops and resumes with Last-Event-ID: a trade booked meanwhile still shows', async () => {
+    await connected({ live: true });
+    const price: string = (await t.get('/markets/BTC-PERP')).body.mark_price;
+    // One event seen first, so the page has an id to resume after.
+    const first = await t.trade(safe, 'BTC-PERP', 'BUY', '0.01', price);
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    await eventually(() => page.locator('#last-trade').textContent()).toMatch(new RegExp(`^last: #${first.body.trade_id} `));
+    const trades = Number(await page.locator('#trade-count').textContent());
+    const seen = requests.length;
+    // Cut every connection from the server's side, the page's stream among them.
+    t.app.server.closeAllConnections();
+    await page.waitForSelector('#status[data-state="retrying"]');
+    // Booked while the page waits to reconnect (the server asks for 1 s).
+    const res = await t.trade(safe, 'BTC-PERP', 'SELL', '0.01', price);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    await page.waitForSelector('#status[data-state="open"]', { timeout: 10_000 });
+    await eventually(() => page.locator('#last-trade').textContent()).toMatch(new RegExp(`^last: #${res.body.trade_id} account ${safe} SELL`));
+    expect(await page.locator('#trade-count').textContent()).toBe(String(trades + 1));
+    const reconnect = requests.slice(seen).find((r) => r.url === `${base}/events`);
+    expect(reconnect?.headers['last-event-id']).toMatch(/^\S+$/);
   });
 
   it("reads Server-Sent Events the page's own way: fields, comments, CRLF, multi-line data, cut anywhere", async () => {
