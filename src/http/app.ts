@@ -10,6 +10,7 @@ import type { Engine } from '../engine.js';
 import { clientErrorHandler, frameworkErrorHandler, registerErrorHandling } from './errors.js';
 import { registerJsonParser } from './json.js';
 import { accountRoutes } from './routes/accounts.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { healthRoutes } from './routes/health.js';
 import { markRoutes } from './routes/marks.js';
 import { riskRoutes } from './routes/risk.js';
@@ -85,7 +86,7 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
           version: '0.1.0',
           description:
             'Cross-margin risk engine for perpetual futures. Amounts in responses are decimal strings; ' +
-            'amounts in requests may be JSON numbers or decimal strings. Every route but /health, /ready and /docs ' +
+            'amounts in requests may be JSON numbers or decimal strings. Every route but /health, /ready, /dashboard and /docs ' +
             'needs "Authorization: Bearer <key>".',
         },
         components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
@@ -106,5 +107,6 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   await typed.register(marketRoutes, { engine });
   await typed.register(adminRoutes, { engine });
   await typed.register(metricsRoutes, { engine });
+  await typed.register(dashboardRoutes, { engine });
   return app;
 }
