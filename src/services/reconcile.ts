@@ -18,12 +18,14 @@ export interface ReconcileDeps {
   readonly redis: Redis;
   readonly sql: Sql;
   readonly keys: KeySpace;
+  /** Told how many accounts have been compared, of how many (`npm run reconcile` shows it on a terminal). */
+  readonly onProgress?: (done: number, total: number) => void;
 }
 
 const CHUNK = 1000;
 
 /** Every difference between Redis and what the ledger implies (empty: they agree). */
-export async function reconcile({ redis, sql, keys }: ReconcileDeps): Promise<string[]> {
+export async function reconcile({ redis, sql, keys, onProgress }: ReconcileDeps): Promise<string[]> {
   const risk = new RiskKeys(keys);
   const expected = await expectedState(sql);
   const diffs: string[] = [];
@@ -89,6 +91,7 @@ export async function reconcile({ redis, sql, keys }: ReconcileDeps): Promise<st
         }
       }
     }
+    onProgress?.(Math.min(i + CHUNK, ids.length), ids.length);
   }
   return diffs;
 }

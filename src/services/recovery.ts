@@ -62,6 +62,8 @@ export class Recovery {
    * Set by the engine once the liquidation machinery exists.
    */
   finishSweeps: ((all: boolean) => Promise<number>) | null = null;
+  /** Told how many accounts a rebuild has written, of how many (`npm run rebuild` shows it on a terminal). */
+  onRebuildProgress: ((done: number, total: number) => void) | null = null;
 
   constructor(private readonly deps: RecoveryDeps) {}
 
@@ -189,6 +191,7 @@ export class Recovery {
       const results = await p.exec();
       const failed = results?.find(([e]) => e);
       if (failed) throw failed[0];
+      this.onRebuildProgress?.(Math.min(i + CHUNK, entries.length), entries.length);
     }
     await redis.incr(risk.rev);
     await redis.hset(keys.marks, BOOT_FIELD, randomUUID()); // last: the state is complete
