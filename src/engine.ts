@@ -5,7 +5,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { defaultMarketParams, type Config } from './config.js';
-import type { MarginRates } from './domain/margin.js';
 import { MarkBook } from './store/mark-book.js';
 import { BOOT_FIELD } from './store/marks-hash.js';
 import { loadScripts } from './store/scripts.js';
@@ -25,6 +24,7 @@ import { EventHub } from './services/events.js';
 import { MarksService } from './services/marks.js';
 import { MarketsService } from './services/markets.js';
 import { ApiKeys } from './services/api-keys.js';
+import { InsuranceFundService } from './services/insurance.js';
 import { MarginReportService } from './services/margin-report.js';
 import { Recovery } from './services/recovery.js';
 import { TradingService } from './services/trading.js';
@@ -45,6 +45,7 @@ export interface Engine {
   /** API keys (null with AUTH=off). */
   readonly apiKeys: ApiKeys | null;
   readonly report: MarginReportService;
+  readonly insurance: InsuranceFundService;
   readonly recovery: Recovery;
   /** The live event stream (GET /events). */
   readonly events: EventHub;
@@ -122,7 +123,6 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   }
 
   const keys = new KeySpace(config.redisKeyPrefix, config.clientOrderRetentionS * 1000);
-  const rates: MarginRates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
   const timeoutMs = config.dependencyTimeoutMs;
   let readinessForMetrics: () => Promise<{ redis: boolean; postgres: boolean }> = async () => ({ redis: false, postgres: false });
   const metrics = config.metrics
@@ -146,6 +146,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     isConnectionError: isPostgresUnavailable,
   });
   const defaults = defaultMarketParams(config);
+  const riskDefaults = defaults;
   const markBook = new MarkBook(redis, keys, defaults);
   const cache = new AccountCache(config.accountCacheSize);
   const gate = new AccountGate(redis, keys, markBook, cache, {
@@ -156,7 +157,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   });
 
   const risk = new RiskKeys(keys);
-  const recovery = new Recovery({ redis, sql, keys, risk, rates, timeoutMs, log });
+  const recovery = new Recovery({ redis, sql, keys, risk, riskDefaults, markBook, timeoutMs, log });
   const runner = new AccountRunner({
     redis,
     sql,
@@ -166,7 +167,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     cache,
     marks: markBook,
     committer,
-    rates,
+    riskDefaults,
     timeoutMs,
     // Half a timeout: a read or tick racing a Redis failure answers 503 well within a second.
     appliedWaitMs: Math.floor(timeoutMs / 2),
@@ -176,17 +177,18 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   const applied = (accountId?: number) => runner.applied(accountId);
   const liquidation = new LiquidationService({
     redis,
+    sql,
     keys,
     risk,
     runner,
     ids: new LiquidationIds(sql),
-    rates,
+    riskDefaults,
     timeoutMs,
     log,
     ...(metrics
       ? {
           onLiquidated: (record: LiquidationRecord) => {
-            metrics.liquidations.inc({ mode: 'full', reason: record.reason });
+            metrics.liquidations.inc({ mode: record.mode, reason: record.reason });
             // For display only: a float of the exact decimal.
             metrics.shortfall.inc(Number(record.shortfall));
           },
@@ -194,7 +196,12 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       : {}),
   });
   const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
-  recovery.finishSweeps = (all) => marks.finishPending(all);
+  recovery.finishSweeps = async (all) => {
+    const left = await marks.finishPending(all);
+    // Liquidations a crash or an outage left unsettled against the insurance fund.
+    await liquidation.settle();
+    return left;
+  };
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {
     if (options.recover ?? true) await recovery.start();
@@ -214,13 +221,14 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     sql,
     keys,
     committer,
-    trading: new TradingService({ runner, liquidation, rates, log }),
+    trading: new TradingService({ runner, liquidation, riskDefaults, log }),
     liquidation,
-    accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs, applied }),
+    accounts: new AccountsView({ redis, sql, keys, marks: markBook, riskDefaults, timeoutMs, applied }),
     marks,
-    markets: new MarketsService({ redis, sql, keys, risk, markBook, defaults, timeoutMs, applied, log }),
+    markets: new MarketsService({ redis, sql, keys, risk, markBook, defaults, timeoutMs, applied, log, liquidation }),
     apiKeys,
-    report: new MarginReportService({ redis, keys, risk, marks: markBook, rates, applied }),
+    insurance: new InsuranceFundService({ sql, timeoutMs, log }),
+    report: new MarginReportService({ redis, keys, risk, marks: markBook, riskDefaults, applied }),
     recovery,
     events,
     async readiness() {

@@ -2,6 +2,9 @@
  * Pure margin math. Decimals in, decimals out: no I/O, no clients.
  */
 import { D, type Dec, ZERO, HUNDRED, divRound } from './decimal.js';
+import type { MarketParams } from './markets.js';
+import { remember } from './remember.js';
+import { bandsOf, tierMargin, type TierBand } from './tiers.js';
 
 export type Side = 'BUY' | 'SELL';
 export type MarginStatus = 'healthy' | 'margin_call' | 'liquidatable';
@@ -19,6 +22,41 @@ export interface AccountState {
 export interface MarginRates {
   readonly initial: Dec;
   readonly maintenance: Dec;
+}
+
+/** What margin and liquidation need of a market. */
+export type RiskParams = Pick<MarketParams, 'tiers' | 'liquidationMode' | 'liquidationFeeRate' | 'liquidationBuffer' | 'lotSize'>;
+
+/** Each symbol's risk parameters: its market's, or the engine's defaults for a symbol not listed. */
+export interface MarginRules {
+  paramsOf(symbol: string): RiskParams;
+}
+
+/** One flat tier from the two rates, full liquidation, no fee: the accounting rules of §2 (tests and tools). */
+export function flatRules(rates: MarginRates, extra: Partial<RiskParams> = {}): MarginRules {
+  const params: RiskParams = {
+    tiers: [{ maxNotional: null, initialMarginRate: rates.initial, maintenanceMarginRate: rates.maintenance }],
+    liquidationMode: 'full',
+    liquidationFeeRate: ZERO,
+    liquidationBuffer: new D('0.02'),
+    lotSize: null,
+    ...extra,
+  };
+  return { paramsOf: () => params };
+}
+
+const RULES = Symbol('rules');
+
+/**
+ * The rules of a set of markets (the book's, read at one epoch): kept on the
+ * map itself, which is immutable, so a decision does not build them again.
+ */
+export function marketRules(markets: ReadonlyMap<string, RiskParams>, defaults: RiskParams): MarginRules {
+  const known = (markets as { [RULES]?: { defaults: RiskParams; rules: MarginRules } })[RULES];
+  if (known !== undefined && known.defaults === defaults) return known.rules;
+  const rules: MarginRules = { paramsOf: (symbol) => markets.get(symbol) ?? defaults };
+  remember(markets, RULES, { defaults, rules });
+  return rules;
 }
 
 /** Mark price per symbol; a symbol absent here has no mark yet. */
@@ -85,6 +123,10 @@ export interface PositionValuation {
   readonly markPrice: Dec | null;
   readonly notional: Dec;
   readonly unrealisedPnl: Dec;
+  /** The margin tier its notional falls in (1-based), and its own margins there. */
+  readonly tier: number;
+  readonly initialMargin: Dec;
+  readonly maintenanceMargin: Dec;
 }
 
 export interface AccountMargin {
@@ -102,16 +144,19 @@ export interface AccountMargin {
 }
 
 /** Values one position; a symbol with no mark yet is valued at its entry price. */
-export function valuePosition(symbol: string, position: Position, marks: Marks): PositionValuation {
+export function valuePosition(symbol: string, position: Position, marks: Marks, rules: MarginRules): PositionValuation {
   const markPrice = marks.get(symbol) ?? null;
-  const valuationPrice = markPrice ?? position.entryPrice;
+  const term = valueAt(position, markPrice ?? position.entryPrice, bandsOf(rules.paramsOf(symbol).tiers));
   return {
     symbol,
     quantity: position.quantity,
     entryPrice: position.entryPrice,
     markPrice,
-    notional: position.quantity.abs().times(valuationPrice),
-    unrealisedPnl: position.quantity.times(valuationPrice.minus(position.entryPrice)),
+    notional: term.notional,
+    unrealisedPnl: term.pnl,
+    tier: term.tier,
+    initialMargin: term.im,
+    maintenanceMargin: term.mm,
   };
 }
 
@@ -127,74 +172,83 @@ export interface MarginTotals {
   readonly initialMargin: Dec;
   readonly maintenanceMargin: Dec;
   /**
-   * Each position's unrealised PnL and notional at the marks the totals were
-   * taken at: the liquidation thresholds are computed from them without
-   * valuing the account again.
+   * Each position's valuation at the marks the totals were taken at: the
+   * liquidation thresholds are computed from them without valuing the
+   * account again.
    */
-  readonly terms: ReadonlyMap<string, { readonly pnl: Dec; readonly notional: Dec }>;
+  readonly terms: ReadonlyMap<string, PositionTerm>;
+}
+
+/** One position valued at one price under one tier list. */
+export interface PositionTerm {
+  readonly price: Dec;
+  readonly bands: readonly TierBand[];
+  readonly pnl: Dec;
+  readonly notional: Dec;
+  readonly tier: number;
+  readonly im: Dec;
+  readonly mm: Dec;
 }
 
 /**
- * A position's PnL and notional at one price, remembered while the position
- * and the price are the same objects (both are immutable: a trade makes a new
- * position, a new mark a new price). A trade changes one position of an
- * account; the others are not valued again. A cache of a pure function: the
- * results are the same with or without it.
+ * A position's valuation at one price, remembered while the position, the
+ * price and the tiers are the same objects (all immutable: a trade makes a
+ * new position, a new mark a new price, a market change new tiers). A trade
+ * changes one position of an account; the others are not valued again. A
+ * cache of a pure function: the results are the same with or without it.
  */
 const VALUED = Symbol('valued');
-type Valued = { readonly price: Dec; readonly pnl: Dec; readonly notional: Dec };
 
-/**
- * Keeps a derived value on the object it was derived from, under a symbol,
- * non-enumerable: it is not part of the object's value (comparisons, copies
- * and JSON do not see it). A property rather than a WeakMap entry: the
- * engine makes new positions at its trade rate, and V8 processes WeakMap
- * entries in the atomic pause of every full GC (they made those pauses
- * 7.5–20 ms against 3.4–12 ms without; see docs/benchmarks.md).
- */
-export function remember<T>(holder: object, key: symbol, value: T): T {
-  Object.defineProperty(holder, key, { value, writable: true, configurable: true });
-  return value;
-}
-
-function valueAt(p: Position, price: Dec): { readonly pnl: Dec; readonly notional: Dec } {
-  const known = (p as { [VALUED]?: Valued })[VALUED];
-  if (known !== undefined && known.price === price) return known;
-  return remember(p, VALUED, { price, pnl: p.quantity.times(price.minus(p.entryPrice)), notional: p.quantity.abs().times(price) });
+export function valueAt(p: Position, price: Dec, bands: readonly TierBand[]): PositionTerm {
+  const known = (p as { [VALUED]?: PositionTerm })[VALUED];
+  if (known !== undefined && known.price === price && known.bands === bands) return known;
+  const notional = p.quantity.abs().times(price);
+  const m = tierMargin(bands, notional);
+  return remember(p, VALUED, {
+    price,
+    bands,
+    pnl: p.quantity.times(price.minus(p.entryPrice)),
+    notional,
+    tier: m.tier,
+    im: m.initialMargin,
+    mm: m.maintenanceMargin,
+  });
 }
 
 /** Equity and margins only: what the pre-trade and withdrawal checks need (no division). */
-export function marginTotals(state: AccountState, marks: Marks, rates: MarginRates): MarginTotals {
+export function marginTotals(state: AccountState, marks: Marks, rules: MarginRules): MarginTotals {
   let equity = state.balance;
   let notional = ZERO;
-  const terms = new Map<string, { pnl: Dec; notional: Dec }>();
+  let initialMargin = ZERO;
+  let maintenanceMargin = ZERO;
+  const terms = new Map<string, PositionTerm>();
   for (const [symbol, p] of state.positions) {
-    const term = valueAt(p, marks.get(symbol) ?? p.entryPrice);
+    const term = valueAt(p, marks.get(symbol) ?? p.entryPrice, bandsOf(rules.paramsOf(symbol).tiers));
     terms.set(symbol, term);
     equity = equity.plus(term.pnl);
     notional = notional.plus(term.notional);
+    initialMargin = initialMargin.plus(term.im);
+    maintenanceMargin = maintenanceMargin.plus(term.mm);
   }
-  return { equity, notional, initialMargin: notional.times(rates.initial), maintenanceMargin: notional.times(rates.maintenance), terms };
+  return { equity, notional, initialMargin, maintenanceMargin, terms };
 }
 
 /** Everything GET /positions reports, from the account's state and the current marks. */
-export function valueAccount(state: AccountState, marks: Marks, rates: MarginRates): AccountMargin {
+export function valueAccount(state: AccountState, marks: Marks, rules: MarginRules): AccountMargin {
   const positions = [...state.positions.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([symbol, position]) => valuePosition(symbol, position, marks));
+    .map(([symbol, position]) => valuePosition(symbol, position, marks, rules));
   let unrealisedPnl = ZERO;
   let notional = ZERO;
+  let initialMargin = ZERO;
+  let maintenanceMargin = ZERO;
   for (const p of positions) {
     unrealisedPnl = unrealisedPnl.plus(p.unrealisedPnl);
     notional = notional.plus(p.notional);
+    initialMargin = initialMargin.plus(p.initialMargin);
+    maintenanceMargin = maintenanceMargin.plus(p.maintenanceMargin);
   }
   const equity = state.balance.plus(unrealisedPnl);
-  const initialMargin = notional.times(rates.initial);
-  const maintenanceMargin = notional.times(rates.maintenance);
-  let utilisationPct: Dec | null;
-  if (positions.length === 0) utilisationPct = ZERO;
-  else if (equity.lte(0)) utilisationPct = null;
-  else utilisationPct = divRound(maintenanceMargin.times(HUNDRED), equity);
   return {
     balance: state.balance,
     equity,
@@ -203,10 +257,17 @@ export function valueAccount(state: AccountState, marks: Marks, rates: MarginRat
     initialMargin,
     maintenanceMargin,
     availableMargin: equity.minus(initialMargin),
-    utilisationPct,
+    utilisationPct: utilisation(positions.length, equity, maintenanceMargin),
     status: marginStatus(equity, initialMargin, maintenanceMargin),
     positions,
   };
+}
+
+/** maintenance / equity · 100; 0 with no position; null when equity ≤ 0 while positions exist. */
+function utilisation(positions: number, equity: Dec, maintenanceMargin: Dec): Dec | null {
+  if (positions === 0) return ZERO;
+  if (equity.lte(0)) return null;
+  return divRound(maintenanceMargin.times(HUNDRED), equity);
 }
 
 export interface RiskSummary extends MarginTotals {
@@ -217,14 +278,15 @@ export interface RiskSummary extends MarginTotals {
 }
 
 /** What the margin report shows per account: valueAccount without the per-position detail. */
-export function riskSummary(state: AccountState, marks: Marks, rates: MarginRates): RiskSummary {
-  const totals = marginTotals(state, marks, rates);
+export function riskSummary(state: AccountState, marks: Marks, rules: MarginRules): RiskSummary {
+  const totals = marginTotals(state, marks, rules);
   const { equity, maintenanceMargin, initialMargin } = totals;
-  let utilisationPct: Dec | null;
-  if (state.positions.size === 0) utilisationPct = ZERO;
-  else if (equity.lte(0)) utilisationPct = null;
-  else utilisationPct = divRound(maintenanceMargin.times(HUNDRED), equity);
-  return { ...totals, balance: state.balance, utilisationPct, status: marginStatus(equity, initialMargin, maintenanceMargin) };
+  return {
+    ...totals,
+    balance: state.balance,
+    utilisationPct: utilisation(state.positions.size, equity, maintenanceMargin),
+    status: marginStatus(equity, initialMargin, maintenanceMargin),
+  };
 }
 
 export type TradeDecision =
@@ -236,9 +298,9 @@ export type TradeDecision =
  * only reduces a position is always accepted; any other needs
  * equity_after ≥ initial_margin_after.
  */
-export function decideTrade(state: AccountState, fill: TradeFill, marks: Marks, rates: MarginRates): TradeDecision {
+export function decideTrade(state: AccountState, fill: TradeFill, marks: Marks, rules: MarginRules): TradeDecision {
   const outcome = applyTrade(state, fill);
-  const margin = marginTotals(outcome.after, marks, rates);
+  const margin = marginTotals(outcome.after, marks, rules);
   if (outcome.reduceOnly || margin.equity.gte(margin.initialMargin)) {
     return { accepted: true, outcome, margin };
   }
@@ -250,17 +312,17 @@ export type WithdrawalDecision =
   | { readonly accepted: false; readonly required: Dec; readonly available: Dec };
 
 /** The most that can be withdrawn now: min(balance, equity − initial margin), never below zero. */
-export function withdrawable(state: AccountState, marks: Marks, rates: MarginRates): Dec {
-  const margin = marginTotals(state, marks, rates);
+export function withdrawable(state: AccountState, marks: Marks, rules: MarginRules): Dec {
+  const margin = marginTotals(state, marks, rules);
   const free = D.min(state.balance, margin.equity.minus(margin.initialMargin));
   return free.isNeg() ? ZERO : free;
 }
 
 /** A withdrawal needs amount ≤ balance and equity − amount ≥ initial margin. */
-export function decideWithdrawal(state: AccountState, amount: Dec, marks: Marks, rates: MarginRates): WithdrawalDecision {
-  const margin = marginTotals(state, marks, rates);
+export function decideWithdrawal(state: AccountState, amount: Dec, marks: Marks, rules: MarginRules): WithdrawalDecision {
+  const margin = marginTotals(state, marks, rules);
   if (amount.lte(state.balance) && margin.equity.minus(amount).gte(margin.initialMargin)) {
     return { accepted: true, balanceAfter: state.balance.minus(amount) };
   }
-  return { accepted: false, required: amount, available: withdrawable(state, marks, rates) };
+  return { accepted: false, required: amount, available: withdrawable(state, marks, rules) };
 }

@@ -14,6 +14,8 @@ import { dashboardRoutes } from './routes/dashboard.js';
 import { healthRoutes } from './routes/health.js';
 import { markRoutes } from './routes/marks.js';
 import { riskRoutes } from './routes/risk.js';
+import { insuranceRoutes } from './routes/insurance.js';
+import { previewRoutes } from './routes/preview.js';
 import { adminRoutes } from './routes/admin.js';
 import { marketRoutes } from './routes/markets.js';
 import { metricsRoutes, recordRequests } from './routes/metrics.js';
@@ -104,6 +106,8 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   await typed.register(markRoutes, { engine });
   await typed.register(eventRoutes, { engine });
   await typed.register(riskRoutes, { engine });
+  await typed.register(insuranceRoutes, { engine });
+  await typed.register(previewRoutes, { engine });
   await typed.register(marketRoutes, { engine });
   await typed.register(adminRoutes, { engine });
   await typed.register(metricsRoutes, { engine });

@@ -269,8 +269,8 @@ export const tradeResponse = z.object({
   equity: amount,
 });
 
-export const positionsResponse = z.object({
-  account_id: z.number(),
+/** An account's margin figures and positions (GET /positions, and the account a preview would leave). */
+const accountFigures = {
   balance: amount,
   equity: amount,
   unrealised_pnl: amount,
@@ -288,8 +288,49 @@ export const positionsResponse = z.object({
       mark_price: amount.nullable(),
       notional: amount,
       unrealised_pnl: amount,
+      tier: z.number().meta({ description: "The margin tier the position's notional falls in (1 = first)" }),
+      initial_margin: amount,
+      maintenance_margin: amount,
+      liquidation_price: amount.nullable().meta({
+        description: "The mark of this symbol at which the account's equity would equal its maintenance margin, the other marks held; null when no positive price does that",
+      }),
     }),
   ),
+};
+
+export const positionsResponse = z.object({ account_id: z.number(), ...accountFigures });
+
+export const previewResponse = z.object({
+  accepted: z.boolean(),
+  error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }).optional(),
+  fee: amount,
+  after: z.object(accountFigures).meta({ description: 'The account as the trade would leave it (unchanged when refused)' }),
+});
+
+export const insuranceFundResponse = z.object({
+  balance: amount,
+  fees_received: amount,
+  deposits: amount,
+  shortfalls_paid: amount,
+  bad_debt: amount,
+});
+
+export const insuranceHistoryResponse = z.object({
+  movements: z.array(
+    z.object({
+      movement_id: z.number(),
+      type: z.enum(['fee', 'deposit', 'shortfall']),
+      amount: amount.meta({ description: 'Into the fund (fee, deposit) or paid out of it (shortfall)' }),
+      balance: amount.meta({ description: 'The fund after this movement' }),
+      liquidation_id: z.number().nullable(),
+      account_id: z.number().nullable(),
+      shortfall: amount.nullable(),
+      bad_debt: amount.nullable(),
+      actor: z.string().nullable(),
+      created_at: z.string(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
 });
 
 export const tradesResponse = z.object({
@@ -343,11 +384,17 @@ export const liquidationsResponse = z.object({
       liquidation_id: z.number(),
       account_id: z.number(),
       reason: z.string(),
+      mode: z.enum(['full', 'partial']),
       equity: amount,
       maintenance_margin: amount,
       realised_pnl: amount,
       shortfall: amount,
-      positions: z.array(z.object({ symbol: z.string(), quantity: amount, entry_price: amount, mark_price: amount })),
+      fee: amount.meta({ description: 'The liquidation fee, paid into the insurance fund' }),
+      bad_debt: amount.nullable().meta({ description: 'The part of the shortfall the insurance fund could not pay (null until settled against the fund)' }),
+      positions: z
+        .array(z.object({ symbol: z.string(), quantity: amount, entry_price: amount, mark_price: amount }))
+        .meta({ description: 'The parts closed: signed quantity, entry, and the mark it closed at' }),
+      positions_left: z.array(z.object({ symbol: z.string(), quantity: amount, entry_price: amount })),
       actor: z.string().nullable().meta({ description: 'The key id of the tick, trade or withdrawal that triggered it' }),
       created_at: z.string(),
     }),
@@ -362,6 +409,9 @@ export const liquidationsResponse = z.object({
  */
 export type TradeResponse = z.infer<typeof tradeResponse>;
 export type PositionsResponse = z.infer<typeof positionsResponse>;
+export type PreviewResponse = z.infer<typeof previewResponse>;
+export type InsuranceFundResponse = z.infer<typeof insuranceFundResponse>;
+export type InsuranceHistoryResponse = z.infer<typeof insuranceHistoryResponse>;
 export type TradesResponse = z.infer<typeof tradesResponse>;
 export type MarginReportResponse = z.infer<typeof marginReportResponse>;
 export type LiquidationsResponse = z.infer<typeof liquidationsResponse>;

@@ -8,18 +8,24 @@
  * merge and 1.88 ms here (minimum of 40 interleaved runs of 50).
  *
  */
-import { str } from '../domain/decimal.js';
+import { D, type Dec, str } from '../domain/decimal.js';
 import type { AccountMargin } from '../domain/margin.js';
 import type { ReportPage } from '../services/margin-report.js';
 import type { ReportEntry } from '../services/report-sources.js';
+import type { FundMovement, FundRow } from '../store/insurance.js';
 import type { LedgerEntry, LiquidationEntry } from '../store/ledger.js';
-import type { LiquidationsResponse, MarginReportResponse, PositionsResponse, TradesResponse } from './schemas.js';
+import type { InsuranceFundResponse, InsuranceHistoryResponse, LiquidationsResponse, MarginReportResponse, PositionsResponse, TradesResponse } from './schemas.js';
 
 const cursorText = (cursor: number | null) => (cursor === null ? null : String(cursor));
+const priceText = (d: Dec | null) => (d === null ? null : str(d));
 
-export function positionsBody(accountId: number, m: AccountMargin): PositionsResponse {
+export function positionsBody(accountId: number, m: AccountMargin, liquidationPrices: ReadonlyMap<string, Dec | null>): PositionsResponse {
+  return { account_id: accountId, ...accountFigures(m, liquidationPrices) };
+}
+
+/** The figures of an account: GET /positions's body, and the account a trade preview would leave. */
+export function accountFigures(m: AccountMargin, liquidationPrices: ReadonlyMap<string, Dec | null>): Omit<PositionsResponse, 'account_id'> {
   return {
-    account_id: accountId,
     balance: str(m.balance),
     equity: str(m.equity),
     unrealised_pnl: str(m.unrealisedPnl),
@@ -36,6 +42,10 @@ export function positionsBody(accountId: number, m: AccountMargin): PositionsRes
       mark_price: p.markPrice === null ? null : str(p.markPrice),
       notional: str(p.notional),
       unrealised_pnl: str(p.unrealisedPnl),
+      tier: p.tier,
+      initial_margin: str(p.initialMargin),
+      maintenance_margin: str(p.maintenanceMargin),
+      liquidation_price: priceText(liquidationPrices.get(p.symbol) ?? null),
     })),
   };
 }
@@ -66,11 +76,15 @@ export function liquidationsBody(page: { liquidations: LiquidationEntry[]; nextC
       liquidation_id: l.liquidationId,
       account_id: l.accountId,
       reason: l.reason,
+      mode: l.mode,
       equity: l.equity,
       maintenance_margin: l.maintenanceMargin,
       realised_pnl: l.realisedPnl,
       shortfall: l.shortfall,
+      fee: decimalText(l.fee),
+      bad_debt: decimalOrNull(l.badDebt),
       positions: [...l.positions],
+      positions_left: [...l.positionsLeft],
       actor: l.actor,
       created_at: l.createdAt.toISOString(),
     })),
@@ -98,5 +112,37 @@ export function marginReportBody(page: ReportPage): MarginReportResponse {
     liquidation_candidates: page.liquidationCandidates,
     accounts_detail: page.entries.map(reportRow),
     next_cursor: page.nextCursor,
+  };
+}
+
+/** PostgreSQL's numeric text, normalised ("50.000" → "50"). */
+const decimalText = (text: string) => str(new D(text));
+const decimalOrNull = (text: string | null) => (text === null ? null : decimalText(text));
+
+export function fundBody(f: FundRow): InsuranceFundResponse {
+  return {
+    balance: decimalText(f.balance),
+    fees_received: decimalText(f.feesReceived),
+    deposits: decimalText(f.deposits),
+    shortfalls_paid: decimalText(f.shortfallsPaid),
+    bad_debt: decimalText(f.badDebt),
+  };
+}
+
+export function fundHistoryBody(page: { movements: FundMovement[]; nextCursor: number | null }): InsuranceHistoryResponse {
+  return {
+    movements: page.movements.map((m) => ({
+      movement_id: m.movementId,
+      type: m.kind,
+      amount: decimalText(m.amount),
+      balance: decimalText(m.balance),
+      liquidation_id: m.liquidationId,
+      account_id: m.accountId,
+      shortfall: decimalOrNull(m.shortfall),
+      bad_debt: decimalOrNull(m.badDebt),
+      actor: m.actor,
+      created_at: m.createdAt.toISOString(),
+    })),
+    next_cursor: cursorText(page.nextCursor),
   };
 }

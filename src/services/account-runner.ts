@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError, type ErrorCode } from '../domain/errors.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
-import type { AccountState, MarginRates, MarginTotals } from '../domain/margin.js';
+import { marketRules, type AccountState, type MarginTotals, type RiskParams } from '../domain/margin.js';
 import { markContended } from '../store/account-lock.js';
 import { applyAccount, type AccountUpdate } from '../store/account-state.js';
 import { rememberClientOrder } from '../store/client-orders.js';
@@ -99,7 +99,8 @@ export interface AccountRunnerDeps {
   readonly cache: AccountCache;
   readonly marks: MarkBook;
   readonly committer: GroupCommitter;
-  readonly rates: MarginRates;
+  /** Risk parameters of a symbol no market lists. */
+  readonly riskDefaults: RiskParams;
   readonly timeoutMs: number;
   /** Longest a read waits for this process's acknowledged writes to reach Redis before answering 503 (only a Redis failure makes it wait that long). */
   readonly appliedWaitMs: number;
@@ -337,11 +338,11 @@ export class AccountRunner {
 
   /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
   private async apply<R>({ snapshot, token }: Held, decision: Decision<R> & { kind: 'book' }, entries: LedgerEntry[]): Promise<boolean> {
-    const { redis, keys, risk, rates, cache, marks } = this.deps;
+    const { redis, keys, risk, riskDefaults, cache, marks } = this.deps;
     const before = snapshot.account;
     const after = decision.after;
     const isNew = before.seq === 0;
-    const thresholds = liquidationThresholds(after, snapshot.marks, rates, decision.totals);
+    const thresholds = liquidationThresholds(after, snapshot.marks, marketRules(snapshot.markets, riskDefaults), decision.totals);
     const result = await applyAccount(redis, keys, {
       update: updateOf(before, after, entries),
       token,
@@ -363,7 +364,7 @@ export class AccountRunner {
 
   /** After rows were refused at the ledger's key: bring Redis level with the ledger before the next attempt. */
   private async catchUpAfter(accountId: number, conflict: StaleState, clientOrderId: string | null): Promise<void> {
-    const { redis, sql, keys, risk, rates, gate, timeoutMs, log } = this.deps;
+    const { redis, sql, keys, risk, riskDefaults, marks, gate, timeoutMs, log } = this.deps;
     this.deps.cache.delete(accountId);
     // A client order id booked before (the trusted path does not read Redis's
     // record of it) is not a collision with another writer: the locked retry
@@ -383,7 +384,7 @@ export class AccountRunner {
       if (first) await redisCall(() => rememberClientOrder(redis, keys, accountId, clientOrderId, storedClientOrder(first)));
     }
     if (replayed.length > 0) {
-      await reindexAccount(redis, keys, risk, rates, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
+      await reindexAccount(redis, keys, risk, marks, riskDefaults, accountId, replayed.flatMap((e) => (e.symbol ? [e.symbol] : [])));
       log.warn({ accountId, fromSeq: conflict.fromSeq, replayed: replayed.length }, 'redis was behind the ledger; caught up');
     }
   }

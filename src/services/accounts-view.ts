@@ -5,7 +5,9 @@
  */
 import type { Redis } from 'ioredis';
 import { accountNotFound } from '../domain/errors.js';
-import { valueAccount, type AccountMargin, type MarginRates } from '../domain/margin.js';
+import { marketRules, valueAccount, type AccountMargin, type RiskParams } from '../domain/margin.js';
+import { liquidationPrices } from '../domain/liquidation.js';
+import type { Dec } from '../domain/decimal.js';
 import { accountExists, readAccount } from '../store/account-state.js';
 import type { MarkBook } from '../store/mark-book.js';
 import { liquidationPage, tradePage, type LedgerEntry, type LiquidationEntry } from '../store/ledger.js';
@@ -18,7 +20,7 @@ export interface AccountsViewDeps {
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly marks: MarkBook;
-  readonly rates: MarginRates;
+  readonly riskDefaults: RiskParams;
   /** Resolves once Redis holds what this process acknowledged; a 503 if Redis does not get there in time (see AccountGate.applied). */
   readonly applied: (accountId?: number) => Promise<void>;
   readonly timeoutMs: number;
@@ -27,13 +29,14 @@ export interface AccountsViewDeps {
 export class AccountsView {
   constructor(private readonly deps: AccountsViewDeps) {}
 
-  async positions(accountId: number): Promise<AccountMargin> {
-    const { redis, keys, rates } = this.deps;
+  async positions(accountId: number): Promise<AccountMargin & { liquidationPrices: ReadonlyMap<string, Dec | null> }> {
+    const { redis, keys, riskDefaults } = this.deps;
     // A client sees its own acknowledged writes, even one answered before its Redis apply landed.
     await this.deps.applied(accountId);
-    const [account, marks] = await redisCall(() => Promise.all([readAccount(redis, keys, accountId), this.deps.marks.current()]));
+    const [account, book] = await redisCall(() => Promise.all([readAccount(redis, keys, accountId), this.deps.marks.snapshot()]));
     if (!accountExists(account)) throw accountNotFound(accountId);
-    return valueAccount(account, marks, rates);
+    const rules = marketRules(book.markets, riskDefaults);
+    return { ...valueAccount(account, book.marks, rules), liquidationPrices: liquidationPrices(account, book.marks, rules) };
   }
 
   /** Newest first, optionally for one account. The cursor is the last liquidation id of the previous page. */

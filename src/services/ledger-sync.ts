@@ -6,9 +6,9 @@ import type { Redis } from 'ioredis';
 import type { TradeResponse } from '../http/schemas.js';
 import { D } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
-import type { MarginRates } from '../domain/margin.js';
+import { marketRules, type RiskParams } from '../domain/margin.js';
 import { applyAccount, parseAccount, reindexAt, type AccountUpdate } from '../store/account-state.js';
-import { parseMarks } from '../store/mark-book.js';
+import type { MarkBook } from '../store/mark-book.js';
 import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -108,13 +108,14 @@ export async function reindexAccount(
   redis: Redis,
   keys: KeySpace,
   risk: RiskKeys,
-  rates: MarginRates,
+  markBook: MarkBook,
+  riskDefaults: RiskParams,
   accountId: number,
   maybeStale: Iterable<string>,
 ): Promise<void> {
-  const [hash, marksHash] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), redis.hgetall(keys.marks)]));
+  const [hash, book] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), markBook.snapshot()]));
   const account = parseAccount(accountId, hash);
-  const thresholds = liquidationThresholds(account, parseMarks(marksHash), rates);
+  const thresholds = liquidationThresholds(account, book.marks, marketRules(book.markets, riskDefaults));
   // Guarded by the seq it was computed at: a writer that moved the account on meanwhile indexed it itself.
   await redisCall(() =>
     reindexAt(redis, keys, accountId, account.seq, (w) => {

@@ -17,9 +17,9 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { EngineError } from '../domain/errors.js';
-import { riskSummary, type MarginRates, type MarginStatus, type Marks } from '../domain/margin.js';
+import { marketRules, riskSummary, type MarginRules, type MarginStatus, type Marks, type RiskParams } from '../domain/margin.js';
 import { accountExists, readAccounts } from '../store/account-state.js';
-import type { MarkBook } from '../store/mark-book.js';
+import type { Book, MarkBook } from '../store/mark-book.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, endangeredBy, type RiskKeys } from '../store/risk-index.js';
 import { redisCall } from './dependencies.js';
@@ -50,7 +50,7 @@ export interface MarginReportDeps {
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
   readonly marks: MarkBook;
-  readonly rates: MarginRates;
+  readonly riskDefaults: RiskParams;
   /** Resolves once Redis holds what this process acknowledged; a 503 if Redis does not get there in time (see AccountGate.applied). */
   readonly applied: (accountId?: number) => Promise<void>;
 }
@@ -77,7 +77,7 @@ export class MarginReportService {
     const consumed = decodeCursor(query.cursor);
     const [rev, marks, symbols, total] = await Promise.all([
       redis.get(risk.rev),
-      this.deps.marks.current(),
+      this.deps.marks.snapshot().then((book) => this.rulesAt(book)),
       redis.smembers(risk.symbols),
       redis.scard(keys.accounts),
     ]);
@@ -203,8 +203,16 @@ export class MarginReportService {
     }
   }
 
+  /** The margin rules of each book a page valued accounts at (the markets read with its marks). */
+  private readonly rules = new WeakMap<Marks, MarginRules>();
+
+  private rulesAt(book: Book): Marks {
+    this.rules.set(book.marks, marketRules(book.markets, this.deps.riskDefaults));
+    return book.marks;
+  }
+
   private async read(ids: number[], marks: Marks): Promise<(ReportEntry | null)[]> {
-    const { redis, keys, rates } = this.deps;
+    const { redis, keys, riskDefaults } = this.deps;
     const rev = this.cacheRev;
     // What the cache holds is taken now: another page may clear it (a new revision) while this one reads.
     const found = new Map<number, ReportEntry | null>();
@@ -216,7 +224,7 @@ export class MarginReportService {
     }
     const accounts = await readAccounts(redis, keys, missing);
     for (const account of accounts) {
-      const item = accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, rates) } : null;
+      const item = accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, this.rules.get(marks) ?? marketRules(new Map(), riskDefaults)) } : null;
       found.set(account.accountId, item);
       // A read-ahead left over from an earlier page must not fill the cache of a newer revision.
       if (this.cacheRev === rev) this.cache.set(account.accountId, item);

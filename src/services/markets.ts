@@ -20,6 +20,7 @@ import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
+import type { LiquidationService } from './liquidation.js';
 
 /** A market as answered (its type is the wire schema's: the service builds that shape). */
 export type MarketView = MarketResponse;
@@ -37,7 +38,12 @@ export interface MarketsDeps {
   /** Resolves once Redis holds what this process acknowledged (see AccountGate.applied). */
   readonly applied: (accountId?: number) => Promise<void>;
   readonly log: Logger;
+  /** Re-checks a market's holders after its risk parameters changed. */
+  readonly liquidation?: Pick<LiquidationService, 'afterMarketChange'>;
 }
+
+/** The parameters whose change moves holders' margins and liquidation thresholds. */
+const RISK_PARAMS = ['tiers'] as const;
 
 /** Holders read per command when summing open interest. */
 const CHUNK = 500;
@@ -74,6 +80,12 @@ export class MarketsService {
       log.warn({ symbol, version, err: (error as Error).message }, 'market change committed but not yet in redis; recovery will publish it');
     }
     log.info({ symbol, created, status: row.status, changes: { ...(status ? { status } : {}), ...params }, actor }, created ? 'market listed' : 'market changed');
+    // New tiers (or liquidation parameters) move every holder's margin: their
+    // thresholds are computed again, and those now under maintenance are
+    // liquidated before the answer.
+    if (applied && !created && RISK_PARAMS.some((p) => params[p] !== undefined)) {
+      await this.deps.liquidation?.afterMarketChange(symbol, actor);
+    }
     return { view: (await this.views([row]))[0]!, created, applied };
   }
 

@@ -21,8 +21,9 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { str } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
-import type { MarginRates } from '../domain/margin.js';
-import { parseMarks } from '../store/mark-book.js';
+import { marketRules } from '../domain/margin.js';
+import type { MarketParams } from '../domain/markets.js';
+import { parseMarkets, parseMarks, type MarkBook } from '../store/mark-book.js';
 import { BOOT_FIELD, EPOCH_FIELD, marketField, marketVersionField, markVersionField } from '../store/marks-hash.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
@@ -35,7 +36,8 @@ export interface RecoveryDeps {
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
-  readonly rates: MarginRates;
+  readonly riskDefaults: MarketParams;
+  readonly markBook: MarkBook;
   readonly timeoutMs: number;
   readonly log: Logger;
 }
@@ -151,7 +153,7 @@ export class Recovery {
   /** Replaces Redis's state under the prefix with what the ledger implies. Call under the rebuild lock. */
   async rebuild(): Promise<RebuildStats> {
     const started = performance.now();
-    const { redis, keys, risk, rates, log } = this.deps;
+    const { redis, keys, risk, riskDefaults, log } = this.deps;
     await this.deleteAll();
     const expected = await expectedState(this.deps.sql, keys.clientOrderTtlMs);
     // Marks first (without the boot marker), so thresholds use them.
@@ -167,6 +169,7 @@ export class Recovery {
     marksHash[EPOCH_FIELD] = '1';
     await redis.hset(keys.marks, marksHash);
     const marks = parseMarks(marksHash);
+    const rules = marketRules(parseMarkets(marksHash, riskDefaults), riskDefaults);
     let positions = 0;
     let clientOrders = 0;
     const entries = [...expected.accounts];
@@ -184,7 +187,7 @@ export class Recovery {
           p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
           if (keys.clientOrderTtlMs > 0) p.pexpire(keys.account(accountId).clientOrders, keys.clientOrderTtlMs);
         }
-        queueIndexUpdate(p, risk, accountId, null, liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rates));
+        queueIndexUpdate(p, risk, accountId, null, liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rules));
         positions += a.positions.size;
         clientOrders += a.clientOrders.size;
       }
@@ -227,9 +230,9 @@ export class Recovery {
 
   /** Replays the ledger rows after `fromSeq` into Redis and re-indexes the account if any; returns how many. */
   private async catchUpAccount(accountId: number, fromSeq: number): Promise<number> {
-    const { redis, sql, keys, risk, rates, timeoutMs } = this.deps;
+    const { redis, sql, keys, risk, riskDefaults, markBook, timeoutMs } = this.deps;
     const replayed = await catchUp(redis, sql, keys, accountId, fromSeq, timeoutMs);
-    if (replayed.length > 0) await reindexAccount(redis, keys, risk, rates, accountId, await this.indexedSymbols(accountId));
+    if (replayed.length > 0) await reindexAccount(redis, keys, risk, markBook, riskDefaults, accountId, await this.indexedSymbols(accountId));
     return replayed.length;
   }
 

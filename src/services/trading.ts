@@ -7,10 +7,11 @@
  * Redis. A failure before the commit leaves nothing anywhere.
  */
 import type { Logger } from 'pino';
-import { type Dec, str } from '../domain/decimal.js';
-import { accountNotFound, idempotencyConflict, insufficientMargin, marketNotFound } from '../domain/errors.js';
+import { type Dec, str, ZERO } from '../domain/decimal.js';
+import { liquidationPrices } from '../domain/liquidation.js';
+import { accountNotFound, idempotencyConflict, insufficientMargin, marketNotFound, type EngineError } from '../domain/errors.js';
 import { tradeRefusal } from '../domain/markets.js';
-import { decideTrade, decideWithdrawal, type MarginRates, type Side } from '../domain/margin.js';
+import { decideTrade, decideWithdrawal, marketRules, valueAccount, type AccountMargin, type RiskParams, type Side } from '../domain/margin.js';
 import { accountExists } from '../store/account-state.js';
 import type { Snapshot } from './account-gate.js';
 import type { AccountRunner, Decision, Outcome } from './account-runner.js';
@@ -44,7 +45,7 @@ export interface BookedTrade {
  * the market exists, a known client order id answers as first booked (or
  * 409), then the market's status and price band, then margin.
  */
-export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clientOrder }: Snapshot, rates: MarginRates): Decision<BookedTrade> {
+export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clientOrder }: Snapshot, riskDefaults: RiskParams): Decision<BookedTrade> {
   const market = markets.get(cmd.symbol);
   if (market === undefined) return { kind: 'refuse', error: marketNotFound(cmd.symbol) };
   if (clientOrder !== null && cmd.clientOrderId !== null) {
@@ -56,7 +57,7 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
   }
   const refusal = tradeRefusal(market, account.positions.get(cmd.symbol), cmd.side, cmd.quantity, cmd.price, marks.get(cmd.symbol));
   if (refusal !== null) return { kind: 'refuse', error: refusal };
-  const decision = decideTrade(account, { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price }, marks, rates);
+  const decision = decideTrade(account, { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price }, marks, marketRules(markets, riskDefaults));
   if (!accountExists(account)) {
     return { kind: 'refuse', error: insufficientMargin(`account ${cmd.accountId} has no funds`, str(decision.margin.initialMargin), '0') };
   }
@@ -66,8 +67,9 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
   }
   const { outcome, margin } = decision;
   const position = outcome.position;
-  // Under maintenance at the marks it was decided on (a reduce-only trade on an account under water): liquidated before the answer.
-  const underMaintenance = outcome.after.positions.size > 0 && margin.equity.lt(margin.maintenanceMargin);
+  // Under maintenance at the marks it was decided on (a reducing trade on an account under water), or flat with a
+  // negative balance (a reducing trade at a bad price): liquidated before the answer.
+  const underMaintenance = outcome.after.positions.size > 0 ? margin.equity.lt(margin.maintenanceMargin) : outcome.after.balance.isNeg();
   return {
     kind: 'book',
     rows: [
@@ -105,9 +107,9 @@ export function depositDecision(accountId: number, amount: Dec, actor: string | 
   };
 }
 
-export function withdrawalDecision(accountId: number, amount: Dec, actor: string | null, { account, marks }: Snapshot, rates: MarginRates): Decision<CashResult> {
+export function withdrawalDecision(accountId: number, amount: Dec, actor: string | null, { account, marks, markets }: Snapshot, riskDefaults: RiskParams): Decision<CashResult> {
   if (!accountExists(account)) return { kind: 'refuse', error: accountNotFound(accountId) };
-  const decision = decideWithdrawal(account, amount, marks, rates);
+  const decision = decideWithdrawal(account, amount, marks, marketRules(markets, riskDefaults));
   if (!decision.accepted) {
     const message = `withdrawal of ${str(amount)} exceeds the ${str(decision.available)} that can be withdrawn`;
     return { kind: 'refuse', error: insufficientMargin(message, str(decision.required), str(decision.available)) };
@@ -121,10 +123,19 @@ export function withdrawalDecision(accountId: number, amount: Dec, actor: string
   };
 }
 
+/** What POST /trade would decide now, and the account it would leave (booking nothing). */
+export interface TradePreview {
+  readonly accepted: boolean;
+  readonly error: EngineError | null;
+  readonly fee: Dec;
+  readonly after: AccountMargin;
+  readonly liquidationPrices: ReadonlyMap<string, Dec | null>;
+}
+
 export interface TradingDeps {
   readonly runner: AccountRunner;
   readonly liquidation: LiquidationService;
-  readonly rates: MarginRates;
+  readonly riskDefaults: RiskParams;
   readonly log: Logger;
 }
 
@@ -132,11 +143,33 @@ export class TradingService {
   constructor(private readonly deps: TradingDeps) {}
 
   async trade(cmd: TradeCommand): Promise<TradeResult> {
-    const { runner, rates } = this.deps;
-    const outcome = await runner.run(cmd.accountId, (s) => tradeDecision(cmd, s, rates), { mode: 'optimistic', clientOrderId: cmd.clientOrderId });
+    const { runner, riskDefaults } = this.deps;
+    const outcome = await runner.run(cmd.accountId, (s) => tradeDecision(cmd, s, riskDefaults), { mode: 'optimistic', clientOrderId: cmd.clientOrderId });
     if (outcome.result.underMaintenance) await this.liquidationCheck(cmd.accountId, 'trade', cmd.actor);
     else await this.checkIfMarksMoved(cmd.accountId, outcome, 'trade', cmd.actor);
     return outcome.result.answer;
+  }
+
+  /**
+   * Decides the trade exactly as POST /trade would, on the account's state
+   * under its lock (so no write lands between the read and the decision),
+   * and books nothing. A repeated client order id is accepted (POST /trade
+   * would answer its first result) with the account unchanged.
+   */
+  async preview(cmd: TradeCommand): Promise<TradePreview> {
+    const { runner, riskDefaults } = this.deps;
+    return runner.inspect(cmd.accountId, async (s) => {
+      const decision = tradeDecision(cmd, s, riskDefaults);
+      const rules = marketRules(s.markets, riskDefaults);
+      const after = decision.kind === 'book' ? decision.after : s.account;
+      return {
+        accepted: decision.kind !== 'refuse',
+        error: decision.kind === 'refuse' ? decision.error : null,
+        fee: ZERO,
+        after: valueAccount(after, s.marks, rules),
+        liquidationPrices: liquidationPrices(after, s.marks, rules),
+      };
+    });
   }
 
   async deposit(accountId: number, amount: Dec, actor: string | null): Promise<CashResult> {
@@ -146,8 +179,8 @@ export class TradingService {
   }
 
   async withdraw(accountId: number, amount: Dec, actor: string | null): Promise<CashResult> {
-    const { runner, rates } = this.deps;
-    const outcome = await runner.run(accountId, (s) => withdrawalDecision(accountId, amount, actor, s, rates), { mode: 'optimistic' });
+    const { runner, riskDefaults } = this.deps;
+    const outcome = await runner.run(accountId, (s) => withdrawalDecision(accountId, amount, actor, s, riskDefaults), { mode: 'optimistic' });
     await this.checkIfMarksMoved(accountId, outcome, 'withdrawal', actor);
     return outcome.result;
   }

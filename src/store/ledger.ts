@@ -6,7 +6,7 @@ import { CircuitBreaker } from './circuit-breaker.js';
 import type { Sql } from './postgres.js';
 import type { Side } from '../domain/margin.js';
 
-export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL' | 'INSURANCE';
+export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL' | 'INSURANCE' | 'LIQUIDATION_FEE';
 
 /**
  * One row to write. Decimal values are already plain decimal strings; a
@@ -81,14 +81,21 @@ export class LedgerConflict extends Error {
 export interface LiquidationRecord {
   readonly liquidationId: number;
   readonly accountId: number;
-  readonly reason: 'mark_price' | 'trade' | 'withdrawal';
+  readonly reason: 'mark_price' | 'trade' | 'withdrawal' | 'market';
+  /** 'partial' when positions were left open. */
+  readonly mode: 'full' | 'partial';
   readonly triggerSymbol: string | null;
   readonly triggerPrice: string | null;
   readonly equity: string;
   readonly maintenanceMargin: string;
   readonly realisedPnl: string;
   readonly shortfall: string;
+  /** The liquidation fee charged (paid into the insurance fund). */
+  readonly fee: string;
+  /** The parts closed: signed quantity closed, the entry and the mark it closed at. */
   readonly positions: readonly { symbol: string; quantity: string; entry_price: string; mark_price: string }[];
+  /** What was left open (partial mode). */
+  readonly positionsLeft: readonly { symbol: string; quantity: string; entry_price: string }[];
   readonly firstSeq: number;
   readonly lastSeq: number;
   /** The key of the tick, trade or withdrawal that triggered it. */
@@ -329,15 +336,19 @@ async function insertLiquidations(sql: Sql, records: readonly LiquidationRecord[
   const col = <T>(f: (r: LiquidationRecord) => T) => records.map(f);
   await sql`
     INSERT INTO liquidations (liquidation_id, account_id, reason, trigger_symbol, trigger_price, equity, maintenance_margin,
-                              realised_pnl, shortfall, positions, first_seq, last_seq, actor)
-    SELECT id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions::jsonb, first_seq, last_seq, actor
+                              realised_pnl, shortfall, positions, first_seq, last_seq, actor,
+                              mode, fee, positions_left, settled, fund_paid, bad_debt)
+    SELECT id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions::jsonb, first_seq, last_seq, actor,
+           mode, fee, positions_left::jsonb, shortfall = 0 AND fee = 0,
+           CASE WHEN shortfall = 0 AND fee = 0 THEN 0 END, CASE WHEN shortfall = 0 AND fee = 0 THEN 0 END
     FROM unnest(
       ${col((r) => r.liquidationId)}::bigint[], ${col((r) => r.accountId)}::bigint[], ${col((r) => r.reason)}::text[],
       ${col((r) => r.triggerSymbol)}::text[], ${col((r) => r.triggerPrice)}::numeric[], ${col((r) => r.equity)}::numeric[],
       ${col((r) => r.maintenanceMargin)}::numeric[], ${col((r) => r.realisedPnl)}::numeric[], ${col((r) => r.shortfall)}::numeric[],
       ${col((r) => JSON.stringify(r.positions))}::text[], ${col((r) => r.firstSeq)}::bigint[], ${col((r) => r.lastSeq)}::bigint[],
-      ${col((r) => r.actor)}::text[])
-      AS t(id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions, first_seq, last_seq, actor)`;
+      ${col((r) => r.actor)}::text[], ${col((r) => r.mode)}::text[], ${col((r) => r.fee)}::numeric[],
+      ${col((r) => JSON.stringify(r.positionsLeft))}::text[])
+      AS t(id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions, first_seq, last_seq, actor, mode, fee, positions_left)`;
 }
 
 /** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */
@@ -471,8 +482,12 @@ export class LiquidationIds {
 /** A liquidation as read back: its record's columns, and when it committed. */
 export type LiquidationEntry = Pick<
   LiquidationRecord,
-  'liquidationId' | 'accountId' | 'reason' | 'equity' | 'maintenanceMargin' | 'realisedPnl' | 'shortfall' | 'positions' | 'actor'
-> & { readonly createdAt: Date };
+  'liquidationId' | 'accountId' | 'reason' | 'mode' | 'equity' | 'maintenanceMargin' | 'realisedPnl' | 'shortfall' | 'fee' | 'positions' | 'positionsLeft' | 'actor'
+> & {
+  /** The part of the shortfall the insurance fund could not pay (null until the liquidation is settled against the fund). */
+  readonly badDebt: string | null;
+  readonly createdAt: Date;
+};
 
 /** A page of liquidations, newest first (by insertion); `before` is the cursor (a record sequence). */
 export async function liquidationPage(
@@ -494,9 +509,14 @@ export async function liquidationPage(
       positions: LiquidationRecord['positions'];
       actor: string | null;
       created_at: Date;
+      mode: LiquidationRecord['mode'];
+      fee: string;
+      bad_debt: string | null;
+      positions_left: LiquidationRecord['positionsLeft'];
     }[]
   >`
-    SELECT liquidation_id, record_seq, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, actor, created_at
+    SELECT liquidation_id, record_seq, account_id, reason, equity, maintenance_margin, realised_pnl, shortfall, positions, actor, created_at,
+           mode, fee, bad_debt, positions_left
     FROM liquidations
     WHERE true ${accountId === null ? sql`` : sql`AND account_id = ${accountId}`}
                ${before === null ? sql`` : sql`AND record_seq < ${before}`}
@@ -513,6 +533,10 @@ export async function liquidationPage(
       shortfall: r.shortfall,
       positions: r.positions,
       actor: r.actor,
+      mode: r.mode,
+      fee: r.fee,
+      badDebt: r.bad_debt,
+      positionsLeft: r.positions_left,
       createdAt: r.created_at,
     })),
     nextCursor: rows.length > limit ? Number(page[page.length - 1]!.record_seq) : null,

@@ -40,6 +40,21 @@ export function parseMarks(hash: Record<string, string>): Map<string, Dec> {
   return marks;
 }
 
+/** The markets in the marks hash, with the engine's defaults where a market sets none. */
+export function parseMarkets(hash: Record<string, string>, defaults: MarketParams): Map<string, Market> {
+  const markets = new Map<string, Market>();
+  for (const [field, value] of Object.entries(hash)) {
+    const symbol = marketSymbolOf(field);
+    if (symbol !== null) markets.set(symbol, parseMarket(symbol, value, defaults));
+  }
+  return markets;
+}
+
+function parseMarket(symbol: string, json: string, defaults: MarketParams): Market {
+  const m = JSON.parse(json) as MarketJson;
+  return effectiveMarket(symbol, m.status, overridesOf(m.params), defaults);
+}
+
 /**
  * The marks hash, cached: a read costs one HMGET of its epoch, and after a
  * change only the symbols that changed are read again (from the change log),
@@ -128,11 +143,7 @@ export class MarkBook {
 
   private async loadAll(): Promise<Book> {
     const hash = await this.redis.hgetall(this.keys.marks);
-    const markets: [string, Market][] = [];
-    for (const [field, value] of Object.entries(hash)) {
-      const symbol = marketSymbolOf(field);
-      if (symbol !== null) markets.push([symbol, this.parseMarket(symbol, value)]);
-    }
+    const markets = parseMarkets(hash, this.defaults);
     this.boot = hash[BOOT_FIELD] ?? null;
     return this.settle({ marks: BucketMap.from(parseMarks(hash)), markets: BucketMap.from(markets), epoch: hash[EPOCH_FIELD] ?? null });
   }
@@ -144,8 +155,7 @@ export class MarkBook {
   }
 
   private parseMarket(symbol: string, json: string): Market {
-    const m = JSON.parse(json) as MarketJson;
-    return effectiveMarket(symbol, m.status, overridesOf(m.params), this.defaults);
+    return parseMarket(symbol, json, this.defaults);
   }
 
   /**

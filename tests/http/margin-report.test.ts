@@ -19,6 +19,8 @@
  *
  * Riskiest first: 2 (60), 4 (55), 6 (40), 3 (25.71…), 1 (10), 5 (5.238…), 9 (5), then 7 and 8 (0).
  */
+import { defaultMarketParams } from '../../src/config.js';
+import { MarkBook } from '../../src/store/mark-book.js';
 import { reindexAccount } from '../../src/services/ledger-sync.js';
 import { RiskKeys } from '../../src/store/risk-index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -397,8 +399,8 @@ describe('GET /margin-report liquidation candidates', () => {
     await tc.db.redis.hset(tc.keys.account(2).state, 'bal', '1');
     // ...and its index entry, as the write that changed it would have (threshold (50000 − 1) / 0.9)
     const { engine, config } = tc;
-    const rates = { initial: config.initialMarginRate, maintenance: config.maintenanceMarginRate };
-    await reindexAccount(engine.redis, engine.keys, new RiskKeys(engine.keys), rates, 2, []);
+    const defaults = defaultMarketParams(config);
+    await reindexAccount(engine.redis, engine.keys, new RiskKeys(engine.keys), new MarkBook(engine.redis, engine.keys, defaults), defaults, 2, []);
   });
   afterAll(async () => {
     await tc?.close();

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import { isLiquidatable } from '../../src/domain/liquidation.js';
-import { applyTrade, decideTrade, type AccountState, type Side } from '../../src/domain/margin.js';
+import { applyTrade, decideTrade, flatRules, type AccountState, type Side } from '../../src/domain/margin.js';
 import { startEngine, startTestEngine, untilEnginesSeeEachOther, type EngineFixture, type TestEngine } from '../helpers/engine.js';
 import { listen, send } from '../helpers/http.js';
 
@@ -30,7 +30,7 @@ afterAll(async () => {
   await a?.close();
 });
 
-const rates = { initial: new D('0.2'), maintenance: new D('0.1') };
+const rates = flatRules({ initial: new D('0.2'), maintenance: new D('0.1') });
 
 interface Row {
   seq: string;

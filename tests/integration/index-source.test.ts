@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { D } from '../../src/domain/decimal.js';
-import { riskSummary } from '../../src/domain/margin.js';
+import { flatRules, riskSummary } from '../../src/domain/margin.js';
 import { IndexSource, type IndexSourceOptions, type ReportEntry } from '../../src/services/report-sources.js';
 import { member } from '../../src/store/risk-index.js';
 import { inspector, newIsolation, type Inspector } from '../helpers/engine.js';
@@ -27,7 +27,7 @@ afterAll(async () => {
   await db?.destroy();
 });
 
-const rates = { initial: new D('0.2'), maintenance: new D('0.1') };
+const rates = flatRules({ initial: new D('0.2'), maintenance: new D('0.1') });
 
 /** An account whose margin utilisation is `pct` (null: equity below zero): balance 100, one unit at 10·pct. */
 function entryAt(accountId: number, pct: string | null): ReportEntry {

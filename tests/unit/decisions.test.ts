@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { defaultMarketParams, loadConfig } from '../../src/config.js';
 import { D } from '../../src/domain/decimal.js';
-import type { MarginRates, Position } from '../../src/domain/margin.js';
+import { flatRules, type Position } from '../../src/domain/margin.js';
 import { effectiveMarket, type MarketStatus } from '../../src/domain/markets.js';
 import type { Snapshot } from '../../src/services/account-gate.js';
 import type { Decision } from '../../src/services/account-runner.js';
@@ -14,7 +14,7 @@ import { tradeFingerprint } from '../../src/services/ledger-sync.js';
 import { liquidationDecision } from '../../src/services/liquidation.js';
 import { depositDecision, tradeDecision, withdrawalDecision, type TradeCommand } from '../../src/services/trading.js';
 
-const rates: MarginRates = { initial: new D('0.2'), maintenance: new D('0.1') };
+const rates = flatRules({ initial: new D('0.2'), maintenance: new D('0.1') }).paramsOf('');
 const defaults = defaultMarketParams(loadConfig({}));
 
 function snapshot(opts: { seq?: number; balance?: string; positions?: [string, string, string][]; marks?: Record<string, string>; status?: MarketStatus; clientOrder?: string }): Snapshot {
@@ -113,7 +113,7 @@ describe('liquidationDecision', () => {
     const d = booked(liquidationDecision(s, why, 9, rates));
     expect(d.rows.map((r) => [r.seq, r.kind, r.side ?? null, r.price ?? null, r.balance, r.liquidationId ?? null])).toEqual([
       [4, 'TRADE', 'SELL', '40000', '-5000', 9],
-      [5, 'INSURANCE', null, null, '0', null],
+      [5, 'INSURANCE', null, null, '0', 9],
     ]);
     expect(d.liquidation).toMatchObject({ liquidationId: 9, accountId: 7, shortfall: '5000', firstSeq: 4, lastSeq: 5, triggerPrice: '40000', actor: 'key_feed' });
     expect(d.after.positions.size).toBe(0);

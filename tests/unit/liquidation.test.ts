@@ -8,11 +8,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation, type Threshold } from '../../src/domain/liquidation.js';
-import { marginTotals, type AccountState, type MarginRates, type Position } from '../../src/domain/margin.js';
+import { flatRules, marginTotals, type AccountState, type Position } from '../../src/domain/margin.js';
 import { scoreOf, step } from '../../src/store/risk-index.js';
 
 const d = (v: string | number) => new D(v);
-const rates: MarginRates = { initial: d('0.2'), maintenance: d('0.1') };
+const rates = flatRules({ initial: d('0.2'), maintenance: d('0.1') });
 const pos = (quantity: string, entryPrice: string): Position => ({ quantity: d(quantity), entryPrice: d(entryPrice) });
 const account = (balance: string, positions: Record<string, Position> = {}): AccountState => ({
   balance: d(balance),
@@ -90,7 +90,7 @@ describe('planLiquidation', () => {
       quantity: s(f.quantity),
       price: s(f.price),
       realisedPnl: s(f.realisedPnl),
-      positionQuantity: s(f.positionQuantity),
+      positionQuantity: s(f.closedQuantity),
       entryPrice: s(f.entryPrice),
       balanceAfter: s(f.balanceAfter),
     }));
@@ -110,7 +110,7 @@ describe('planLiquidation', () => {
     expect(s(plan.maintenanceMargin)).toBe('680');
     expect(plan.fills).toHaveLength(1);
     const [fill] = plan.fills;
-    expect([fill!.side, s(fill!.quantity), s(fill!.price), s(fill!.realisedPnl), s(fill!.positionQuantity)]).toEqual(['BUY', '2', '3400', '-800', '-2']);
+    expect([fill!.side, s(fill!.quantity), s(fill!.price), s(fill!.realisedPnl), s(fill!.closedQuantity)]).toEqual(['BUY', '2', '3400', '-800', '-2']);
     expect(s(plan.balanceAfter)).toBe('200');
     expect(s(plan.shortfall)).toBe('0');
   });
@@ -250,7 +250,7 @@ describe('liquidationThresholds', () => {
     const a = account('5', { X: pos('3', '7') });
     expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), rates).get('X')))).toBe('5.925925925925925926');
     // r = 0.2: (21 − 5) / (3 − 0.6) = 16 / 2.4 = 6.666…
-    const r2: MarginRates = { initial: d('0.3'), maintenance: d('0.2') };
+    const r2 = flatRules({ initial: d('0.3'), maintenance: d('0.2') });
     expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), r2).get('X')))).toBe('6.666666666666666667');
     expect(s(priceOf(liquidationThresholds(a, marks({ X: '6' }), rates).get('X')))).toBe('5.925925925925925926');
     // The same price object too: the position's remembered valuation is reused, its own part k = q·e + pnl − r·notional is not
@@ -273,7 +273,7 @@ describe('liquidationThresholds', () => {
 
   it('reports "always" or "never" when the mark cannot move the account (maintenance rate 100%, long)', () => {
     // r = 1: a long's equity − maintenance = C − q·e + m·(q − q) does not depend on m
-    const full: MarginRates = { initial: d('1'), maintenance: d('1') };
+    const full = flatRules({ initial: d('1'), maintenance: d('1') });
     // C − q·e = 100 − 1·50 = 50 ≥ 0 → never liquidated by this symbol
     expect(sideAndPrice(liquidationThresholds(account('100', { X: pos('1', '50') }), marks(), full).get('X'))).toEqual({ side: 'long', price: null });
     // C − q·e = 40 − 50 < 0 → already liquidatable whatever the mark
@@ -297,7 +297,7 @@ describe('thresholds agree with isLiquidatable (property-based)', () => {
     let checked = 0;
     fc.assert(
       fc.property(accountArb, ({ balance, positions, marks: ms, maintenance }) => {
-        const r: MarginRates = { initial: d(maintenance).times(2), maintenance: d(maintenance) };
+        const r = flatRules({ initial: d(maintenance).times(2), maintenance: d(maintenance) });
         const symbols = ['A', 'B'];
         const state: AccountState = {
           balance,
@@ -328,7 +328,7 @@ describe('thresholds agree with isLiquidatable (property-based)', () => {
 
   /** The generated account as state (symbols A and B), marks and rates. */
   const build = ({ balance, positions, marks: ms, maintenance }: typeof accountArb extends fc.Arbitrary<infer T> ? T : never) => {
-    const r: MarginRates = { initial: d(maintenance).times(2), maintenance: d(maintenance) };
+    const r = flatRules({ initial: d(maintenance).times(2), maintenance: d(maintenance) });
     const state: AccountState = {
       balance,
       positions: new Map(positions.map((p, i) => [['A', 'B'][i]!, { quantity: p.long ? p.size : p.size.neg(), entryPrice: p.entry }])),

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { D, type Dec } from '../../src/domain/decimal.js';
 import {
+  flatRules,
   marginTotals,
   applyFill,
   applyTrade,
@@ -15,7 +16,7 @@ import {
 } from '../../src/domain/margin.js';
 
 const d = (v: string | number) => new D(v);
-const rates = { initial: d('0.2'), maintenance: d('0.1') };
+const rates = flatRules({ initial: d('0.2'), maintenance: d('0.1') });
 const pos = (quantity: string, entryPrice: string): Position => ({ quantity: d(quantity), entryPrice: d(entryPrice) });
 const account = (balance: string, positions: Record<string, Position> = {}): AccountState => ({
   balance: d(balance),

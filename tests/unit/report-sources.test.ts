@@ -5,10 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
-import { riskSummary } from '../../src/domain/margin.js';
+import { flatRules, riskSummary } from '../../src/domain/margin.js';
 import { inServingOrder, riskier, type ReportEntry } from '../../src/services/report-sources.js';
 
-const rates = { initial: new D('0.2'), maintenance: new D('0.1') };
+const rates = flatRules({ initial: new D('0.2'), maintenance: new D('0.1') });
 
 /** An account whose margin utilisation is `pct` (null: equity below zero): balance 100, one unit at 10·pct. */
 function entryAt(accountId: number, pct: string | null): ReportEntry {

@@ -34,7 +34,10 @@ export const accountRoutes: RoutePlugin = async (app, { engine }) => {
       config: { access: ownAccount },
       schema: { tags: ['accounts'], summary: 'Balance, margin and positions at current marks', params: accountIdParams, response: { 200: positionsResponse, ...errors } },
     },
-    async (req) => positionsBody(req.params.account_id, await engine.accounts.positions(req.params.account_id)),
+    async (req) => {
+      const m = await engine.accounts.positions(req.params.account_id);
+      return positionsBody(req.params.account_id, m, m.liquidationPrices);
+    },
   );
 
   app.get(
