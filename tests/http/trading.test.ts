@@ -189,7 +189,9 @@ describe('GET /positions/:id', () => {
     await trade(id, 'NEW-PERP', 'SELL', 10, 20); // no mark yet
     await mark('BTC-PERP', 51000);
     const res = await get(`/positions/${id}`);
-    // BTC upnl 0.1·1000 = 100, notional 5100; NEW valued at entry: notional 200, upnl 0
+    // BTC upnl 0.1·1000 = 100, notional 5100; NEW valued at entry: notional 200, upnl 0.
+    // Liquidation prices, the other mark held: NEW's where 10000 + 100 − 510 − 10·(m − 20) = 0.1·10·m,
+    // i.e. 9790 = 11·m, m = 890; BTC's would be below zero (its long is covered many times): null.
     // equity 10100, notional 5300, IM 1060, MM 530, available 9040, util 530/10100·100
     expect(res.body).toEqual({
       account_id: id,
@@ -203,8 +205,30 @@ describe('GET /positions/:id', () => {
       margin_utilisation_pct: new D(530).times(100).div(10100).toDecimalPlaces(18, D.ROUND_HALF_EVEN).toString(),
       status: 'healthy',
       positions: [
-        { symbol: 'BTC-PERP', quantity: '0.1', entry_price: '50000', mark_price: '51000', notional: '5100', unrealised_pnl: '100' },
-        { symbol: 'NEW-PERP', quantity: '-10', entry_price: '20', mark_price: null, notional: '200', unrealised_pnl: '0' },
+        {
+          symbol: 'BTC-PERP',
+          quantity: '0.1',
+          entry_price: '50000',
+          mark_price: '51000',
+          notional: '5100',
+          unrealised_pnl: '100',
+          tier: 1,
+          initial_margin: '1020',
+          maintenance_margin: '510',
+          liquidation_price: null,
+        },
+        {
+          symbol: 'NEW-PERP',
+          quantity: '-10',
+          entry_price: '20',
+          mark_price: null,
+          notional: '200',
+          unrealised_pnl: '0',
+          tier: 1,
+          initial_margin: '40',
+          maintenance_margin: '20',
+          liquidation_price: '890',
+        },
       ],
     });
   });
