@@ -1,6 +1,7 @@
 /**
  * reconcile(): every difference between Redis and what the PostgreSQL ledger
- * implies (`npm run reconcile`, and the tests after crashes and outages).
+ * implies, and every inconsistency of the insurance fund (`npm run reconcile`,
+ * and the tests after crashes and outages).
  * Reads only; a difference is repaired by a rebuild (see recovery.ts).
  */
 import type { Redis } from 'ioredis';
@@ -8,6 +9,7 @@ import { D, str } from '../domain/decimal.js';
 import type { Position } from '../domain/margin.js';
 import { parseAccount } from '../store/account-state.js';
 import { BOOT_FIELD, isMarkField, marketField, marketSymbolOf, marketVersionField } from '../store/marks-hash.js';
+import { fundDifferences } from '../store/insurance.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { member, RiskKeys } from '../store/risk-index.js';
@@ -49,6 +51,7 @@ export async function reconcile({ redis, sql, keys, onProgress }: ReconcileDeps)
     const symbol = marketSymbolOf(field);
     if (symbol !== null && !listed.has(symbol)) diffs.push(`market ${symbol}: in redis only`);
   }
+  diffs.push(...(await fundDifferences(sql)));
   const unswept = await sql<{ symbol: string }[]>`SELECT symbol FROM mark_prices WHERE swept_version < version`;
   for (const { symbol } of unswept) diffs.push(`mark ${symbol}: committed but its liquidation sweep has not finished`);
   const inRedis = new Set((await redis.smembers(keys.accounts)).map(Number));

@@ -3,6 +3,7 @@
  * in, shortfalls out) and treasury deposits, never on the trade path, so it
  * needs no hot copy. The functions it calls are in sql/006_risk.sql.
  */
+import { D } from '../domain/decimal.js';
 import type { Sql } from './postgres.js';
 
 export interface FundRow {
@@ -92,4 +93,66 @@ export async function fundHistory(sql: Sql, limit: number, before: number | null
     createdAt: r.created_at,
   }));
   return { movements: page, nextCursor: rows.length > limit ? page[page.length - 1]!.movementId : null };
+}
+
+/**
+ * Every inconsistency of the fund (empty: none): liquidations not yet
+ * settled against it, its totals against its movements and against the
+ * liquidations it settled, and each liquidation's fee against the ledger's
+ * LIQUIDATION_FEE row.
+ */
+export async function fundDifferences(sql: Sql): Promise<string[]> {
+  const [r] = await sql<
+    {
+      unsettled: number;
+      balance: string;
+      moved: string;
+      fees_received: string;
+      fee_moves: string;
+      fees_settled: string;
+      deposits: string;
+      deposit_moves: string;
+      shortfalls_paid: string;
+      shortfall_moves: string;
+      paid_settled: string;
+      bad_debt: string;
+      bad_debt_settled: string;
+      fee_rows_differ: number;
+    }[]
+  >`
+    WITH moves AS (
+      SELECT coalesce(sum(amount) FILTER (WHERE kind = 'fee'), 0) AS fee,
+             coalesce(sum(amount) FILTER (WHERE kind = 'deposit'), 0) AS deposit,
+             coalesce(sum(amount) FILTER (WHERE kind = 'shortfall'), 0) AS shortfall
+      FROM insurance_fund_history),
+    settled AS (
+      SELECT count(*) FILTER (WHERE NOT settled)::int AS unsettled,
+             coalesce(sum(fee) FILTER (WHERE settled), 0) AS fees,
+             coalesce(sum(fund_paid) FILTER (WHERE settled), 0) AS paid,
+             coalesce(sum(bad_debt) FILTER (WHERE settled), 0) AS bad_debt
+      FROM liquidations),
+    fee_rows AS (
+      SELECT count(*)::int AS differ FROM liquidations l
+      WHERE l.fee <> coalesce((SELECT sum(amount) FROM ledger g WHERE g.liquidation_id = l.liquidation_id AND g.kind = 'LIQUIDATION_FEE'), 0))
+    SELECT s.unsettled, f.balance::text, (m.fee + m.deposit - m.shortfall)::text AS moved,
+           f.fees_received::text, m.fee::text AS fee_moves, s.fees::text AS fees_settled,
+           f.deposits::text, m.deposit::text AS deposit_moves,
+           f.shortfalls_paid::text, m.shortfall::text AS shortfall_moves, s.paid::text AS paid_settled,
+           f.bad_debt::text, s.bad_debt::text AS bad_debt_settled, r.differ AS fee_rows_differ
+    FROM insurance_fund f, moves m, settled s, fee_rows r WHERE f.id = 1`;
+  const row = r!;
+  const diffs: string[] = [];
+  const same = (a: string, b: string) => new D(a).eq(b);
+  if (row.unsettled > 0) diffs.push(`insurance fund: ${row.unsettled} liquidation(s) not settled against it`);
+  if (!same(row.balance, row.moved)) diffs.push(`insurance fund: balance ${row.balance}, its movements make ${row.moved}`);
+  if (!same(row.fees_received, row.fee_moves) || !same(row.fees_received, row.fees_settled)) {
+    diffs.push(`insurance fund: fees received ${row.fees_received}, movements ${row.fee_moves}, settled liquidations ${row.fees_settled}`);
+  }
+  if (!same(row.deposits, row.deposit_moves)) diffs.push(`insurance fund: deposits ${row.deposits}, movements ${row.deposit_moves}`);
+  if (!same(row.shortfalls_paid, row.shortfall_moves) || !same(row.shortfalls_paid, row.paid_settled)) {
+    diffs.push(`insurance fund: shortfalls paid ${row.shortfalls_paid}, movements ${row.shortfall_moves}, settled liquidations ${row.paid_settled}`);
+  }
+  if (!same(row.bad_debt, row.bad_debt_settled)) diffs.push(`insurance fund: bad debt ${row.bad_debt}, settled liquidations ${row.bad_debt_settled}`);
+  if (row.fee_rows_differ > 0) diffs.push(`insurance fund: ${row.fee_rows_differ} liquidation(s) whose fee differs from their LIQUIDATION_FEE rows`);
+  return diffs;
 }

@@ -9,6 +9,7 @@
  * so a fund) of its own; the others trade their own symbols and accounts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reconcile } from '../../src/services/reconcile.js';
 import { call, listMarkets, startTestEngine, type EngineFixture, type Res } from '../helpers/engine.js';
 
 const ok = (res: Res) => {
@@ -167,6 +168,16 @@ describe('the insurance fund', () => {
     const report = ok(await f.get('/margin-report?status=liquidatable&limit=1000'));
     expect(report.accounts_detail.map((a: any) => a.account_id)).not.toContain(id);
     expect(ok(await f.get('/insurance-fund')).balance).toBe('450');
+  });
+
+  it('reconciles clean, and reconcile names a fund whose balance disagrees with its movements', async () => {
+    expect(await reconcile(f.engine)).toEqual([]);
+    await f.db.sql`UPDATE insurance_fund SET balance = balance + 1`;
+    try {
+      expect(await reconcile(f.engine)).toEqual(['insurance fund: balance 451, its movements make 450']);
+    } finally {
+      await f.db.sql`UPDATE insurance_fund SET balance = balance - 1`;
+    }
   });
 });
 
