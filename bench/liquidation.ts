@@ -11,6 +11,14 @@
  * x ≥ 1,000 and every short is safe below 54,500. The bench checks this plan
  * exactly in decimal before seeding, so "exactly these 1,000" is known.
  *
+ * `liquidation-tiered` runs the same book on a tiered market in partial
+ * mode: 20 %/10 % up to a notional of 100,000, 25 %/12.5 % beyond (so the
+ * largest positions sit in the second tier), partial liquidation with lots
+ * of 0.001, a 2 % buffer and a 0.5 % fee. The plan is checked with the
+ * tiered margins; a safe account that the second tier would put at risk gets
+ * more cash until it is safe, and endangered accounts stay in the first tier
+ * (at most 2 BTC). At the liquidation tick the 1,000 are sliced, not closed.
+ *
  * Figures: seeding time and rate; per-round-trip p50/p99 of ticks that
  * endanger nobody; wall time of the tick that liquidates the 1,000 (its
  * response comes after the PostgreSQL commits); margin report first page
@@ -41,6 +49,22 @@ const Dx = Decimal.clone({ precision: 60 });
 type Dx = InstanceType<typeof Dx>;
 const IM_RATE = new Dx('0.2');
 const MM_RATE = new Dx('0.1');
+/** The tiered market of `liquidation-tiered` (see above), as PUT /markets takes it. */
+const TIERED_MARKET = {
+  tiers: [
+    { max_notional: '100000', initial_margin_rate: '0.2', maintenance_margin_rate: '0.1' },
+    { max_notional: null, initial_margin_rate: '0.25', maintenance_margin_rate: '0.125' },
+  ],
+  liquidation_mode: 'partial',
+  lot_size: '0.001',
+  liquidation_buffer: '0.02',
+  liquidation_fee_rate: '0.005',
+};
+const TIER_BOUND = new Dx('100000');
+// Second tier's cumulative amounts: 100,000 · (0.25 − 0.2) and 100,000 · (0.125 − 0.1).
+const IMA_2 = new Dx('5000');
+const MMA_2 = new Dx('2500');
+let tiered = false;
 
 interface Seed {
   readonly id: number;
@@ -71,7 +95,8 @@ function plan(): Seed[] {
   for (let id = 1; id <= ACCOUNTS; id++) {
     const endangered = id % ENDANGERED_EVERY === ENDANGERED_RESIDUE;
     const long = endangered || r() < 0.5;
-    const milli = int(r, 1, 2500); // 0.001 .. 2.5 BTC
+    const drawn = int(r, 1, 2500); // 0.001 .. 2.5 BTC
+    const milli = tiered && endangered ? Math.min(drawn, 2000) : drawn; // tiered: the endangered stay in the first tier
     const a = new Dx(milli).div(1000);
     const e = int(r, 49_900, 50_100);
     // Long: equity − MM at mark m is a·(x − 40,000 + 0.9·m); IM at 50,000 needs x ≥ 0.
@@ -89,7 +114,23 @@ function margins(s: Seed, mark: string): { equity: Dx; im: Dx; mm: Dx } {
   const q = s.side === 'BUY' ? a : a.neg();
   const equity = new Dx(s.balance).plus(q.times(m.minus(s.entry)));
   const notional = a.times(m);
+  if (tiered && notional.gt(TIER_BOUND)) return { equity, im: notional.times('0.25').minus(IMA_2), mm: notional.times('0.125').minus(MMA_2) };
   return { equity, im: notional.times(IM_RATE), mm: notional.times(MM_RATE) };
+}
+
+/** Tiered: a safe account the second tier would put at risk gets 1,000 more cash per BTC until it is safe. */
+function fitTiers(seeds: Seed[]): void {
+  const low = centsToPrice(QUIET_LOW_CENTS);
+  const high = centsToPrice(QUIET_HIGH_CENTS);
+  for (const [i, s] of seeds.entries()) {
+    if (s.endangered) continue;
+    let seed = s;
+    const safe = (x: Seed) =>
+      !margins(x, START_MARK).equity.lt(margins(x, START_MARK).im) &&
+      [low, high, LIQUIDATION_MARK].every((m) => !margins(x, m).equity.lt(margins(x, m).mm));
+    while (!safe(seed)) seed = { ...seed, balance: new Dx(seed.balance).plus(new Dx(seed.quantity).times(1000)).toFixed() };
+    seeds[i] = seed;
+  }
 }
 
 /** The seeding plan, checked exactly: healthy at the start, safe over the quiet band (linear, so its ends suffice), and liquidatable at 44,000 iff endangered. */
@@ -225,9 +266,11 @@ async function reportPass(engine: Child): Promise<ReportPass> {
   return { firstPageP50: percentile(first, 50), firstPageP99: percentile(first, 99), wholeMs, pages, rows, total, unique, ordered };
 }
 
-export async function benchLiquidation(seconds: number): Promise<string> {
+export async function benchLiquidation(seconds: number, tieredMarket: boolean): Promise<string> {
   const runStart = performance.now();
+  tiered = tieredMarket;
   const seeds = plan();
+  if (tiered) fitTiers(seeds);
   checkPlan(seeds);
   const expected = new Set(seeds.filter((s) => s.endangered).map((s) => s.id));
   if (expected.size !== ACCOUNTS / ENDANGERED_EVERY) throw new Error(`plan: ${expected.size} endangered`);
@@ -251,6 +294,7 @@ export async function benchLiquidation(seconds: number): Promise<string> {
   const check = (ok: boolean, what: string) => checks.push(`- ${ok ? '✓' : '✗ FAILED:'} ${what}`);
   try {
     await expectOk(request(engine.base, 'POST', '/mark-price', { symbol: SYMBOL, price: START_MARK }), 'start mark');
+    if (tiered) await expectOk(request(engine.base, 'PUT', `/markets/${SYMBOL}`, TIERED_MARKET), 'tiered market');
     const rssEmpty = engine.rssMiB();
 
     // 1. Seeding over HTTP.
@@ -295,12 +339,14 @@ export async function benchLiquidation(seconds: number): Promise<string> {
     const records = new Map<number, number>();
     let recordCount = 0;
     let shortfallRecords = 0;
+    let partialRecords = 0;
     let lcursor: string | null = null;
     for (let page = 0; ; page++) {
       if (page > 20) throw new Error('GET /liquidations did not end after 20 pages');
       const path: string = `/liquidations?limit=1000${lcursor === null ? '' : `&cursor=${encodeURIComponent(lcursor)}`}`;
       const r = await expectOk(request(engine.base, 'GET', path), 'liquidations page');
-      for (const rec of r.json.liquidations as { account_id: number; shortfall: string }[]) {
+      for (const rec of r.json.liquidations as { account_id: number; shortfall: string; mode: string }[]) {
+        if (rec.mode === 'partial') partialRecords++;
         recordCount++;
         records.set(rec.account_id, (records.get(rec.account_id) ?? 0) + 1);
         if (new Dx(rec.shortfall).gt(0)) shortfallRecords++;
@@ -310,6 +356,7 @@ export async function benchLiquidation(seconds: number): Promise<string> {
     }
     const recordsExact = records.size === expected.size && [...records].every(([id, n]) => n === 1 && expected.has(id));
     check(recordCount === 1000 && recordsExact, `GET /liquidations (paged, limit 1000) lists ${recordCount} records, one per planned account: ${recordsExact} (${shortfallRecords} with shortfall)`);
+    if (tiered) check(partialRecords === 1000, `every one of them partial (${partialRecords} records with mode "partial": positions sliced, not closed)`);
 
     // 5. Margin report after the liquidations (99,000 holding, 1,000 flat).
     log('margin report after the liquidations');
@@ -340,7 +387,7 @@ export async function benchLiquidation(seconds: number): Promise<string> {
     ];
     const wall = (performance.now() - runStart) / 1000;
     return [
-      `### Liquidation and margin report at ${ACCOUNTS.toLocaleString('en-US')} accounts (fixed counts; --seconds ${seconds} does not apply)`,
+      `### Liquidation and margin report at ${ACCOUNTS.toLocaleString('en-US')} accounts${tiered ? ', tiered market in partial mode' : ''} (fixed counts; --seconds ${seconds} does not apply)`,
       '',
       table(['measure', 'result', 'target', 'met'], rows),
       '',
