@@ -46,6 +46,7 @@ beforeAll(async () => {
   await t.deposit(risky, 1000);
   await t.deposit(edge, 1100);
   await t.deposit(short, 5000);
+  expect((await t.post('/insurance-fund/deposit', { amount: '1234.5' })).status).toBe(200);
   for (const [id, side, qty] of [[safe, 'BUY', '0.1'], [risky, 'BUY', '0.1'], [edge, 'BUY', '0.1'], [short, 'SELL', '0.2']] as const) {
     const res = await t.trade(id, 'BTC-PERP', side, qty, 50000);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -106,7 +107,7 @@ describe('GET /dashboard', () => {
     await eventually(() => accounts.evaluateAll((rows) => rows.map((r) => Number((r as any).dataset.accountId)))).toEqual([risky, edge, short, safe]);
     await eventually(() => accounts.first().locator('td').allTextContents()).toEqual([String(risky), '1,000', '1,000', '5,000', '500', '50 %', 'healthy']);
     await eventually(() => page.locator('#accounts-note').textContent()).toMatch(/^4 accounts · 0 liquidatable now/);
-    await eventually(() => page.locator('#insurance').textContent()).toMatch(/Insurance fund: not yet available/);
+    await eventually(() => page.locator('#insurance').textContent()).toBe('Insurance fund: 1,234.5 · fees in 0 · deposits 1,234.5 · shortfalls paid 0 · bad debt 0');
     expect(cspViolations).toEqual([]);
   });
 
