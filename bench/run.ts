@@ -1,17 +1,18 @@
 /**
- * `npm run bench [-- trades|liquidation|markets|events] [-- --seconds N]`: runs the benchmarks against the
+ * `npm run bench [-- trades|liquidation|markets|events|metrics] [-- --seconds N]`: runs the benchmarks against the
  * built engine on local Redis and PostgreSQL (loopback only) and prints tables.
  */
 import { benchEvents } from './events.js';
 import { benchLiquidation } from './liquidation.js';
 import { benchMarkets } from './markets.js';
+import { benchMetrics } from './metrics.js';
 import { benchTrades } from './trades.js';
 
 const args = process.argv.slice(2);
 const secondsArg = args.indexOf('--seconds');
 const seconds = secondsArg >= 0 ? Number(args[secondsArg + 1]) : 10;
 const wanted = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--seconds');
-const all: Record<string, (s: number) => Promise<string>> = { trades: benchTrades, liquidation: benchLiquidation, markets: benchMarkets, events: benchEvents };
+const all: Record<string, (s: number) => Promise<string>> = { trades: benchTrades, liquidation: benchLiquidation, markets: benchMarkets, events: benchEvents, metrics: benchMetrics };
 
 for (const name of wanted.length ? wanted : Object.keys(all)) {
   const run = all[name];
