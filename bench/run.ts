@@ -1,10 +1,11 @@
 /**
- * `npm run bench [-- trades|liquidation|liquidation-tiered|markets|events] [-- --seconds N]`: runs the benchmarks against the
+ * `npm run bench [-- trades|liquidation|liquidation-tiered|markets|events|metrics] [-- --seconds N]`: runs the benchmarks against the
  * built engine on local Redis and PostgreSQL (loopback only) and prints tables.
  */
 import { benchEvents } from './events.js';
 import { benchLiquidation } from './liquidation.js';
 import { benchMarkets } from './markets.js';
+import { benchMetrics } from './metrics.js';
 import { benchTrades } from './trades.js';
 
 const args = process.argv.slice(2);
@@ -17,6 +18,7 @@ const all: Record<string, (s: number) => Promise<string>> = {
   'liquidation-tiered': (s) => benchLiquidation(s, true),
   markets: benchMarkets,
   events: benchEvents,
+  metrics: benchMetrics,
 };
 
 for (const name of wanted.length ? wanted : Object.keys(all)) {

@@ -114,6 +114,8 @@ export class EventHub {
   private closed = false;
   /** Ends the reader's wait before its next poll. */
   private wakeReader: (() => void) | null = null;
+  /** A commit was poked while the reader's query was in flight: it may have missed it, so it reads again at once. */
+  private poked = false;
   private readonly pollMs: number;
   private readonly ringSize: number;
   readonly pageSize: number;
@@ -159,7 +161,8 @@ export class EventHub {
 
   /** Something committed in this process: the reader looks now instead of at its next poll (other processes' commits wait for the poll). */
   poke(): void {
-    this.wakeReader?.();
+    if (this.wakeReader === null) this.poked = true;
+    else this.wakeReader();
   }
 
   /** Ends every subscription (shutdown). */
@@ -188,6 +191,7 @@ export class EventHub {
   private async read(): Promise<void> {
     while (this.subscribers > 0 && !this.closed) {
       let got = 0;
+      this.poked = false;
       try {
         const events = (await postgresCall(() => eventsAfter(this.sql, this.head!, this.pageSize), this.options.timeoutMs)).map(toStreamEvent);
         got = events.length;
@@ -203,8 +207,9 @@ export class EventHub {
       } catch (error) {
         this.options.log.warn({ err: error }, 'event stream: reading new events failed; retrying');
       }
-      // A full page means more is waiting: read again at once.
-      if (got < this.pageSize) {
+      // A full page means more is waiting, and a commit poked during the
+      // read may be past it: read again at once.
+      if (got < this.pageSize && !this.poked) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => this.poke(), this.pollMs);
           this.wakeReader = () => {

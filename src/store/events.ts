@@ -95,12 +95,15 @@ interface Row {
  * transactions only (see above). Each table is read from its own index.
  */
 export async function eventsAfter(sql: Sql, after: EventPosition, limit: number): Promise<StoredEvent[]> {
-  // (xid, table, id) > after, for a table whose rank is `t`.
+  // (xid, table, id) > after, for a table whose rank is `t`. Each is a bound
+  // of the table's (xid, id) index: a row comparison, not an OR, which a
+  // prepared statement's generic plan would apply as a filter to every
+  // index entry below the horizon, a cost growing with the table.
   const past = (t: number, id: string) =>
     t > after.table
       ? sql`xid >= ${after.xid}::xid8`
       : t === after.table
-        ? sql`(xid > ${after.xid}::xid8 OR (xid = ${after.xid}::xid8 AND ${sql(id)} > ${after.id}::bigint))`
+        ? sql`(xid, ${sql(id)}) > (${after.xid}::xid8, ${after.id}::bigint)`
         : sql`xid > ${after.xid}::xid8`;
   const rows = await sql<Row[]>`
     WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)

@@ -54,6 +54,14 @@ describe('GET /metrics', () => {
     expect(sample(text, 'margin_engine_http_requests_total{method="POST",route="/trade",status="200"}')).toBe(1);
     expect(sample(text, 'margin_engine_http_requests_total{method="POST",route="/trade",status="422"}')).toBe(1);
     expect(sample(text, 'margin_engine_mark_tick_duration_seconds_count{outcome="complete"}')).toBe(2);
+    // Latency of the three trades: cumulative buckets ending at the count, and a sum of seconds.
+    const trades = (suffix: string, le?: string) =>
+      sample(text, `margin_engine_http_request_duration_seconds_${suffix}{${le === undefined ? '' : `le="${le}",`}method="POST",route="/trade"}`);
+    expect(trades('count')).toBe(3);
+    expect(trades('bucket', '+Inf')).toBe(3);
+    const buckets = ['0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5'].map((le) => trades('bucket', le)!);
+    expect(buckets.every((b, i) => b >= (buckets[i - 1] ?? 0) && b <= 3)).toBe(true);
+    expect(trades('sum')).toBeGreaterThan(0);
     expect(sample(text, 'margin_engine_group_commit_rows_count')).toBeGreaterThanOrEqual(3); // deposit, trade, liquidation
     expect(sample(text, 'margin_engine_group_commit_duration_seconds_count')).toBeGreaterThanOrEqual(3);
     expect(sample(text, 'margin_engine_store_up{store="redis"}')).toBe(1);
@@ -61,5 +69,16 @@ describe('GET /metrics', () => {
     expect(sample(text, 'margin_engine_accounts')).toBe(1);
     expect(text).toMatch(/^margin_engine_nodejs_eventloop_lag_seconds /m);
     expect(text).toMatch(/^margin_engine_process_resident_memory_bytes /m);
+  });
+
+  it('counts an answer to no route as route "unmatched", and counts each answer once', async () => {
+    const reader = (await call(te.app, 'POST', '/admin/keys', { name: 'scraper-2', role: 'reader' })).body.key as string;
+    const before = sample((await scrape(reader)).text, 'margin_engine_http_requests_total{method="GET",route="unmatched",status="404"}') ?? 0;
+    for (let i = 0; i < 3; i++) expect((await te.app.inject({ method: 'GET', url: `/no/such/${i}` })).statusCode).toBe(404);
+    const { text } = await scrape(reader);
+    expect(sample(text, 'margin_engine_http_requests_total{method="GET",route="unmatched",status="404"}')).toBe(before + 3);
+    expect(text).not.toContain('/no/such');
+    // The scrape before this one was answered, so it is counted.
+    expect(sample(text, 'margin_engine_http_requests_total{method="GET",route="/metrics",status="200"}')).toBeGreaterThanOrEqual(1);
   });
 });

@@ -3,7 +3,7 @@
  * written straight to the socket (the reply is hijacked once the key and the
  * query are checked), so errors before it starts are the usual JSON answers.
  */
-import type { ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import { EngineError } from '../../domain/errors.js';
 import { EVENT_TYPES, type EventFilter, type EventType } from '../../services/events.js';
 import { parsePosition } from '../../store/events.js';
@@ -85,9 +85,11 @@ export const eventRoutes: RoutePlugin = async (app, { engine }) => {
 /**
  * Writes to the socket; when its buffer is full, waits for it to drain for
  * up to `stallMs`. False: the consumer stopped reading (or left), and is
- * dropped rather than buffered for without bound.
+ * dropped rather than buffered for without bound. Nothing more is written
+ * to it while this waits, so a stream holds at most its buffer's high-water
+ * mark and one batch (a page of events) beyond what the kernel holds.
  */
-async function send(res: ServerResponse, text: string, stallMs: number, signal: AbortSignal): Promise<boolean> {
+export async function send(res: Writable, text: string, stallMs: number, signal: AbortSignal): Promise<boolean> {
   if (signal.aborted) return false;
   if (res.write(text)) return true;
   return new Promise<boolean>((resolve) => {

@@ -1,0 +1,74 @@
+/**
+ * The event stream's read from PostgreSQL (store/events.ts) against a real
+ * schema: a read resuming inside a long ledger starts at its position in
+ * the index, also under a prepared statement's generic plan (which
+ * postgres.js's prepared statements get after a few runs), so its cost does
+ * not grow with the ledger.
+ */
+import postgres from 'postgres';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { eventsAfter, type EventPosition } from '../../src/store/events.js';
+import { migrate } from '../../src/store/migrate.js';
+import { inspector, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
+
+let iso: Isolation;
+let db: Inspector;
+
+beforeAll(async () => {
+  iso = newIsolation();
+  db = inspector(iso);
+  await migrate(db.sql, iso.schema);
+  // 40 transactions of 1,000 trades each.
+  for (let t = 1; t <= 40; t++) {
+    await db.sql`
+      INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, position_quantity, position_entry_price, balance)
+      SELECT g, ${t}, 'TRADE', 'BTC-PERP', 'BUY', 1, 50000, 0, 1, 50000, 0 FROM generate_series(1, 1000) AS g`;
+  }
+  await db.sql`ANALYZE ledger`;
+}, 60_000);
+
+afterAll(async () => {
+  await db?.destroy();
+});
+
+/** Every plan node of an EXPLAIN (FORMAT JSON) tree. */
+function nodes(plan: any): any[] {
+  return [plan, ...((plan.Plans as any[] | undefined) ?? []).flatMap(nodes)];
+}
+
+it('reads from the position on, under a generic plan too, without filtering the rows before it', async () => {
+  const [last] = await db.sql<{ xid: string; id: string }[]>`SELECT xid::text, entry_id::text AS id FROM ledger ORDER BY xid DESC, entry_id DESC LIMIT 1 OFFSET 10`;
+  const after: EventPosition = { xid: last!.xid, table: 1, id: last!.id };
+  // The statement eventsAfter sends, and its parameters, as postgres.js passes them.
+  let statement: { query: string; parameters: unknown[] } | null = null;
+  const spy = postgres(iso.databaseUrl, {
+    max: 1,
+    onnotice: () => {},
+    connection: { search_path: iso.schema },
+    debug: (_connection, query, parameters) => (statement = { query, parameters }),
+  });
+  try {
+    const events = await eventsAfter(spy as never, after, 500);
+    expect(events).toHaveLength(10);
+    expect(events.map((e) => e.position.id)).toEqual(events.map((e) => e.position.id).sort((a, b) => Number(a) - Number(b)));
+    const { query, parameters } = statement!;
+    const plans = await spy.begin(async (tx) => {
+      await tx.unsafe('SET LOCAL plan_cache_mode = force_generic_plan');
+      await tx.unsafe(`PREPARE events_read AS ${query}`);
+      const args = parameters.map((p) => `'${String(p).replace(/'/g, "''")}'`).join(', ');
+      const [row] = await tx.unsafe(`EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE events_read(${args})`);
+      await tx.unsafe('DEALLOCATE events_read');
+      return row!['QUERY PLAN'] as any[];
+    });
+    const all = nodes(plans[0].Plan);
+    const ledgerScans = all.filter((n) => n['Relation Name'] === 'ledger');
+    expect(ledgerScans.length).toBeGreaterThan(0);
+    for (const scan of ledgerScans) {
+      // The position bounds the index scan: no row before it is read and thrown away.
+      expect(scan['Rows Removed by Filter'] ?? 0).toBe(0);
+      expect(scan['Actual Rows']).toBeLessThanOrEqual(10);
+    }
+  } finally {
+    await spy.end();
+  }
+});
