@@ -366,6 +366,35 @@ export function liquidationThresholds(state: AccountState, marks: Marks, rules: 
   return out;
 }
 
+/** A position in a market with more than one tier, as the margin report orders it. */
+export interface TierOneOrder {
+  /**
+   * Where equity would meet maintenance if the first tier's rate applied at
+   * any size (its linear extension). For an account holding one symbol whose
+   * position is in the first tier at the current mark, utilisation is
+   * monotone in it, as in a one-tier market (docs/architecture.md).
+   */
+  readonly order: Threshold;
+  /** |q|: the position is beyond the first tier at mark m when |q|·m exceeds the first tier's bound. */
+  readonly size: Dec;
+}
+
+/** For each position in a market with more than one tier: its tier-one order and size (see TierOneOrder). */
+export function tierOneOrders(state: AccountState, marks: Marks, rules: MarginRules, totals?: MarginTotals): Map<string, TierOneOrder> {
+  const out = new Map<string, TierOneOrder>();
+  let total: Dec | null = null;
+  for (const [symbol, p] of state.positions) {
+    if (rules.paramsOf(symbol).tiers.length < 2) continue;
+    const t = totals ?? marginTotals(state, marks, rules);
+    total ??= t.equity.minus(t.maintenanceMargin);
+    const term = t.terms.get(symbol)!;
+    const { slope, slopeDouble } = slopeOf(p, term.bands[0]!);
+    out.set(symbol, { order: new Threshold(p.quantity.isPos() ? 'long' : 'short', ownPart(p, term).minus(total), slope, slopeDouble), size: p.quantity.abs() });
+    totals = t;
+  }
+  return out;
+}
+
 /**
  * Each position's liquidation price: the mark of its symbol at which the
  * account's equity would equal its maintenance margin, the other marks held

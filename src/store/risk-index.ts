@@ -16,10 +16,16 @@
  *   flat                zset  accounts with no position (score 0, ordered by id)
  *   symbols             set   every symbol ever indexed
  *   rev                 counter, bumped by every change to an account or a mark
+ *
+ * For a market with more than one tier, also (the margin report's order; see
+ * docs/architecture.md, "Margin report"):
+ *   rep:<symbol>:long   zset  −tier-one threshold (ascending = riskiest first among first-tier positions)
+ *   rep:<symbol>:short  zset  tier-one threshold
+ *   size:<symbol>       zset  |q| (the positions beyond the first tier at mark m: |q| > bound / m)
  */
 import type { Redis } from 'ioredis';
 import type { Dec } from '../domain/decimal.js';
-import type { Threshold } from '../domain/liquidation.js';
+import type { Threshold, TierOneOrder } from '../domain/liquidation.js';
 import type { KeySpace } from './redis.js';
 
 /** Zero-padded, so the sorted sets' member order is numeric order. */
@@ -60,6 +66,9 @@ export class RiskKeys {
   long = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:long`;
   short = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:short`;
   multiOf = (symbol: string) => `${this.keys.prefix}:multi:${symbol}`;
+  repLong = (symbol: string) => `${this.keys.prefix}:rep:${symbol}:long`;
+  repShort = (symbol: string) => `${this.keys.prefix}:rep:${symbol}:short`;
+  size = (symbol: string) => `${this.keys.prefix}:size:${symbol}`;
   get multi() {
     return `${this.keys.prefix}:multi`;
   }
@@ -83,6 +92,12 @@ export function scoreOf(t: Threshold): number {
 }
 
 export type IndexedSides = ReadonlyMap<string, 'long' | 'short'>;
+
+/** The report-order entries of an account's positions in markets with more than one tier, and which symbols those markets are. */
+export interface TieredEntries {
+  readonly entries: ReadonlyMap<string, TierOneOrder>;
+  readonly tiered: (symbol: string) => boolean;
+}
 
 /** Where index commands go: an explicit pipeline, or a Commands collector on the auto-pipelined client. */
 export interface IndexWriter {
@@ -112,6 +127,7 @@ export function queueIndexUpdate(
   accountId: number,
   before: IndexedSides | null,
   after: ReadonlyMap<string, Threshold>,
+  tiered?: TieredEntries,
 ): void {
   const m = member(accountId);
   const full = before === null;
@@ -121,12 +137,24 @@ export function queueIndexUpdate(
     if (after.has(symbol)) continue;
     p.zrem(side === 'long' ? rk.long(symbol) : rk.short(symbol), m);
     if (wasMulti) p.srem(rk.multiOf(symbol), m);
+    if (tiered?.tiered(symbol)) {
+      p.zrem(side === 'long' ? rk.repLong(symbol) : rk.repShort(symbol), m);
+      p.zrem(rk.size(symbol), m);
+    }
   }
   for (const [symbol, t] of after) {
     const previous = before?.get(symbol);
+    const flipped = full || (previous !== undefined && previous !== t.side);
     const [list, other] = t.side === 'long' ? [rk.long(symbol), rk.short(symbol)] : [rk.short(symbol), rk.long(symbol)];
     p.zadd(list, scoreOf(t), m);
-    if (full || (previous !== undefined && previous !== t.side)) p.zrem(other, m); // the position flipped
+    if (flipped) p.zrem(other, m); // the position flipped
+    const order = tiered?.entries.get(symbol);
+    if (order !== undefined) {
+      const [rep, repOther] = t.side === 'long' ? [rk.repLong(symbol), rk.repShort(symbol)] : [rk.repShort(symbol), rk.repLong(symbol)];
+      p.zadd(rep, scoreOf(order.order), m);
+      if (flipped) p.zrem(repOther, m);
+      p.zadd(rk.size(symbol), Number(order.size.toString()), m);
+    }
     if (previous === undefined) p.sadd(rk.symbols, symbol);
     if (isMulti && (full || !wasMulti || previous === undefined)) p.sadd(rk.multiOf(symbol), m);
     if (!isMulti && (full || wasMulti)) p.srem(rk.multiOf(symbol), m);
