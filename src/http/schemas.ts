@@ -80,7 +80,7 @@ export const pageQuery = z.object({ limit: limitParam, cursor: sequenceCursor })
 export const marginReportQuery = z
   .object({
     limit: limitParam,
-    cursor: z.string().regex(/^[A-Za-z0-9_-]{1,4096}$/, 'must be a cursor returned by a previous page').optional(),
+    cursor: z.string().regex(/^[A-Za-z0-9_-]{1,256}$/, 'must be a cursor returned by a previous page').optional(),
     status: z.enum(['healthy', 'margin_call', 'liquidatable'], { error: 'must be healthy, margin_call or liquidatable' }).optional(),
   })
   .strict();

@@ -42,7 +42,7 @@ import {
 import type { MarkBook } from '../store/mark-book.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
-import { queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
+import { queueIndexUpdate, sidesOf, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import type { AccountCache } from './account-cache.js';
 import type { AccountGate, Snapshot } from './account-gate.js';
 import { TimeoutError, isPostgresUnavailable, postgresCall, redisCall, withTimeout } from './dependencies.js';
@@ -342,12 +342,14 @@ export class AccountRunner {
     const before = snapshot.account;
     const after = decision.after;
     const isNew = before.seq === 0;
-    const thresholds = liquidationThresholds(after, snapshot.marks, marketRules(snapshot.markets, riskDefaults), decision.totals);
+    const rules = marketRules(snapshot.markets, riskDefaults);
+    const thresholds = liquidationThresholds(after, snapshot.marks, rules, decision.totals);
+    const tiered = tieredEntries(after, snapshot.marks, rules, decision.totals);
     const result = await applyAccount(redis, keys, {
       update: updateOf(before, after, entries),
       token,
       isNew,
-      index: (w) => queueIndexUpdate(w, risk, before.accountId, isNew ? null : sidesOf(before.positions), thresholds),
+      index: (w) => queueIndexUpdate(w, risk, before.accountId, isNew ? null : sidesOf(before.positions), thresholds, tiered),
     });
     // The reply read the marks' epoch and boot marker: it keeps the trusted path open, or closes it.
     marks.observe(result.marksEpoch, result.boot);

@@ -12,7 +12,7 @@ import type { MarkBook } from '../store/mark-book.js';
 import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
-import { queueIndexRemoval, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
+import { queueIndexRemoval, queueIndexUpdate, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
 /**
@@ -115,12 +115,14 @@ export async function reindexAccount(
 ): Promise<void> {
   const [hash, book] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), markBook.snapshot()]));
   const account = parseAccount(accountId, hash);
-  const thresholds = liquidationThresholds(account, book.marks, marketRules(book.markets, riskDefaults));
+  const rules = marketRules(book.markets, riskDefaults);
+  const thresholds = liquidationThresholds(account, book.marks, rules);
+  const tiered = tieredEntries(account, book.marks, rules);
   // Guarded by the seq it was computed at: a writer that moved the account on meanwhile indexed it itself.
   await redisCall(() =>
     reindexAt(redis, keys, accountId, account.seq, (w) => {
       queueIndexRemoval(w, risk, accountId, [...maybeStale].filter((s) => !account.positions.has(s)));
-      queueIndexUpdate(w, risk, accountId, null, thresholds);
+      queueIndexUpdate(w, risk, accountId, null, thresholds, tiered);
     }),
   );
 }

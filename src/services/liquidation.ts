@@ -20,7 +20,7 @@ import { reindexAt } from '../store/account-state.js';
 import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
-import { accountOf, queueIndexUpdate, sidesOf, type RiskKeys } from '../store/risk-index.js';
+import { accountOf, queueIndexUpdate, sidesOf, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { settleInsurance } from '../store/insurance.js';
 import type { Snapshot } from './account-gate.js';
 import type { AccountRunner, Decision } from './account-runner.js';
@@ -190,7 +190,10 @@ export class LiquidationService {
    * holder's thresholds are computed again under the new parameters, and the
    * holders the change puts under maintenance are liquidated. Returns them.
    */
-  async afterMarketChange(symbol: string, actor: string | null): Promise<number[]> {
+  async afterMarketChange(symbol: string, tiers: number, actor: string | null): Promise<number[]> {
+    const { redis, risk } = this.deps;
+    // One tier: the report orders the market by its thresholds again, and its tier-one lists go.
+    if (tiers < 2) await redisCall(() => redis.del(risk.repLong(symbol), risk.repShort(symbol), risk.size(symbol)));
     const liquidated: number[] = [];
     const underWater = await this.refreshThresholds(symbol, 'all', new Set());
     if (await this.liquidateAll(underWater, { reason: 'market', symbol, actor }, liquidated)) await this.settle();
@@ -245,7 +248,8 @@ export class LiquidationService {
               return;
             }
             const thresholds = liquidationThresholds(account, marks, rules);
-            await reindexAt(redis, keys, accountId, account.seq, (w) => queueIndexUpdate(w, risk, accountId, sidesOf(account.positions), thresholds));
+            const tiered = tieredEntries(account, marks, rules);
+            await reindexAt(redis, keys, accountId, account.seq, (w) => queueIndexUpdate(w, risk, accountId, sidesOf(account.positions), thresholds, tiered));
           }),
         ),
     );

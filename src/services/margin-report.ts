@@ -11,19 +11,23 @@
  * valuation price is each one's own entry), and accounts with no position
  * (utilisation 0) in id order. Reading a page writes nothing.
  *
- * The cursor records how far each source has been consumed; pages read at
- * different times see the accounts as they are then.
+ * The cursor is the key (utilisation, account id) of the last row a page
+ * showed (report-cursor.ts); the next page starts every list at the score
+ * where accounts after that key begin, at the marks of the moment, and
+ * passes over what does not come after it. Pages read at different times
+ * see the accounts as they are then.
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { EngineError } from '../domain/errors.js';
+import type { Dec } from '../domain/decimal.js';
 import { marketRules, riskSummary, type MarginRules, type MarginStatus, type Marks, type RiskParams } from '../domain/margin.js';
 import { accountExists, readAccounts } from '../store/account-state.js';
 import type { Book, MarkBook } from '../store/mark-book.js';
 import type { KeySpace } from '../store/redis.js';
-import { accountOf, endangeredBy, type RiskKeys } from '../store/risk-index.js';
+import { accountOf, endangeredBy, scoreAtMost, type RiskKeys } from '../store/risk-index.js';
 import { redisCall } from './dependencies.js';
-import { IndexSource, riskier, type ReportEntry, type Source } from './report-sources.js';
+import { decodeCursor, encodeCursor, seekScore, type ReportKey } from './report-cursor.js';
+import { comesAfter, IndexSource, keyOf, riskier, type ReportEntry, type Source } from './report-sources.js';
 
 /** A page: its accounts riskiest first (src/http/views.ts prints them). */
 export interface ReportPage {
@@ -42,8 +46,6 @@ export interface ReportQuery {
 const CHUNK_MAX = 256;
 /** Most accounts kept valued between pages of one revision (a few pages' look-ahead). */
 const CACHE_MAX = 10_000;
-
-const badCursor = () => new EngineError('VALIDATION_ERROR', 'invalid cursor', { fields: [{ field: 'querystring.cursor', message: 'must be a cursor returned by a previous page' }] });
 
 export interface MarginReportDeps {
   readonly redis: Redis;
@@ -74,7 +76,7 @@ export class MarginReportService {
 
   private async build(query: ReportQuery): Promise<ReportPage> {
     const { redis, keys, risk } = this.deps;
-    const consumed = decodeCursor(query.cursor);
+    const after = decodeCursor(query.cursor);
     const [rev, marks, symbols, total] = await Promise.all([
       redis.get(risk.rev),
       this.deps.marks.snapshot().then((book) => this.rulesAt(book)),
@@ -83,7 +85,7 @@ export class MarginReportService {
     ]);
     this.useRevision(rev ?? '0');
     // Small chunks: a page merges several lists, and what a list read past the page is read again by the next one.
-    const sources = this.sources(symbols.sort(), marks, consumed, Math.min(CHUNK_MAX, query.limit + 1));
+    const sources = this.sources(symbols.sort(), marks, after, Math.min(CHUNK_MAX, query.limit + 1));
     const rows: ReportEntry[] = [];
     const wanted = query.status;
     for (;;) {
@@ -95,7 +97,7 @@ export class MarginReportService {
       if (!wanted || item.margin.status === wanted) {
         if (rows.length === query.limit) {
           const candidates = await this.candidates(symbols, marks);
-          return { totalAccounts: total, liquidationCandidates: candidates, entries: rows, nextCursor: encodeCursor(sources) };
+          return { totalAccounts: total, liquidationCandidates: candidates, entries: rows, nextCursor: encodeCursor(keyOf(rows[rows.length - 1]!)) };
         }
         rows.push(item);
       }
@@ -126,55 +128,91 @@ export class MarginReportService {
     return items.sort(riskier).slice(0, 1000).map((item) => item.accountId);
   }
 
-  private sources(symbols: string[], marks: Marks, consumed: Map<string, number>, chunk: number): Source[] {
+  /**
+   * The lists a page merges, per marked symbol by its market's (first tier's)
+   * maintenance rate r. With r = 0 every utilisation is 0 or null whatever
+   * the threshold (and at 1 there is no threshold), so the threshold lists
+   * carry no order: every holder is then read and sorted. In a market with
+   * more than one tier the lists ordered by the tier-one threshold serve the
+   * positions in the first tier at the current mark; the larger ones are
+   * read and sorted exactly (docs/architecture.md, "Margin report").
+   */
+  private sources(symbols: string[], marks: Marks, after: ReportKey | null, chunk: number): Source[] {
     const { risk } = this.deps;
+    const rules = this.rules.get(marks) ?? marketRules(new Map(), this.deps.riskDefaults);
     const out: Source[] = [];
     const materialisedSymbols: string[] = [];
+    const beyondFirstTier: BeyondFirstTier[] = [];
     for (const symbol of symbols) {
-      if (!marks.has(symbol)) {
+      const mark = marks.get(symbol);
+      const tiers = rules.paramsOf(symbol).tiers;
+      const rate = tiers[0]!.maintenanceMarginRate;
+      if (!mark || !(rate.gt(0) && rate.lt(1))) {
         materialisedSymbols.push(symbol);
         continue;
       }
+      const bound = tiers.length > 1 ? tiers[0]!.maxNotional! : null;
+      if (bound !== null) beyondFirstTier.push({ symbol, mark, bound });
       for (const side of ['long', 'short'] as const) {
-        const key = side === 'long' ? risk.long(symbol) : risk.short(symbol);
-        out.push(this.indexSource(`${side[0]}:${symbol}`, key, marks, (entry) => onlyPosition(entry, symbol, side), consumed, chunk));
+        const key = bound === null ? (side === 'long' ? risk.long(symbol) : risk.short(symbol)) : side === 'long' ? risk.repLong(symbol) : risk.repShort(symbol);
+        const from = seekScore(side, mark, rate, after);
+        const belongs =
+          bound === null
+            ? (entry: ReportEntry) => onlyPosition(entry, symbol, side)
+            : (entry: ReportEntry) => onlyPosition(entry, symbol, side) && inFirstTier(entry, symbol, mark, bound);
+        out.push(this.indexSource(key, marks, belongs, after, from, chunk));
       }
     }
-    out.push(this.materialisedSource('m', marks, consumed, materialisedSymbols));
-    out.push(this.indexSource('f', risk.flat, marks, (entry) => entry.account.positions.size === 0, consumed, chunk));
+    out.push(this.materialisedSource(marks, after, materialisedSymbols, beyondFirstTier));
+    // Every flat account scores 0: read from the start, or entered at `after`'s id (IndexSource's long runs).
+    out.push(this.indexSource(risk.flat, marks, (entry) => entry.account.positions.size === 0, after, -Infinity, chunk));
     return out;
   }
 
   /** One of the risk index's lists (see report-sources.ts), its accounts valued at this page's marks. */
-  private indexSource(key: string, zkey: string, marks: Marks, belongs: (entry: ReportEntry) => boolean, consumed: Map<string, number>, chunk: number): Source {
-    return new IndexSource(this.deps.redis, key, zkey, { start: consumed.get(key) ?? 0, chunk, belongs, value: (ids) => this.read(ids, marks) });
+  private indexSource(zkey: string, marks: Marks, belongs: (entry: ReportEntry) => boolean, after: ReportKey | null, from: number, chunk: number): Source {
+    return new IndexSource(this.deps.redis, zkey, { after, from, chunk, belongs, value: (ids) => this.read(ids, marks) });
   }
 
-  /** Multi-symbol accounts and holders of unmarked symbols: read all, sorted exactly, served by offset. */
-  private materialisedSource(key: string, marks: Marks, consumed: Map<string, number>, unmarkedSymbols: string[]): Source {
+  /**
+   * Multi-symbol accounts, holders of symbols the lists cannot order, and
+   * positions beyond their market's first tier at the current mark (see
+   * sources): read all, sorted exactly, served from after `after`.
+   */
+  private materialisedSource(marks: Marks, after: ReportKey | null, unorderedSymbols: string[], beyond: readonly BeyondFirstTier[]): Source {
     const { redis, risk } = this.deps;
     let sorted: ReportEntry[] | null = null;
+    let at = 0;
     const source: Source = {
-      key,
-      consumed: consumed.get(key) ?? 0,
       ready: () => sorted !== null,
-      head: () => sorted?.[source.consumed],
+      head: () => sorted?.[at],
       fill: async () => {
         if (sorted) return;
         const lists = await Promise.all([
           redis.smembers(risk.multi),
-          ...unmarkedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
+          ...unorderedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
+          // |q| > bound / mark, the bound rounded down to a double below it: a few too many is harmless (filtered below).
+          ...beyond.map((b) => redis.zrangebyscore(risk.size(b.symbol), scoreAtMost(b.bound.div(b.mark)), '+inf')),
         ]);
         const ids = [...new Set(lists.flat().map(accountOf))];
         const items = await this.read(ids, marks);
-        const unmarked = new Set(unmarkedSymbols);
+        const unordered = new Set(unorderedSymbols);
+        const tiered = new Map(beyond.map((b) => [b.symbol, b]));
+        const served = (item: ReportEntry) => {
+          const ps = item.account.positions;
+          if (ps.size > 1) return true;
+          const [symbol] = ps.keys();
+          if (unordered.has(symbol!)) return true;
+          const b = tiered.get(symbol!);
+          return b !== undefined && !inFirstTier(item, symbol!, b.mark, b.bound);
+        };
         sorted = items
-          .filter((item): item is ReportEntry => item !== null && item.account.positions.size > 0)
-          .filter((item) => item.account.positions.size > 1 || [...item.account.positions.keys()].some((s) => unmarked.has(s)))
+          .filter((item): item is ReportEntry => item !== null && item.account.positions.size > 0 && comesAfter(item, after))
+          .filter(served)
           .sort(riskier);
       },
       take: () => {
-        source.consumed++;
+        at++;
       },
     };
     return source;
@@ -233,6 +271,19 @@ export class MarginReportService {
   }
 }
 
+/** A symbol whose market has more than one tier, at its current mark: positions of |q|·mark above `bound` are beyond its first tier. */
+interface BeyondFirstTier {
+  readonly symbol: string;
+  readonly mark: Dec;
+  readonly bound: Dec;
+}
+
+/** The position on `symbol` is in its market's first tier at `mark` (exactly). */
+function inFirstTier(item: ReportEntry, symbol: string, mark: Dec, bound: Dec): boolean {
+  const p = item.account.positions.get(symbol);
+  return p !== undefined && p.quantity.abs().times(mark).lte(bound);
+}
+
 /** An item of a per-symbol list belongs to it only while it holds just that symbol, on that side. */
 function onlyPosition(item: ReportEntry, symbol: string, side: 'long' | 'short'): boolean {
   const ps = item.account.positions;
@@ -256,23 +307,4 @@ async function headOf(sources: Source[]): Promise<{ item: ReportEntry; source: S
     if (item && (!best || riskier(item, best.item) < 0)) best = { item, source };
   }
   return best;
-}
-
-function encodeCursor(sources: Source[]): string {
-  const state: Record<string, number> = {};
-  for (const s of sources) if (s.consumed > 0) state[s.key] = s.consumed;
-  return Buffer.from(JSON.stringify(state)).toString('base64url');
-}
-
-function decodeCursor(cursor: string | null): Map<string, number> {
-  if (cursor === null) return new Map();
-  try {
-    const state = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (typeof state !== 'object' || state === null || Array.isArray(state)) throw badCursor();
-    const entries = Object.entries(state as Record<string, unknown>);
-    if (!entries.every(([, v]) => Number.isSafeInteger(v) && (v as number) >= 0)) throw badCursor();
-    return new Map(entries as [string, number][]);
-  } catch {
-    throw badCursor();
-  }
 }

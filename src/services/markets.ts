@@ -84,7 +84,7 @@ export class MarketsService {
     // thresholds are computed again, and those now under maintenance are
     // liquidated before the answer.
     if (applied && !created && RISK_PARAMS.some((p) => params[p] !== undefined)) {
-      await this.deps.liquidation?.afterMarketChange(symbol, actor);
+      await this.deps.liquidation?.afterMarketChange(symbol, this.marketOf(row).tiers.length, actor);
     }
     return { view: (await this.views([row]))[0]!, created, applied };
   }

@@ -27,7 +27,7 @@ import { parseMarkets, parseMarks, type MarkBook } from '../store/mark-book.js';
 import { BOOT_FIELD, EPOCH_FIELD, marketField, marketVersionField, markVersionField } from '../store/marks-hash.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
-import { member, queueIndexUpdate, type RiskKeys } from '../store/risk-index.js';
+import { member, queueIndexUpdate, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { expectedState } from './ledger-state.js';
 import { catchUp, reindexAccount } from './ledger-sync.js';
 
@@ -187,7 +187,8 @@ export class Recovery {
           p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
           if (keys.clientOrderTtlMs > 0) p.pexpire(keys.account(accountId).clientOrders, keys.clientOrderTtlMs);
         }
-        queueIndexUpdate(p, risk, accountId, null, liquidationThresholds({ balance: a.balance, positions: a.positions }, marks, rules));
+        const state = { balance: a.balance, positions: a.positions };
+        queueIndexUpdate(p, risk, accountId, null, liquidationThresholds(state, marks, rules), tieredEntries(state, marks, rules));
         positions += a.positions.size;
         clientOrders += a.clientOrders.size;
       }

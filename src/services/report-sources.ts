@@ -1,12 +1,14 @@
 /**
  * The margin report's sources: lists of accounts, each served riskiest first,
  * that a page merges (see margin-report.ts). IndexSource reads one of the risk
- * index's sorted sets in chunks from the risky end.
+ * index's sorted sets in chunks from the risky end, or from where the
+ * previous page's last row stands.
  */
 import type { Redis } from 'ioredis';
 import type { RiskSummary } from '../domain/margin.js';
 import type { StoredAccount } from '../store/account-state.js';
 import { accountOf } from '../store/risk-index.js';
+import { compareKeys, compareUtilisation, type ReportKey } from './report-cursor.js';
 
 /** One account of the report, valued at the page's marks. */
 export interface ReportEntry {
@@ -17,23 +19,20 @@ export interface ReportEntry {
 
 /** Riskiest first: null utilisation (equity ≤ 0 with positions), then utilisation descending, then account id. */
 export function riskier(a: ReportEntry, b: ReportEntry): number {
-  const ua = a.margin.utilisationPct;
-  const ub = b.margin.utilisationPct;
-  if (ua === null || ub === null) {
-    if (ua === null && ub !== null) return -1;
-    if (ub === null && ua !== null) return 1;
-  } else {
-    const c = ub.cmp(ua);
-    if (c !== 0) return c;
-  }
-  return a.accountId - b.accountId;
+  return compareUtilisation(a.margin.utilisationPct, b.margin.utilisationPct) || a.accountId - b.accountId;
+}
+
+/** An entry's place in the report's order (what a cursor records). */
+export function keyOf(entry: ReportEntry): ReportKey {
+  return { utilisationPct: entry.margin.utilisationPct, accountId: entry.accountId };
+}
+
+/** Whether `entry` comes after `key` in the report's order (null: after nothing, so true). */
+export function comesAfter(entry: ReportEntry, key: ReportKey | null): boolean {
+  return key === null || compareKeys(keyOf(entry), key) > 0;
 }
 
 export interface Source {
-  /** The cursor's name for this source. */
-  readonly key: string;
-  /** Consumed so far (the cursor's record for this source). */
-  consumed: number;
   /** Reads more when the buffer has run dry (the merge awaits only sources that need it). */
   fill(): Promise<void>;
   /** True when head() can answer without reading. */
@@ -61,12 +60,11 @@ export interface Chunk {
 
 /**
  * A chunk in serving order: each run of equal scores sorted exactly, with
- * the entries that do not belong (null, or not `belongs`) as nulls at the end
- * of their run, except the run scored `longRun`, kept in set order. The first
- * `skip` of the first run are left out (an earlier page consumed them).
- * A null still counts as consumed when it is passed over.
+ * the entries that are not served (null, or not `serves`) as nulls at the end
+ * of their run, except the run scored `longRun`, kept in set order. Nulls
+ * are passed over.
  */
-export function inServingOrder(chunk: Chunk, belongs: (entry: ReportEntry) => boolean, skip = 0): (ReportEntry | null)[] {
+export function inServingOrder(chunk: Chunk, serves: (entry: ReportEntry) => boolean): (ReportEntry | null)[] {
   const { members, entries, longRun } = chunk;
   const out: (ReportEntry | null)[] = [];
   for (let i = 0; i < members.length; ) {
@@ -75,20 +73,22 @@ export function inServingOrder(chunk: Chunk, belongs: (entry: ReportEntry) => bo
     while (j < members.length && members[j]![1] === score) j++;
     const run = entries.slice(i, j);
     let ordered: (ReportEntry | null)[];
-    if (score === longRun) ordered = run.map((e) => (e !== null && belongs(e) ? e : null));
+    if (score === longRun) ordered = run.map((e) => (e !== null && serves(e) ? e : null));
     else {
-      const kept = run.filter((e): e is ReportEntry => e !== null && belongs(e)).sort(riskier);
+      const kept = run.filter((e): e is ReportEntry => e !== null && serves(e)).sort(riskier);
       ordered = [...kept, ...Array<null>(run.length - kept.length).fill(null)];
     }
-    out.push(...(i === 0 ? ordered.slice(skip) : ordered));
+    out.push(...ordered);
     i = j;
   }
   return out;
 }
 
 export interface IndexSourceOptions {
-  /** Members an earlier page consumed (the cursor's record). */
-  readonly start: number;
+  /** The key of the last row the previous page showed (null: the first page); what does not come after it is passed over. */
+  readonly after: ReportKey | null;
+  /** No entry after `after` scores below this (see seekScore in report-cursor.ts); −Infinity: read from the start. */
+  readonly from: number;
   /** Members per read after the first. */
   readonly chunk: number;
   /** Whether an entry of this list is served by this source (it may have moved to another). */
@@ -98,6 +98,9 @@ export interface IndexSourceOptions {
   readonly runMax?: number;
 }
 
+/** A score as a range bound for Redis. */
+const bound = (x: number) => (x === Infinity ? '+inf' : x === -Infinity ? '-inf' : String(x));
+
 /**
  * A sorted set read in chunks from the risky end. Scores are doubles, so a
  * run of equal scores (up to runMax members) is read whole and ordered
@@ -106,20 +109,29 @@ export interface IndexSourceOptions {
  * account id): exact whenever its members' thresholds are truly equal, as
  * they are in practice — thresholds that differ beyond a double's 15–17
  * digits in a run of over runMax accounts may come out in id order.
- * `consumed` counts members in this order.
+ *
+ * A later page starts at the first run scored `from` or more and passes over
+ * what does not come after `after`. Where that start is a long run, its
+ * members are taken to share the utilisation of the first of them that
+ * belongs here: a run riskier than `after` is skipped whole, a run at
+ * `after`'s utilisation is entered after `after`'s account id (found by
+ * binary search on rank), so resuming never re-reads what earlier pages
+ * showed.
  *
  * Reading (position, readChunk) and serving (buffer, take) are separate: a
  * chunk may be read ahead while the previous one is served. Chunks are read
  * strictly one after another, so the read-side state moves in order.
  */
 export class IndexSource implements Source {
-  consumed: number;
   private readonly runMax: number;
+  private readonly serves: (entry: ReportEntry) => boolean;
   // Read side.
   /** Rank of the next member to read (-1: not positioned yet). */
   private next = -1;
   /** Score of a run too long to sort, while the reads are inside it. */
   private longRun: string | null = null;
+  /** The next read is a later page's first, at the start of a run: it may have to move on (see enter). */
+  private entering = false;
   /**
    * The first read is small: a page often barely touches a list (flat
    * accounts only come at the end; after a big move one side of a symbol is
@@ -130,20 +142,18 @@ export class IndexSource implements Source {
   private reads = 0;
   private prefetched: Promise<Chunk> | null = null;
   // Serving side.
-  /** Entries of the first run that earlier pages consumed (already counted in `start`). */
-  private skip = 0;
   private readonly buffer: (ReportEntry | null)[] = [];
   private exhausted = false;
 
   constructor(
     private readonly redis: Redis,
-    readonly key: string,
     private readonly zkey: string,
     private readonly options: IndexSourceOptions,
   ) {
-    this.consumed = options.start;
     this.size = Math.min(32, options.chunk);
     this.runMax = options.runMax ?? RUN_MAX;
+    const { after, belongs } = options;
+    this.serves = after === null ? belongs : (entry) => belongs(entry) && comesAfter(entry, after);
   }
 
   ready(): boolean {
@@ -156,7 +166,7 @@ export class IndexSource implements Source {
   }
 
   take(): void {
-    if (this.buffer.shift()) this.consumed++;
+    this.buffer.shift();
   }
 
   async fill(): Promise<void> {
@@ -172,43 +182,76 @@ export class IndexSource implements Source {
         this.prefetched = this.readChunk();
         this.prefetched.catch(() => undefined); // awaited by the next fill, if the page gets there
       }
-      this.buffer.push(...inServingOrder(current, this.options.belongs, this.skip));
-      this.skip = 0;
+      this.buffer.push(...inServingOrder(current, this.serves));
       if (current.last) this.exhausted = true;
     }
   }
 
   private dropPassedOver(): void {
-    while (this.buffer.length > 0 && this.buffer[0] === null) {
-      this.buffer.shift();
-      this.consumed++;
-    }
+    while (this.buffer.length > 0 && this.buffer[0] === null) this.buffer.shift();
   }
 
   private runLength(score: string): Promise<number> {
     return this.redis.zcount(this.zkey, score, score);
   }
 
-  /** Finds where to resume: at the start of the run holding the first unconsumed member (or at it, inside a long run). */
+  /** Finds where to start: the first run scored `from` or more (the first read then looks at what it starts in). */
   private async position(): Promise<void> {
-    const { start } = this.options;
-    this.next = start;
-    if (start === 0) return;
-    const at = await this.redis.zrange(this.zkey, start, start, 'WITHSCORES');
-    if (at.length === 0) return; // past the end
-    const score = at[1]!;
-    if ((await this.runLength(score)) > this.runMax) {
-      this.longRun = score; // served in set order: resume right here
-      return;
+    const { after, from } = this.options;
+    this.next = after !== null && from > -Infinity ? await this.redis.zcount(this.zkey, '-inf', `(${bound(from)}`) : 0;
+    this.entering = after !== null;
+  }
+
+  /**
+   * The first read of a later page starts at a run's start. When that run is
+   * too long to sort, it is passed whole, entered at `after`'s account id, or
+   * served from its start (see the class comment), and read again from there.
+   */
+  private async enter(chunk: Chunk, start: number, after: ReportKey): Promise<Chunk | null> {
+    const { members, entries, longRun } = chunk;
+    if (longRun === null || members[0]?.[1] !== longRun) return chunk; // sorted exactly; what is not after `after` passed over
+    const first = entries.find((e): e is ReportEntry => e !== null && this.options.belongs(e));
+    if (!first) return chunk; // nothing to go by: passed over member by member
+    const c = compareUtilisation(first.margin.utilisationPct, after.utilisationPct);
+    if (c > 0) return chunk; // safer than `after`: all of it is still to come
+    const end = await this.redis.zcount(this.zkey, '-inf', longRun);
+    if (c < 0) {
+      this.next = end; // riskier than `after`: shown already; look at the next run the same way
+      this.entering = true;
+    } else {
+      this.next = await this.firstAbove(start, end, after.accountId);
     }
-    this.next = await this.redis.zcount(this.zkey, '-inf', `(${score}`); // where the run holding it starts
-    this.skip = start - this.next;
+    this.longRun = this.next < end ? longRun : null; // entered inside it: served on in set order
+    return null;
+  }
+
+  /** The first rank in [lo, hi) whose member's account id is above `accountId` (hi if none): ids rise along a run. */
+  private async firstAbove(lo: number, hi: number, accountId: number): Promise<number> {
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const [m] = await this.redis.zrange(this.zkey, mid, mid);
+      if (m !== undefined && accountOf(m) > accountId) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 
   /** Reads the next chunk (members, run completion, accounts valued) and advances the read position. */
   private async readChunk(): Promise<Chunk> {
-    const { redis, zkey } = this;
     if (this.next < 0) await this.position();
+    for (;;) {
+      const start = this.next;
+      const chunk = await this.readAt();
+      const { after } = this.options;
+      if (!this.entering || after === null) return chunk;
+      this.entering = false;
+      const entered = await this.enter(chunk, start, after);
+      if (entered) return entered;
+    }
+  }
+
+  private async readAt(): Promise<Chunk> {
+    const { redis, zkey } = this;
     const raw = await redis.zrange(zkey, this.next, this.next + this.size - 1, 'WITHSCORES');
     const members: [string, string][] = [];
     for (let i = 0; i < raw.length; i += 2) members.push([raw[i]!, raw[i + 1]!]);

@@ -25,7 +25,8 @@
  */
 import type { Redis } from 'ioredis';
 import type { Dec } from '../domain/decimal.js';
-import type { Threshold, TierOneOrder } from '../domain/liquidation.js';
+import { tierOneOrders, type Threshold, type TierOneOrder } from '../domain/liquidation.js';
+import type { AccountState, MarginRules, MarginTotals, Marks } from '../domain/margin.js';
 import type { KeySpace } from './redis.js';
 
 /** Zero-padded, so the sorted sets' member order is numeric order. */
@@ -97,6 +98,11 @@ export type IndexedSides = ReadonlyMap<string, 'long' | 'short'>;
 export interface TieredEntries {
   readonly entries: ReadonlyMap<string, TierOneOrder>;
   readonly tiered: (symbol: string) => boolean;
+}
+
+/** The tiered entries of an account's state at these marks (`totals`: its margin totals there, when already taken). */
+export function tieredEntries(state: AccountState, marks: Marks, rules: MarginRules, totals?: MarginTotals): TieredEntries {
+  return { entries: tierOneOrders(state, marks, rules, totals), tiered: (symbol) => rules.paramsOf(symbol).tiers.length > 1 };
 }
 
 /** Where index commands go: an explicit pipeline, or a Commands collector on the auto-pipelined client. */
@@ -175,6 +181,9 @@ export function queueIndexRemoval(p: IndexWriter, rk: RiskKeys, accountId: numbe
     p.zrem(rk.long(symbol), m);
     p.zrem(rk.short(symbol), m);
     p.srem(rk.multiOf(symbol), m);
+    p.zrem(rk.repLong(symbol), m);
+    p.zrem(rk.repShort(symbol), m);
+    p.zrem(rk.size(symbol), m);
   }
 }
 

@@ -20,6 +20,7 @@
  * Riskiest first: 2 (60), 4 (55), 6 (40), 3 (25.71…), 1 (10), 5 (5.238…), 9 (5), then 7 and 8 (0).
  */
 import { defaultMarketParams } from '../../src/config.js';
+import { D } from '../../src/domain/decimal.js';
 import { MarkBook } from '../../src/store/mark-book.js';
 import { reindexAccount } from '../../src/services/ledger-sync.js';
 import { RiskKeys } from '../../src/store/risk-index.js';
@@ -345,6 +346,23 @@ describe('GET /margin-report with utilisation null (equity ≤ 0 with positions)
     const first = await t0.get('/margin-report?limit=1');
     expect(ids(first.body)).toEqual([3]);
   });
+
+  it('pages one account at a time in exact order: every utilisation is 0 or null, so ties go by account id', async () => {
+    const p = (url: string, body: unknown) => expectOk(t0.post(url, body));
+    await p('/accounts/5/deposit', { amount: 1000 });
+    await p('/accounts/4/deposit', { amount: 300 });
+    await p('/trade', { account_id: 5, symbol: 'Z-PERP', side: 'BUY', quantity: 5, price: 50 });
+    await p('/trade', { account_id: 4, symbol: 'Z-PERP', side: 'SELL', quantity: 2, price: 50 });
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 10; page++) {
+      const res: Res = await t0.get(`/margin-report?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      seen.push(...ids(res.body));
+      cursor = res.body.next_cursor;
+      if (!cursor) break;
+    }
+    expect(seen).toEqual([3, 1, 2, 4, 5]);
+  });
 });
 
 describe('GET /margin-report through a run of equal scores longer than it sorts whole', () => {
@@ -423,5 +441,107 @@ describe('GET /margin-report liquidation candidates', () => {
     await expectOk(tc.post('/accounts/3/deposit', { amount: '5' }));
     const after = await tc.get('/margin-report');
     expect(row(after.body, 3).balance).toBe('20005');
+  });
+});
+
+describe('GET /margin-report across 300 markets, paged to the end', () => {
+  // 300 marked symbols S000-PERP … S299-PERP, opened at 100, then marked 99 (even) or 101 (odd). Per symbol i:
+  //   account 2i+1: long 2 @ 100, deposit 41 when i ≡ 0 (mod 10) (equity 39 < IM 39.6 at 99: margin call), else 200 + 10·(7i mod 50);
+  //   account 2i+2: short 1.5 @ 100, deposit 150 + 10·(11i mod 40).
+  // Deposits repeat across symbols, so many accounts on different lists share a utilisation (tied, then by id).
+  // Also: accounts 1001–1020 long one symbol and short the next; 1100 holds U-PERP, which has no mark; 2001–2030 are flat.
+  let tm: EngineFixture;
+  const SYMBOLS = 300;
+  const TOTAL = 2 * SYMBOLS + 20 + 1 + 30;
+  const sym = (i: number) => `S${String(i).padStart(3, '0')}-PERP`;
+  const inBatches = async <T>(items: T[], f: (item: T) => Promise<unknown>) => {
+    for (let i = 0; i < items.length; i += 50) await Promise.all(items.slice(i, i + 50).map(f));
+  };
+  const symbols = Array.from({ length: SYMBOLS }, (_, i) => i);
+  type Row = { account_id: number; margin_utilisation_pct: string | null; status: string };
+  /** Every page from the first to next_cursor null; the rows in order and the cursors. */
+  const walk = async (query: string) => {
+    const rows: Row[] = [];
+    const cursors: string[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 1000; pages++) {
+      const res: Res = await tm.get(`/margin-report?${query}${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      expect(res.body.total_accounts).toBe(TOTAL);
+      rows.push(...res.body.accounts_detail);
+      cursor = res.body.next_cursor;
+      if (cursor === null) return { rows, cursors };
+      cursors.push(cursor);
+    }
+    throw new Error('the report did not end');
+  };
+  /** The report's order, computed here: null utilisation first, then utilisation descending, then account id. */
+  const inOrder = (a: Row, b: Row) => {
+    const [ua, ub] = [a.margin_utilisation_pct, b.margin_utilisation_pct];
+    if (ua === null || ub === null) return ua === ub ? a.account_id < b.account_id : ua === null;
+    const c = new D(ua).cmp(ub);
+    return c > 0 || (c === 0 && a.account_id < b.account_id);
+  };
+
+  beforeAll(async () => {
+    tm = await startTestEngine();
+    await inBatches(symbols, (i) => tm.mark(sym(i), 100));
+    await listMarkets(tm.app, 'U-PERP');
+    await inBatches(symbols, async (i) => {
+      await tm.deposit(2 * i + 1, i % 10 === 0 ? 41 : 200 + 10 * ((7 * i) % 50));
+      await tm.deposit(2 * i + 2, 150 + 10 * ((11 * i) % 40));
+      await expectOk(tm.trade(2 * i + 1, sym(i), 'BUY', 2, 100));
+      await expectOk(tm.trade(2 * i + 2, sym(i), 'SELL', '1.5', 100));
+    });
+    await inBatches(Array.from({ length: 20 }, (_, k) => k), async (k) => {
+      await tm.deposit(1001 + k, 5000);
+      await expectOk(tm.trade(1001 + k, sym(k * 7), 'BUY', 1, 100));
+      await expectOk(tm.trade(1001 + k, sym(k * 7 + 1), 'SELL', 1, 100));
+    });
+    await tm.deposit(1100, 1000);
+    await expectOk(tm.trade(1100, 'U-PERP', 'BUY', 1, 50));
+    await inBatches(Array.from({ length: 30 }, (_, k) => k), (k) => tm.deposit(2001 + k, k + 1));
+    await inBatches(symbols, async (i) => expect((await tm.mark(sym(i), i % 2 === 0 ? 99 : 101)).liquidated).toEqual([]));
+  }, 180_000);
+  afterAll(async () => {
+    await tm?.close();
+  });
+
+  let whole: Row[];
+  it('lists every account once in one large page, in the report order', async () => {
+    const res = await tm.get('/margin-report?limit=1000');
+    expect(res.body.next_cursor).toBeNull();
+    whole = res.body.accounts_detail;
+    expect(whole).toHaveLength(TOTAL);
+    expect(new Set(whole.map((r) => r.account_id)).size).toBe(TOTAL);
+    for (let i = 1; i < whole.length; i++) expect(inOrder(whole[i - 1]!, whole[i]!), `rows ${i - 1} and ${i}`).toBe(true);
+    // The book has what the paging below must get right: ties across lists, margin calls, flat accounts.
+    const ties = whole.filter((r, i) => i > 0 && r.margin_utilisation_pct === whole[i - 1]!.margin_utilisation_pct);
+    expect(ties.length).toBeGreaterThan(200);
+    expect(whole.filter((r) => r.status === 'margin_call')).toHaveLength(30);
+  });
+
+  it('pages through every account, each once and in the same order, with every cursor under 200 characters', async () => {
+    const { rows, cursors } = await walk('limit=10');
+    expect(rows.map((r) => r.account_id)).toEqual(whole.map((r) => r.account_id));
+    expect(cursors).toHaveLength(Math.ceil(TOTAL / 10) - 1);
+    for (const cursor of cursors) expect(cursor.length).toBeLessThan(200);
+  }, 60_000);
+
+  it('pages a status filter to the end the same way', async () => {
+    const calls = await walk('status=margin_call&limit=4');
+    expect(calls.rows.map((r) => r.account_id)).toEqual(whole.filter((r) => r.status === 'margin_call').map((r) => r.account_id));
+    const healthy = await walk('status=healthy&limit=97');
+    expect(healthy.rows.map((r) => r.account_id)).toEqual(whole.filter((r) => r.status === 'healthy').map((r) => r.account_id));
+    for (const cursor of [...calls.cursors, ...healthy.cursors]) expect(cursor.length).toBeLessThan(200);
+  }, 60_000);
+
+  it('refuses a forged cursor with 400 VALIDATION_ERROR', async () => {
+    const forged = Buffer.from(JSON.stringify({ 'l:S000-PERP': 1 })).toString('base64url');
+    for (const cursor of [forged, 'A'.repeat(257), Buffer.from('5:0').toString('base64url')]) {
+      const res = await tm.get(`/margin-report?cursor=${cursor}`);
+      expect(res.status).toBe(400);
+      expect(res.body).toMatchObject({ success: false, error: { code: 'VALIDATION_ERROR' } });
+    }
   });
 });

@@ -9,6 +9,7 @@
  * so a fund) of its own; the others trade their own symbols and accounts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { D } from '../../src/domain/decimal.js';
 import { reconcile } from '../../src/services/reconcile.js';
 import { call, listMarkets, startTestEngine, type EngineFixture, type Res } from '../helpers/engine.js';
 
@@ -214,6 +215,55 @@ describe('tiered margin', () => {
     expect((await f.mark('TA-PERP', '18384.61')).liquidated).toEqual([id]);
   });
 
+  it('lists the margin report riskiest first when positions sit in different tiers (positions beyond the first tier sorted exactly)', async () => {
+    ok(
+      await f.put('/markets/TR-PERP', {
+        tiers: [
+          { max_notional: '100', initial_margin_rate: '0.1', maintenance_margin_rate: '0.05' },
+          { max_notional: '1000', initial_margin_rate: '0.2', maintenance_margin_rate: '0.1' },
+          { max_notional: null, initial_margin_rate: '0.4', maintenance_margin_rate: '0.2' },
+        ],
+      }),
+    );
+    await f.mark('TR-PERP', 10);
+    const ids: number[] = [];
+    for (let i = 1; i <= 40; i++) {
+      const id = 1000 + i;
+      ids.push(id);
+      const q = 1 + ((i * 7) % 60); // notional 10–600 at 10: first and second tier
+      await f.deposit(id, String(q * 10 * (0.25 + ((i * 13) % 50) / 100)));
+      ok(await f.trade(id, 'TR-PERP', i % 2 ? 'BUY' : 'SELL', q, String(10 - (i % 5) / 10)));
+    }
+    // A move makes utilisations differ between the tiers in ways no single threshold order follows.
+    await f.mark('TR-PERP', '10.3');
+    const report = ok(await f.get('/margin-report?limit=1000')).accounts_detail.filter((r: any) => ids.includes(r.account_id));
+    expect(report).toHaveLength(ids.length);
+    const util = (r: any) => (r.margin_utilisation_pct === null ? null : new D(r.margin_utilisation_pct));
+    const expected = [...report].sort((a: any, b: any) => {
+      const [ua, ub] = [util(a), util(b)];
+      if (ua === null || ub === null) return ua === ub ? a.account_id - b.account_id : ua === null ? -1 : 1;
+      return ub.cmp(ua) || a.account_id - b.account_id;
+    });
+    expect(report.map((r: any) => r.account_id)).toEqual(expected.map((r: any) => r.account_id));
+    // Both tiers are in the book, and the figures are each account's own.
+    const tiersSeen = new Set<number>();
+    for (const id of ids.slice(0, 10)) {
+      const p = ok(await f.get(`/positions/${id}`));
+      tiersSeen.add(p.positions[0].tier);
+      expect(report.find((r: any) => r.account_id === id).margin_utilisation_pct).toBe(p.margin_utilisation_pct);
+    }
+    expect([...tiersSeen].sort()).toEqual([1, 2]);
+    // Paging five at a time gives the same order.
+    const paged: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = ok(await f.get(`/margin-report?limit=5${cursor ? `&cursor=${cursor}` : ''}`));
+      paged.push(...page.accounts_detail.map((r: any) => r.account_id).filter((id: number) => ids.includes(id)));
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    expect(paged).toEqual(expected.map((r: any) => r.account_id));
+  });
+
   it('re-checks a market\'s holders when its tiers change, and liquidates those the new tiers put under maintenance', async () => {
     await f.mark('TB-PERP', 100);
     const safe = f.freshAccount();
@@ -270,7 +320,9 @@ describe('POST /trade/preview', () => {
     const current = ok(await f.get(`/positions/${id}`));
     const refused = ok(await f.post('/trade/preview', { account_id: id, symbol: 'PV-PERP', side: 'BUY', quantity: 10, price: 100 }));
     expect(refused).toMatchObject({ accepted: false, error: { code: 'INSUFFICIENT_MARGIN' } });
-    expect(refused.after).toEqual((({ account_id: _, ...rest }) => rest)(current));
+    const { account_id: accountId, ...figures } = current;
+    expect(accountId).toBe(id);
+    expect(refused.after).toEqual(figures);
     const unknown = ok(await f.post('/trade/preview', { account_id: id, symbol: 'NOPE-PERP', side: 'BUY', quantity: 1, price: 100 }));
     expect([unknown.accepted, unknown.error.code]).toEqual([false, 'MARKET_NOT_FOUND']);
     const band = ok(await f.post('/trade/preview', { account_id: id, symbol: 'PV-PERP', side: 'BUY', quantity: 0.1, price: 200 }));

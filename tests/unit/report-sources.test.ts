@@ -63,17 +63,6 @@ describe('a chunk in serving order', () => {
     expect(ids(inServingOrder(c, (e) => e.accountId !== 3))).toEqual([1, null, null, 4]);
   });
 
-  it('leaves out the first `skip` of the first run only', () => {
-    const c = chunk([
-      [1, '-10', '1'],
-      [2, '-10', '2'],
-      [3, '-10', '3'],
-      [4, '-9', '5'],
-      [5, '-9', '6'],
-    ]);
-    expect(ids(inServingOrder(c, all, 2))).toEqual([1, 5, 4]);
-  });
-
   it('keeps a run too long to sort in set order, nulls where they stand', () => {
     const c = chunk(
       [
