@@ -12,8 +12,8 @@
  * exactly in decimal before seeding, so "exactly these 1,000" is known.
  *
  * `liquidation-tiered` runs the same book on a tiered market in partial
- * mode: 20 %/10 % up to a notional of 100,000, 25 %/12.5 % beyond (so the
- * largest positions sit in the second tier), partial liquidation with lots
+ * mode: 20 %/10 % up to a notional of 120,000, 25 %/12.5 % beyond (so the
+ * largest positions, above 2.4 BTC at 50,000, sit in the second tier), partial liquidation with lots
  * of 0.001, a 2 % buffer and a 0.5 % fee. The plan is checked with the
  * tiered margins; a safe account that the second tier would put at risk gets
  * more cash until it is safe, and endangered accounts stay in the first tier
@@ -52,7 +52,7 @@ const MM_RATE = new Dx('0.1');
 /** The tiered market of `liquidation-tiered` (see above), as PUT /markets takes it. */
 const TIERED_MARKET = {
   tiers: [
-    { max_notional: '100000', initial_margin_rate: '0.2', maintenance_margin_rate: '0.1' },
+    { max_notional: '120000', initial_margin_rate: '0.2', maintenance_margin_rate: '0.1' },
     { max_notional: null, initial_margin_rate: '0.25', maintenance_margin_rate: '0.125' },
   ],
   liquidation_mode: 'partial',
@@ -60,10 +60,10 @@ const TIERED_MARKET = {
   liquidation_buffer: '0.02',
   liquidation_fee_rate: '0.005',
 };
-const TIER_BOUND = new Dx('100000');
-// Second tier's cumulative amounts: 100,000 · (0.25 − 0.2) and 100,000 · (0.125 − 0.1).
-const IMA_2 = new Dx('5000');
-const MMA_2 = new Dx('2500');
+const TIER_BOUND = new Dx('120000');
+// Second tier's cumulative amounts: 120,000 · (0.25 − 0.2) and 120,000 · (0.125 − 0.1).
+const IMA_2 = new Dx('6000');
+const MMA_2 = new Dx('3000');
 let tiered = false;
 
 interface Seed {
