@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { Dec } from '../domain/decimal.js';
+import { type Dec, ZERO } from '../domain/decimal.js';
 import { marketRules, riskSummary, type MarginRules, type MarginStatus, type Marks, type RiskParams } from '../domain/margin.js';
 import { accountExists, readAccounts } from '../store/account-state.js';
 import type { Book, MarkBook } from '../store/mark-book.js';
@@ -93,7 +93,7 @@ export class MarginReportService {
       if (!next) break;
       const { item, source } = next;
       // Sources run riskiest first: once past the wanted band, nothing later matches.
-      if (wanted && isPast(item.margin.status, wanted)) break;
+      if (wanted && isPast(item, wanted, this.callFloor.get(marks) ?? ZERO)) break;
       if (!wanted || item.margin.status === wanted) {
         if (rows.length === query.limit) {
           const candidates = await this.candidates(symbols, marks);
@@ -244,8 +244,25 @@ export class MarginReportService {
   /** The margin rules of each book a page valued accounts at (the markets read with its marks). */
   private readonly rules = new WeakMap<Marks, MarginRules>();
 
+  /**
+   * Per book: 100 × the least maintenance/initial ratio of any tier of any
+   * market. An account's maintenance/initial ratio is never below it (each
+   * position's margins are sums of tier rates over slices of its notional),
+   * so at or below this utilisation no account is in margin call.
+   */
+  private readonly callFloor = new WeakMap<Marks, Dec>();
+
   private rulesAt(book: Book): Marks {
     this.rules.set(book.marks, marketRules(book.markets, this.deps.riskDefaults));
+    let least: Dec | null = null;
+    for (const tiers of [this.deps.riskDefaults.tiers, ...[...book.markets.values()].map((m) => m.tiers)]) {
+      for (const t of tiers) {
+        if (t.initialMarginRate.isZero()) continue;
+        const ratio = t.maintenanceMarginRate.div(t.initialMarginRate);
+        if (least === null || ratio.lt(least)) least = ratio;
+      }
+    }
+    this.callFloor.set(book.marks, (least ?? ZERO).times(100));
     return book.marks;
   }
 
@@ -291,10 +308,17 @@ function onlyPosition(item: ReportEntry, symbol: string, side: 'long' | 'short')
   return ps.size === 1 && p !== undefined && p.quantity.isPos() === (side === 'long');
 }
 
-const BAND: Record<MarginStatus, number> = { liquidatable: 0, margin_call: 1, healthy: 2 };
-/** Statuses get safer down the list: liquidatable, then margin call, then healthy. */
-function isPast(status: MarginStatus, wanted: MarginStatus): boolean {
-  return BAND[status] > BAND[wanted];
+/**
+ * Past the wanted band, in a list that runs riskiest first: liquidatable is
+ * utilisation above 100 (or null) for every account; margin call ends, for
+ * some account, anywhere down to `callFloor` (its maintenance/initial ratio
+ * differs with its markets' tiers), so only below that is nothing left.
+ */
+function isPast(item: ReportEntry, wanted: MarginStatus, callFloor: Dec): boolean {
+  const u = item.margin.utilisationPct;
+  if (wanted === 'liquidatable') return item.margin.status !== 'liquidatable' && u !== null && u.lte(100);
+  if (wanted === 'margin_call') return u !== null && u.lte(callFloor);
+  return false;
 }
 
 async function headOf(sources: Source[]): Promise<{ item: ReportEntry; source: Source } | null> {

@@ -264,6 +264,25 @@ describe('tiered margin', () => {
     expect(paged).toEqual(expected.map((r: any) => r.account_id));
   });
 
+  it('filters margin calls across markets whose maintenance/initial ratios differ', async () => {
+    // TC-PERP: 9 % / 10 %, so margin call only above 90 % utilisation; TD-PERP: the default 10 % / 20 % (above 50 %).
+    ok(await f.put('/markets/TC-PERP', { tiers: [{ max_notional: null, initial_margin_rate: '0.1', maintenance_margin_rate: '0.09' }] }));
+    await f.mark('TC-PERP', 100);
+    await f.mark('TD-PERP', 100);
+    const [healthy, call] = [f.freshAccount() + 500, f.freshAccount() + 500];
+    await f.deposit(healthy, '11.25');
+    ok(await f.trade(healthy, 'TC-PERP', 'BUY', 1, 100)); // utilisation 9 / 11.25 = 80 %: healthy (equity ≥ IM 10)
+    await f.deposit(call, 20);
+    ok(await f.trade(call, 'TD-PERP', 'BUY', 1, 100));
+    await f.mark('TD-PERP', 96); // equity 16, MM 9.6: 60 %, below IM 19.2: margin call
+    const all = ok(await f.get('/margin-report?limit=1000')).accounts_detail;
+    expect(all.find((r: any) => r.account_id === healthy)).toMatchObject({ margin_utilisation_pct: '80', status: 'healthy' });
+    expect(all.find((r: any) => r.account_id === call)).toMatchObject({ margin_utilisation_pct: '60', status: 'margin_call' });
+    const calls = ok(await f.get('/margin-report?status=margin_call&limit=1000')).accounts_detail.map((r: any) => r.account_id);
+    expect(calls).toContain(call);
+    expect(calls).not.toContain(healthy);
+  });
+
   it('re-checks a market\'s holders when its tiers change, and liquidates those the new tiers put under maintenance', async () => {
     await f.mark('TB-PERP', 100);
     const safe = f.freshAccount();
