@@ -63,19 +63,23 @@ CREATE TABLE insurance_fund_history (
 -- row's lock: first their fees come in, then their shortfalls draw on it in
 -- ascending account id (so the liquidations of one tick draw in that order);
 -- a shortfall beyond the balance empties it and the rest is bad debt.
--- Returns how many liquidations it settled.
-CREATE OR REPLACE FUNCTION settle_insurance() RETURNS integer
+-- Returns how many liquidations it settled, and the bad debt they added.
+CREATE OR REPLACE FUNCTION settle_insurance(OUT settled integer, OUT bad_debt numeric)
 LANGUAGE plpgsql AS $$
 DECLARE
   f insurance_fund%ROWTYPE;
   ids bigint[];
   r record;
   paid numeric;
+  debt_before numeric;
 BEGIN
   SELECT * INTO f FROM insurance_fund WHERE id = 1 FOR UPDATE;
-  ids := ARRAY(SELECT liquidation_id FROM liquidations WHERE NOT settled ORDER BY account_id, liquidation_id FOR UPDATE);
-  IF cardinality(ids) = 0 THEN
-    RETURN 0;
+  debt_before := f.bad_debt;
+  ids := ARRAY(SELECT liquidation_id FROM liquidations WHERE NOT liquidations.settled ORDER BY account_id, liquidation_id FOR UPDATE);
+  settled := cardinality(ids);
+  bad_debt := 0;
+  IF settled = 0 THEN
+    RETURN;
   END IF;
   FOR r IN SELECT liquidation_id, account_id, fee, actor FROM liquidations
            WHERE liquidation_id = ANY(ids) AND fee > 0 ORDER BY account_id, liquidation_id LOOP
@@ -94,12 +98,12 @@ BEGIN
       INSERT INTO insurance_fund_history (kind, amount, balance, liquidation_id, account_id, shortfall, bad_debt, actor)
         VALUES ('shortfall', paid, f.balance, r.liquidation_id, r.account_id, r.shortfall, r.shortfall - paid, r.actor);
     END IF;
-    UPDATE liquidations SET settled = true, fund_paid = paid, bad_debt = r.shortfall - paid WHERE liquidation_id = r.liquidation_id;
+    UPDATE liquidations AS l SET settled = true, fund_paid = paid, bad_debt = r.shortfall - paid WHERE l.liquidation_id = r.liquidation_id;
   END LOOP;
-  UPDATE insurance_fund SET balance = f.balance, fees_received = f.fees_received, shortfalls_paid = f.shortfalls_paid,
+  UPDATE insurance_fund AS i SET balance = f.balance, fees_received = f.fees_received, shortfalls_paid = f.shortfalls_paid,
                             bad_debt = f.bad_debt, updated_at = now()
-    WHERE id = 1;
-  RETURN cardinality(ids);
+    WHERE i.id = 1;
+  bad_debt := f.bad_debt - debt_before;
 END $$;
 
 -- A treasury deposit into the fund.

@@ -192,6 +192,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
             // For display only: a float of the exact decimal.
             metrics.shortfall.inc(Number(record.shortfall));
           },
+          // For display only, like the shortfall.
+          onBadDebt: (amount: string) => metrics.badDebt.inc(Number(amount)),
         }
       : {}),
   });

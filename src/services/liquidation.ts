@@ -13,7 +13,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { type Dec, str } from '../domain/decimal.js';
+import { D, type Dec, str } from '../domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
 import { marketRules, type RiskParams } from '../domain/margin.js';
 import { reindexAt } from '../store/account-state.js';
@@ -49,6 +49,8 @@ export interface LiquidationDeps {
   readonly log: Logger;
   /** Told of every committed liquidation (for the metrics). */
   readonly onLiquidated?: (record: LiquidationRecord) => void;
+  /** Told of the bad debt a settlement added (decimal text; for the metrics). */
+  readonly onBadDebt?: (amount: string) => void;
 }
 
 /**
@@ -143,7 +145,12 @@ export class LiquidationService {
    * crash or an outage left unsettled.
    */
   async settle(): Promise<number> {
-    return postgresCall(() => settleInsurance(this.deps.sql), this.deps.timeoutMs);
+    const { settled, badDebt } = await postgresCall(() => settleInsurance(this.deps.sql), this.deps.timeoutMs);
+    if (new D(badDebt).gt(0)) {
+      this.deps.onBadDebt?.(badDebt);
+      this.deps.log.warn({ badDebt }, 'shortfalls beyond the insurance fund: bad debt');
+    }
+    return settled;
   }
 
   private async liquidateOne(accountId: number, why: LiquidationReason): Promise<LiquidationRecord | null> {

@@ -43,10 +43,10 @@ const fundOf = (r: FundRecord): FundRow => ({
   badDebt: r.bad_debt,
 });
 
-/** Settles every unsettled liquidation against the fund; returns how many. */
-export async function settleInsurance(sql: Sql): Promise<number> {
-  const [row] = await sql<{ settled: number }[]>`SELECT settle_insurance() AS settled`;
-  return row?.settled ?? 0;
+/** Settles every unsettled liquidation against the fund; returns how many, and the bad debt they added (decimal text). */
+export async function settleInsurance(sql: Sql): Promise<{ settled: number; badDebt: string }> {
+  const [row] = await sql<{ settled: number; bad_debt: string }[]>`SELECT settled, bad_debt::text FROM settle_insurance()`;
+  return { settled: row?.settled ?? 0, badDebt: row?.bad_debt ?? '0' };
 }
 
 export async function readFund(sql: Sql): Promise<FundRow> {

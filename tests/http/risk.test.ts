@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { D } from '../../src/domain/decimal.js';
 import { reconcile } from '../../src/services/reconcile.js';
-import { call, listMarkets, startTestEngine, type EngineFixture, type Res } from '../helpers/engine.js';
+import { ADMIN_KEY, call, listMarkets, startTestEngine, type EngineFixture, type Res } from '../helpers/engine.js';
 
 const ok = (res: Res) => {
   expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -151,6 +151,11 @@ describe('the insurance fund', () => {
     expect(rest.next_cursor).toBeNull();
     // Balances were reset to 0 either way.
     for (const id of [low, high]) expect(ok(await f.get(`/positions/${id}`)).balance).toBe('0');
+    // The metrics count the bad debt (and the shortfalls) as they are settled.
+    const metrics = await f.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).toMatch(/^margin_engine_bad_debt_total 10$/m);
+    expect(metrics.body).toMatch(/^margin_engine_liquidation_shortfall_total 110$/m);
   });
 
   it('liquidates a flat account left with a negative balance by a reducing trade, and the fund covers it', async () => {
