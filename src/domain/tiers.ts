@@ -60,6 +60,8 @@ export interface TierMargin {
 
 /** A position's margins at notional N. */
 export function tierMargin(bands: readonly TierBand[], notional: Dec): TierMargin {
+  // One tier (the default): no amounts to take off.
+  if (bands.length === 1) return { tier: 1, initialMargin: notional.times(bands[0]!.imr), maintenanceMargin: notional.times(bands[0]!.mmr) };
   const i = tierIndex(bands, notional);
   const b = bands[i]!;
   return { tier: i + 1, initialMargin: notional.times(b.imr).minus(b.ima), maintenanceMargin: notional.times(b.mmr).minus(b.mma) };

@@ -100,9 +100,17 @@ export interface TieredEntries {
   readonly tiered: (symbol: string) => boolean;
 }
 
+const NO_ENTRIES: ReadonlyMap<string, TierOneOrder> = new Map();
+const TIERED = Symbol('tiered');
+
 /** The tiered entries of an account's state at these marks (`totals`: its margin totals there, when already taken). */
 export function tieredEntries(state: AccountState, marks: Marks, rules: MarginRules, totals?: MarginTotals): TieredEntries {
-  return { entries: tierOneOrders(state, marks, rules, totals), tiered: (symbol) => rules.paramsOf(symbol).tiers.length > 1 };
+  // Kept on the rules object (one per book), so the common case, no tiered market held, allocates nothing.
+  const holder = rules as { [TIERED]?: (symbol: string) => boolean };
+  const tiered = (holder[TIERED] ??= (symbol) => rules.paramsOf(symbol).tiers.length > 1);
+  let any = false;
+  for (const symbol of state.positions.keys()) if (tiered(symbol)) any = true;
+  return { entries: any ? tierOneOrders(state, marks, rules, totals) : NO_ENTRIES, tiered };
 }
 
 /** Where index commands go: an explicit pipeline, or a Commands collector on the auto-pipelined client. */
