@@ -22,6 +22,7 @@ import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { EventHub } from './services/events.js';
+import { FundingService } from './services/funding.js';
 import { MarksService } from './services/marks.js';
 import { MarketsService } from './services/markets.js';
 import { ApiKeys } from './services/api-keys.js';
@@ -42,6 +43,7 @@ export interface Engine {
   readonly accounts: AccountsView;
   readonly marks: MarksService;
   readonly markets: MarketsService;
+  readonly funding: FundingService;
   /** API keys (null with AUTH=off). */
   readonly apiKeys: ApiKeys | null;
   readonly report: MarginReportService;
@@ -195,6 +197,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   });
   const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
   recovery.finishSweeps = (all) => marks.finishPending(all);
+  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, committer, applied, timeoutMs, log });
+  recovery.finishFundings = (all) => funding.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {
     if (options.recover ?? true) await recovery.start();
@@ -219,6 +223,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, rates, timeoutMs, applied }),
     marks,
     markets: new MarketsService({ redis, sql, keys, risk, markBook, defaults, timeoutMs, applied, log }),
+    funding,
     apiKeys,
     report: new MarginReportService({ redis, keys, risk, marks: markBook, rates, applied }),
     recovery,
@@ -237,7 +242,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         if ((await redis.hexists(keys.marks, BOOT_FIELD)) !== 1) throw new Error('no boot marker');
       };
       const [r, pg] = await Promise.all([ping(redisReady), ping(() => sql`SELECT 1`)]);
-      return { redis: r && recovery.ready && marks.pendingSweeps === 0, postgres: pg && !committer.unavailable };
+      return { redis: r && recovery.ready && marks.pendingSweeps === 0 && funding.pending === 0, postgres: pg && !committer.unavailable };
     },
     async close() {
       apiKeys?.stop();

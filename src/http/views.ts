@@ -8,7 +8,7 @@
  * merge and 1.88 ms here (minimum of 40 interleaved runs of 50).
  *
  */
-import { str } from '../domain/decimal.js';
+import { D, str } from '../domain/decimal.js';
 import type { AccountMargin } from '../domain/margin.js';
 import type { ReportPage } from '../services/margin-report.js';
 import type { ReportEntry } from '../services/report-sources.js';
@@ -51,6 +51,8 @@ export function tradesBody(page: { entries: LedgerEntry[]; nextCursor: number | 
       quantity: e.quantity!,
       price: e.price!,
       realised_pnl: e.realisedPnl!,
+      fee: e.fee === null ? '0' : new D(e.fee).toString(),
+      liquidity: e.liquidity,
       liquidation_id: e.liquidationId,
       client_order_id: e.clientOrderId,
       actor: e.actor,

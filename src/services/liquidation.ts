@@ -22,7 +22,13 @@ import type { AccountRunner, Decision } from './account-runner.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
 /** What set a liquidation off, and the key behind it (recorded as the liquidation's actor). */
-export type LiquidationReason = ({ reason: 'mark_price'; symbol: string; price: Dec } | { reason: 'trade' } | { reason: 'withdrawal' }) & {
+export type LiquidationReason = (
+  | { reason: 'mark_price'; symbol: string; price: Dec }
+  | { reason: 'trade' }
+  | { reason: 'withdrawal' }
+  /** A funding payment on `symbol`, charged at the mark `price`. */
+  | { reason: 'funding'; symbol: string; price: Dec }
+) & {
   readonly actor: string | null;
 };
 
@@ -78,8 +84,8 @@ export function liquidationDecision(
     liquidationId,
     accountId,
     reason: why.reason,
-    triggerSymbol: why.reason === 'mark_price' ? why.symbol : null,
-    triggerPrice: why.reason === 'mark_price' ? str(why.price) : null,
+    triggerSymbol: why.reason === 'mark_price' || why.reason === 'funding' ? why.symbol : null,
+    triggerPrice: why.reason === 'mark_price' || why.reason === 'funding' ? str(why.price) : null,
     equity: str(plan.equity),
     maintenanceMargin: str(plan.maintenanceMargin),
     realisedPnl: str(plan.realisedPnl),

@@ -115,6 +115,7 @@ const TABLE: readonly (readonly [string, ...number[]])[] = [
   ['GET /markets/BTC-PERP',              R,   200,      200,  200,     200,     200,    200,   200],
   ['GET /markets/BTC-PERP/history',      R,   200,      200,  200,     200,     200,    200,   200],
   ['PUT /markets/BTC-PERP',              R,   200,      200,  200,     F,       F,      F,     F],
+  ['POST /funding',                      R,   200,      200,  200,     F,       F,      F,     F],
   ['POST /admin/keys',                   R,   201,      201,  F,       F,       F,      F,     F],
   ['GET /admin/keys',                    R,   200,      200,  F,       F,       F,      F,     F],
   ['DELETE /admin/keys/<id>',            R,   200,      200,  F,       F,       F,      F,     F],
@@ -142,6 +143,8 @@ function requestOf(route: string, col: Column, victim: string): { method: Method
       return { method: 'POST', url: '/mark-price', body: { symbol: 'BTC-PERP', price: markPriceOf(col) } };
     case 'PUT /markets/BTC-PERP':
       return { method: 'PUT', url: '/markets/BTC-PERP', body: {} };
+    case 'POST /funding':
+      return { method: 'POST', url: '/funding', body: { symbol: 'BTC-PERP', rate: '0.0001', funding_id: `auth-${col}` } };
     case 'POST /admin/keys':
       return { method: 'POST', url: '/admin/keys', body: { name: `made-by-${col}`, role: 'reader' } };
     case 'DELETE /admin/keys/<id>':

@@ -37,6 +37,7 @@ const trade = (over: Partial<TradeCommand> = {}): TradeCommand => ({
   quantity: new D('1'),
   price: new D('50000'),
   clientOrderId: null,
+  liquidity: 'taker',
   actor: 'key_a',
   ...over,
 });
