@@ -4,7 +4,7 @@
  * (the funding rows sum to the answer's totals, each row exactly q·m·r).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { D } from '../../src/domain/decimal.js';
+import { D, type Dec } from '../../src/domain/decimal.js';
 import { toStreamEvent } from '../../src/services/events.js';
 import { eventsAfter, ORIGIN } from '../../src/store/events.js';
 import { startTestEngine, type EngineFixture } from '../helpers/engine.js';
@@ -253,7 +253,7 @@ describe('property: the funding rows sum to paid and received, each row exactly 
     const symbol = `PROP${seed}-PERP`;
     const mark = `${int(100, 90000)}.${String(int(0, 99)).padStart(2, '0')}`;
     await f.mark(symbol, mark);
-    const holders = new Map<number, D>();
+    const holders = new Map<number, Dec>();
     for (let i = 0, n = int(3, 12); i < n; i++) {
       const id = f.freshAccount();
       await f.deposit(id, '100000000');
