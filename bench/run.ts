@@ -1,8 +1,9 @@
 /**
- * `npm run bench [-- trades|liquidation|markets|events] [-- --seconds N]`: runs the benchmarks against the
+ * `npm run bench [-- trades|liquidation|markets|events|funding] [-- --seconds N]`: runs the benchmarks against the
  * built engine on local Redis and PostgreSQL (loopback only) and prints tables.
  */
 import { benchEvents } from './events.js';
+import { benchFunding } from './funding.js';
 import { benchLiquidation } from './liquidation.js';
 import { benchMarkets } from './markets.js';
 import { benchTrades } from './trades.js';
@@ -11,7 +12,13 @@ const args = process.argv.slice(2);
 const secondsArg = args.indexOf('--seconds');
 const seconds = secondsArg >= 0 ? Number(args[secondsArg + 1]) : 10;
 const wanted = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--seconds');
-const all: Record<string, (s: number) => Promise<string>> = { trades: benchTrades, liquidation: benchLiquidation, markets: benchMarkets, events: benchEvents };
+const all: Record<string, (s: number) => Promise<string>> = {
+  trades: benchTrades,
+  liquidation: benchLiquidation,
+  markets: benchMarkets,
+  events: benchEvents,
+  funding: () => benchFunding(),
+};
 
 for (const name of wanted.length ? wanted : Object.keys(all)) {
   const run = all[name];
