@@ -6,7 +6,7 @@
  *
  * The book is seeded in PostgreSQL directly (a deposit and a trade per
  * account, written as the ledger rows the engine would have written), and
- * the engine builds Redis from it at start-up (a rebuild: no boot marker).
+ * Redis is rebuilt from it (`npm run rebuild`) before the engine starts.
  * Seeding over HTTP would take ~40 s and measures nothing here. Holders are
  * half long, half short, 0.001–1 BTC at 50,000, each with 20,000 USDT: the
  * rate (0.0001) endangers nobody, so the figure is the charging itself.
@@ -17,10 +17,11 @@
  * Checks: one row per holder, paid and received equal to the exact sums of
  * the rows, Redis equal to the ledger afterwards (balances spot-checked).
  */
+import { spawnSync } from 'node:child_process';
 import { Decimal } from 'decimal.js';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
-import { DATABASE_URL, REDIS_URL, cleanup, isolation, request, startEngine, table, type Child, type Isolation } from './harness.js';
+import { DATABASE_URL, REDIS_URL, cleanup, engineEnv, isolation, request, startEngine, table, type Child, type Isolation } from './harness.js';
 
 const HOLDERS = 100_000;
 const SYMBOL = 'FUND-PERP';
@@ -70,10 +71,13 @@ export async function benchFunding(): Promise<string> {
     await seedHolders(sql, HOLDERS, SYMBOL, MARK);
     const seedS = (performance.now() - t) / 1000;
     await forgetRedis(iso);
+    // Redis from the ledger (`npm run rebuild`, built), before the engine starts.
     t = performance.now();
-    engine = await startEngine(iso);
+    const rebuilt = spawnSync(process.execPath, ['dist/cli/rebuild.js'], { env: { ...process.env, ...engineEnv(iso), DEPENDENCY_TIMEOUT_MS: '30000' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    if (rebuilt.status !== 0) throw new Error(`rebuild exited with ${rebuilt.status}`);
     const rebuildS = (performance.now() - t) / 1000;
-    log(`seeded in ${seedS.toFixed(1)} s; engine rebuilt redis and came up in ${rebuildS.toFixed(1)} s`);
+    engine = await startEngine(iso);
+    log(`seeded in ${seedS.toFixed(1)} s; redis rebuilt from it in ${rebuildS.toFixed(1)} s`);
     const rssBefore = engine.rssMiB();
 
     let peak = rssBefore;
@@ -111,7 +115,7 @@ export async function benchFunding(): Promise<string> {
           [`POST /funding, ${HOLDERS.toLocaleString('en-US')} holders charged (one round trip)`, `${seconds.toFixed(2)} s (${(HOLDERS / seconds).toFixed(0)} holders/s)`, `≤ ${TARGET_S} s`, seconds <= TARGET_S ? 'yes' : '**no**'],
           ['engine RSS before / peak during / after', `${rssBefore.toFixed(0)} / ${peak.toFixed(0)} / ${rssAfter.toFixed(0)} MiB`, '-', '-'],
           ['the same request again (answered from the recorded event)', `${repeat.ms.toFixed(1)} ms`, '-', '-'],
-          ['seeding in PostgreSQL (not measured work) / engine start with the Redis rebuild', `${seedS.toFixed(1)} s / ${rebuildS.toFixed(1)} s`, '-', '-'],
+          ['seeding in PostgreSQL / rebuilding Redis from it (set-up, not measured work)', `${seedS.toFixed(1)} s / ${rebuildS.toFixed(1)} s`, '-', '-'],
         ],
       ),
       '',

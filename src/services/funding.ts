@@ -112,7 +112,11 @@ export interface FundingDeps {
 }
 
 /** Holders in flight at once: enough to fill every group commit and Redis batch. */
-const CONCURRENCY = 2048;
+const CONCURRENCY = 512;
+/** Passes over the holders a store failure left uncharged, before the run gives up (and recovery takes it). */
+const MAX_PASSES = 4;
+/** Longest wait, between passes, for PostgreSQL to be reachable again. */
+const STORES_BACK_MS = 5000;
 /** How often a running event shows it is alive. */
 const TOUCH_MS = 1000;
 /** A running event not touched for this long has lost its process: any process's recovery watch finishes it. */
@@ -167,6 +171,7 @@ export class FundingService {
       return await this.run(row);
     } catch (error) {
       if (error instanceof EngineError && error.code !== 'SERVICE_UNAVAILABLE' && error.code !== 'ACCOUNT_BUSY') throw error;
+      this.deps.log.warn({ err: error, fundingId }, 'funding run failed midway; recovery will finish it');
       // Recorded, and partly paid: recovery finishes it. Not "nothing changed".
       throw new EngineError(
         'SERVICE_UNAVAILABLE',
@@ -217,6 +222,13 @@ export class FundingService {
     return tracked;
   }
 
+  /** Waits for PostgreSQL to be reachable again after a failed pass. */
+  private async storesBack(): Promise<void> {
+    const { committer } = this.deps;
+    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil(() => !committer.unavailable, STORES_BACK_MS);
+  }
+
   private async execute(row: FundingRow): Promise<FundingResult> {
     const { redis, sql, risk, runner, markBook, liquidation, applied, timeoutMs, log } = this.deps;
     const started = performance.now();
@@ -224,18 +236,33 @@ export class FundingService {
     const touch = setInterval(() => void touchFunding(sql, cmd.fundingId).catch(() => undefined), TOUCH_MS);
     try {
       const [longs, shorts] = await redisCall(() => Promise.all([redis.zrange(risk.long(cmd.symbol), 0, -1), redis.zrange(risk.short(cmd.symbol), 0, -1)]));
-      const holders = [...new Set([...longs, ...shorts].map(accountOf))];
-      // A re-run (after a crash or a failure) skips the holders already charged.
-      const charged = await postgresCall(() => chargedAccounts(sql, cmd.fundingId), timeoutMs);
-      const todo = charged.size === 0 ? holders : holders.filter((id) => !charged.has(id));
-      await inPool(todo, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
-        try {
-          await runner.run(accountId, (s) => fundingDecision(cmd, s), { mode: 'optimistic' });
-        } catch (error) {
-          // Booked by an earlier run whose commit landed after its holders were listed.
-          if (!(error instanceof AlreadyBooked)) throw error;
-        }
-      });
+      let todo = [...new Set([...longs, ...shorts].map(accountOf))];
+      let skipped = 0;
+      for (let pass = 1; ; pass++) {
+        // A re-run (after a crash, a failure, or a pass that left holders) skips the holders already charged.
+        const charged = await postgresCall(() => chargedAccounts(sql, cmd.fundingId), timeoutMs);
+        if (pass === 1) skipped = charged.size;
+        if (charged.size > 0) todo = todo.filter((id) => !charged.has(id));
+        const failed: number[] = [];
+        let firstError: unknown = null;
+        await inPool(todo, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
+          try {
+            await runner.run(accountId, (s) => fundingDecision(cmd, s), { mode: 'optimistic' });
+          } catch (error) {
+            // Booked by an earlier run whose commit landed after its holders were listed.
+            if (error instanceof AlreadyBooked) return;
+            failed.push(accountId);
+            firstError ??= error;
+          }
+        });
+        if (failed.length === 0) break;
+        // A store that stalled under the load (a commit past its deadline trips the breaker):
+        // wait for it to answer again and charge the rest, a few times before giving up.
+        if (pass >= MAX_PASSES) throw firstError;
+        log.warn({ fundingId: cmd.fundingId, failed: failed.length, pass, err: (firstError as Error).message }, 'funding: holders not charged in this pass; retrying them');
+        await this.storesBack();
+        todo = failed;
+      }
       const chargedMs = performance.now() - started;
       // Every payment is in Redis, and in the risk index, before the index is read.
       await applied();
@@ -258,7 +285,7 @@ export class FundingService {
           symbol: cmd.symbol,
           rate: answer.rate,
           accounts: answer.accounts,
-          skipped: charged.size,
+          skipped,
           liquidated: liquidated.length,
           chargeMs: Math.trunc(chargedMs),
           ms: Math.trunc(performance.now() - started),
@@ -270,6 +297,12 @@ export class FundingService {
       clearInterval(touch);
     }
   }
+}
+
+/** Resolves once the committer's breaker is closed again (or after STORES_BACK_MS, letting the next pass fail fast). */
+async function waitUntil(ok: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!ok() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
 /** Runs `work` on every item, at most `n` at once; the first failure is thrown once every started item has settled. */
