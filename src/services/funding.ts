@@ -112,7 +112,7 @@ export interface FundingDeps {
 }
 
 /** Holders in flight at once: enough to fill every group commit and Redis batch. */
-const CONCURRENCY = 512;
+const CONCURRENCY = 1024;
 /** Passes over the holders a store failure left uncharged, before the run gives up (and recovery takes it). */
 const MAX_PASSES = 4;
 /** Longest wait, between passes, for PostgreSQL to be reachable again. */
