@@ -247,7 +247,10 @@ export class FundingService {
         let firstError: unknown = null;
         await inPool(todo, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
           try {
-            await runner.run(accountId, (s) => fundingDecision(cmd, s), { mode: 'optimistic' });
+            const outcome = await runner.run(accountId, (s) => fundingDecision(cmd, s), { mode: 'optimistic' });
+            // A charge answered at its commit holds its slot until Redis has it too: the applies
+            // keep pace with the commits, and the wait for them below is short.
+            await outcome.landed;
           } catch (error) {
             // Booked by an earlier run whose commit landed after its holders were listed.
             if (error instanceof AlreadyBooked) return;
