@@ -197,7 +197,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
   });
   const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
   recovery.finishSweeps = (all) => marks.finishPending(all);
-  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, committer, applied, timeoutMs, log });
+  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, committer, timeoutMs, log });
   recovery.finishFundings = (all) => funding.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {

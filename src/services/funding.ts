@@ -103,8 +103,6 @@ export interface FundingDeps {
   readonly markBook: MarkBook;
   readonly liquidation: LiquidationService;
   readonly committer: { readonly unavailable: boolean };
-  /** Resolves once Redis holds what this process acknowledged. */
-  readonly applied: (accountId?: number) => Promise<void>;
   readonly timeoutMs: number;
   /** Holders charged at once (each one operation through the runner). */
   readonly concurrency?: number;
@@ -230,7 +228,7 @@ export class FundingService {
   }
 
   private async execute(row: FundingRow): Promise<FundingResult> {
-    const { redis, sql, risk, runner, markBook, liquidation, applied, timeoutMs, log } = this.deps;
+    const { redis, sql, risk, runner, markBook, liquidation, timeoutMs, log } = this.deps;
     const started = performance.now();
     const cmd: FundingCommand = { fundingId: row.funding_id, symbol: row.symbol, rate: new D(row.rate), mark: new D(row.mark_price), actor: row.actor };
     const touch = setInterval(() => void touchFunding(sql, cmd.fundingId).catch(() => undefined), TOUCH_MS);
@@ -238,6 +236,8 @@ export class FundingService {
       const [longs, shorts] = await redisCall(() => Promise.all([redis.zrange(risk.long(cmd.symbol), 0, -1), redis.zrange(risk.short(cmd.symbol), 0, -1)]));
       let todo = [...new Set([...longs, ...shorts].map(accountOf))];
       let skipped = 0;
+      /** Redis applies still running for charges answered at their commit (each resolves, never rejects). */
+      const landings: Promise<boolean>[] = [];
       for (let pass = 1; ; pass++) {
         // A re-run (after a crash, a failure, or a pass that left holders) skips the holders already charged.
         const charged = await postgresCall(() => chargedAccounts(sql, cmd.fundingId), timeoutMs);
@@ -248,9 +248,8 @@ export class FundingService {
         await inPool(todo, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
           try {
             const outcome = await runner.run(accountId, (s) => fundingDecision(cmd, s), { mode: 'optimistic' });
-            // A charge answered at its commit holds its slot until Redis has it too: the applies
-            // keep pace with the commits, and the wait for them below is short.
-            await outcome.landed;
+            // Answered at its commit, the apply may still be running: waited for below.
+            if (outcome.answeredAtCommit) landings.push(outcome.landed);
           } catch (error) {
             // Booked by an earlier run whose commit landed after its holders were listed.
             if (error instanceof AlreadyBooked) return;
@@ -267,8 +266,9 @@ export class FundingService {
         todo = failed;
       }
       const chargedMs = performance.now() - started;
-      // Every payment is in Redis, and in the risk index, before the index is read.
-      await applied();
+      // Every payment is in Redis, and in the risk index, before the index is read
+      // (an apply that failed leaves its account to the recovery watch, which re-indexes it).
+      await Promise.all(landings);
       const mark = (await redisCall(() => markBook.current())).get(cmd.symbol) ?? cmd.mark;
       const endangered = await redisCall(() => endangeredBy(redis, risk, cmd.symbol, mark));
       const liquidated: number[] = [];
