@@ -1,8 +1,9 @@
 /**
- * `npm run bench [-- trades|liquidation|liquidation-tiered|markets|events|metrics] [-- --seconds N]`: runs the benchmarks against the
+ * `npm run bench [-- trades|liquidation|liquidation-tiered|markets|events|metrics|funding] [-- --seconds N]`: runs the benchmarks against the
  * built engine on local Redis and PostgreSQL (loopback only) and prints tables.
  */
 import { benchEvents } from './events.js';
+import { benchFunding } from './funding.js';
 import { benchLiquidation } from './liquidation.js';
 import { benchMarkets } from './markets.js';
 import { benchMetrics } from './metrics.js';
@@ -19,6 +20,7 @@ const all: Record<string, (s: number) => Promise<string>> = {
   markets: benchMarkets,
   events: benchEvents,
   metrics: benchMetrics,
+  funding: () => benchFunding(),
 };
 
 for (const name of wanted.length ? wanted : Object.keys(all)) {

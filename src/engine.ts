@@ -21,6 +21,7 @@ import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { EventHub } from './services/events.js';
+import { FundingService } from './services/funding.js';
 import { MarksService } from './services/marks.js';
 import { MarketsService } from './services/markets.js';
 import { ApiKeys } from './services/api-keys.js';
@@ -42,6 +43,7 @@ export interface Engine {
   readonly accounts: AccountsView;
   readonly marks: MarksService;
   readonly markets: MarketsService;
+  readonly funding: FundingService;
   /** API keys (null with AUTH=off). */
   readonly apiKeys: ApiKeys | null;
   readonly report: MarginReportService;
@@ -204,6 +206,8 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     await liquidation.settle();
     return left;
   };
+  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, committer, timeoutMs, log });
+  recovery.finishFundings = (all) => funding.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {
     if (options.recover ?? true) await recovery.start();
@@ -228,6 +232,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     accounts: new AccountsView({ redis, sql, keys, marks: markBook, riskDefaults, timeoutMs, applied }),
     marks,
     markets: new MarketsService({ redis, sql, keys, risk, markBook, defaults, timeoutMs, applied, log, liquidation }),
+    funding,
     apiKeys,
     insurance: new InsuranceFundService({ sql, timeoutMs, log }),
     report: new MarginReportService({ redis, keys, risk, marks: markBook, riskDefaults, applied }),
@@ -247,7 +252,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         if ((await redis.hexists(keys.marks, BOOT_FIELD)) !== 1) throw new Error('no boot marker');
       };
       const [r, pg] = await Promise.all([ping(redisReady), ping(() => sql`SELECT 1`)]);
-      return { redis: r && recovery.ready && marks.pendingSweeps === 0, postgres: pg && !committer.unavailable };
+      return { redis: r && recovery.ready && marks.pendingSweeps === 0 && funding.pending === 0, postgres: pg && !committer.unavailable };
     },
     async close() {
       apiKeys?.stop();

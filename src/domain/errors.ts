@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'MARKET_HALTED'
   | 'MARKET_REDUCE_ONLY'
   | 'PRICE_OUT_OF_BAND'
-  | 'MARK_MOVE_TOO_LARGE';
+  | 'MARK_MOVE_TOO_LARGE'
+  | 'NO_MARK_PRICE'
+  | 'FUNDING_CONFLICT';
 
 export class EngineError extends Error {
   constructor(

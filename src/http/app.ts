@@ -22,6 +22,7 @@ import { metricsRoutes, recordRequests } from './routes/metrics.js';
 import { registerAuth } from './auth.js';
 import { tradeRoutes } from './routes/trades.js';
 import { eventRoutes } from './routes/events.js';
+import { fundingRoutes } from './routes/funding.js';
 
 export interface AppOptions {
   readonly logger?: FastifyBaseLogger;
@@ -104,6 +105,7 @@ export async function buildApp(engine: Engine, options: AppOptions = {}): Promis
   await typed.register(accountRoutes, { engine });
   await typed.register(tradeRoutes, { engine });
   await typed.register(markRoutes, { engine });
+  await typed.register(fundingRoutes, { engine });
   await typed.register(eventRoutes, { engine });
   await typed.register(riskRoutes, { engine });
   await typed.register(insuranceRoutes, { engine });

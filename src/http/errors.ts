@@ -24,6 +24,8 @@ const STATUS: Record<ErrorCode, number> = {
   MARKET_REDUCE_ONLY: 422,
   PRICE_OUT_OF_BAND: 422,
   MARK_MOVE_TOO_LARGE: 422,
+  NO_MARK_PRICE: 422,
+  FUNDING_CONFLICT: 409,
 };
 
 export interface ErrorBody {

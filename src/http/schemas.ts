@@ -98,6 +98,10 @@ export const tradeBody = z
     side,
     quantity: positiveDecimal,
     price: positiveDecimal,
+    liquidity: z
+      .enum(['maker', 'taker'], { error: 'must be "maker" or "taker"' })
+      .optional()
+      .meta({ description: 'Which side of the book the fill was on (default taker): chooses maker_fee_rate or taker_fee_rate' }),
     client_order_id: clientOrderId.optional(),
   })
   .strict();
@@ -111,6 +115,35 @@ export const markBody = z
   .strict();
 
 export const symbolParams = z.object({ symbol });
+
+/** A funding rate: a signed decimal with |rate| < 1, at most 18 decimal places, as a JSON number or a string. */
+const fundingRate = z
+  .union([z.number(), z.string()], { error: required('must be a decimal number or a decimal string') })
+  .transform((value, ctx): Dec => {
+    const text = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : value.trim();
+    if (!/^-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/.test(text)) {
+      ctx.addIssue({ code: 'custom', message: 'must be a decimal number such as "0.0001" or "-0.0003"' });
+      return z.NEVER;
+    }
+    const d = new D(text);
+    if (!d.abs().lt(1) || d.decimalPlaces() > MAX_INPUT_DECIMALS) {
+      ctx.addIssue({ code: 'custom', message: `must be a decimal with |rate| < 1 and at most ${MAX_INPUT_DECIMALS} decimal places` });
+      return z.NEVER;
+    }
+    return d;
+  })
+  .meta({ description: 'Funding rate, |rate| < 1; positive: longs pay shorts', examples: ['0.0001', '-0.00025'] });
+
+export const fundingBody = z
+  .object({
+    symbol,
+    rate: fundingRate,
+    funding_id: z
+      .string({ error: required('must be a string') })
+      .regex(/^[\x21-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without spaces')
+      .meta({ description: 'Unique across markets; makes the request idempotent', examples: ['BTC-PERP-2026-12-02T08'] }),
+  })
+  .strict();
 
 /** A decimal from `min` to 1 (a rate or fraction), as a JSON number or a string; stored as its decimal text. */
 const fraction = (min: 0 | -1) =>
@@ -264,6 +297,8 @@ export const tradeResponse = z.object({
   quantity: amount,
   price: amount,
   realised_pnl: amount,
+  fee: amount.meta({ description: 'The fee this fill paid (negative: a maker rebate), already taken off the balance' }),
+  liquidity: z.enum(['maker', 'taker']),
   position: z.object({ symbol: z.string(), quantity: amount, entry_price: amount.nullable() }),
   balance: amount,
   equity: amount,
@@ -343,6 +378,8 @@ export const tradesResponse = z.object({
       quantity: amount,
       price: amount,
       realised_pnl: amount,
+      fee: amount,
+      liquidity: z.enum(['maker', 'taker']).nullable().meta({ description: "null on a liquidation's closing trades" }),
       liquidation_id: z.number().nullable(),
       client_order_id: z.string().nullable(),
       actor: z.string().nullable().meta({ description: 'The key id that booked it (null with AUTH=off)' }),
@@ -357,6 +394,17 @@ export const markResponse = z.object({
   price: amount,
   liquidated: z.array(z.number()),
   sweep: z.enum(['complete', 'pending']).meta({ description: 'pending (with status 202): committed; recovery finishes the liquidation sweep' }),
+});
+
+export const fundingResponse = z.object({
+  symbol: z.string(),
+  rate: amount,
+  funding_id: z.string(),
+  mark_price: amount.meta({ description: 'The mark every holder was charged at' }),
+  accounts: z.number().meta({ description: 'Holders charged, one FUNDING ledger row each' }),
+  paid: amount.meta({ description: 'Total paid by the payers (non-negative)' }),
+  received: amount.meta({ description: 'Total received by the receivers (non-negative)' }),
+  liquidated: z.array(z.number()).meta({ description: 'Accounts the payments put under maintenance, liquidated, ascending' }),
 });
 
 export const marginReportResponse = z.object({
@@ -416,6 +464,7 @@ export type TradesResponse = z.infer<typeof tradesResponse>;
 export type MarginReportResponse = z.infer<typeof marginReportResponse>;
 export type LiquidationsResponse = z.infer<typeof liquidationsResponse>;
 export type MarketResponse = z.infer<typeof marketResponse>;
+export type FundingResponse = z.infer<typeof fundingResponse>;
 export type MarketEventResponse = z.infer<typeof marketHistoryResponse>['events'][number];
 export type KeyResponse = z.infer<typeof keyView>;
 
@@ -423,7 +472,10 @@ export const eventsQuery = z
   .object({
     types: z
       .string()
-      .regex(/^(trade|liquidation|mark|market)(,(trade|liquidation|mark|market))*$/, 'must be a comma-separated list of trade, liquidation, mark, market')
+      .regex(
+        /^(trade|liquidation|mark|market|funding)(,(trade|liquidation|mark|market|funding))*$/,
+        'must be a comma-separated list of trade, liquidation, mark, market, funding',
+      )
       .optional()
       .meta({ description: 'Only these event types (default: all)' }),
     account_id: idText('must be a positive integer').optional().meta({ description: "Only this account's trades and liquidations (market-wide events still come)" }),

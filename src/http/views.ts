@@ -61,6 +61,8 @@ export function tradesBody(page: { entries: LedgerEntry[]; nextCursor: number | 
       quantity: e.quantity!,
       price: e.price!,
       realised_pnl: e.realisedPnl!,
+      fee: e.fee === null ? '0' : new D(e.fee).toString(),
+      liquidity: e.liquidity,
       liquidation_id: e.liquidationId,
       client_order_id: e.clientOrderId,
       actor: e.actor,

@@ -125,6 +125,21 @@ const CONFIRMED_REFUSALS = new Set<ErrorCode>(['INSUFFICIENT_MARGIN', 'MARKET_NO
 const SETTLED: Promise<unknown> = Promise.resolve();
 const UNMOVED = Promise.resolve(false);
 
+/** The ledger's unique index on (funding_id, account_id) of FUNDING rows. */
+const FUNDING_CONSTRAINT = 'ledger_funding_once';
+
+/**
+ * The rows were refused because the account already has what they book (a
+ * funding event's row, booked by an earlier run of the event): nothing was
+ * booked now, and running the decision again would be refused the same way.
+ */
+export class AlreadyBooked extends Error {
+  constructor(readonly constraint: string) {
+    super(`already booked (${constraint})`);
+    this.name = 'AlreadyBooked';
+  }
+}
+
 /** Redis was behind PostgreSQL (a writer crashed or stalled between the two): catch up and run again. */
 class StaleState extends Error {
   /** `clientOrder`: what collided was the client order id, booked before; the state itself may be current. */
@@ -307,6 +322,7 @@ export class AccountRunner {
         // catches Redis up.
         await gate.release(account.accountId, held.token);
       }
+      if (error instanceof LedgerConflict && error.constraint === FUNDING_CONSTRAINT) throw new AlreadyBooked(error.constraint);
       if (error instanceof LedgerConflict) throw new StaleState(account.seq, error.constraint === CLIENT_ORDER_CONSTRAINT);
       if (error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error)) {
         throw new DependencyUnavailable('postgres', error);

@@ -16,7 +16,7 @@ import { eventsAfter, formatPosition, latestPosition, type EventPosition, type S
 import type { Sql } from '../store/postgres.js';
 import { postgresCall } from './dependencies.js';
 
-export const EVENT_TYPES = ['trade', 'liquidation', 'mark', 'market'] as const;
+export const EVENT_TYPES = ['trade', 'liquidation', 'mark', 'market', 'funding'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export interface StreamEvent {
@@ -91,6 +91,21 @@ export function toStreamEvent(e: StoredEvent): StreamEvent {
   } else if (e.kind === 'mark') {
     type = 'mark';
     data = { symbol: e.symbol, price: e.price, previous_price: e.previousPrice, created_at: createdAt };
+  } else if (e.kind === 'funding') {
+    // The event's summary, recorded in its history row when it finished.
+    type = 'funding';
+    const c = (e.changes ?? {}) as Record<string, unknown>;
+    data = {
+      symbol: e.symbol,
+      funding_id: c.funding_id,
+      rate: c.rate,
+      mark_price: e.price,
+      accounts: c.accounts,
+      paid: c.paid,
+      received: c.received,
+      liquidated: c.liquidated,
+      created_at: createdAt,
+    };
   } else {
     type = 'market';
     data = { symbol: e.symbol, type: e.kind, changes: e.changes, created_at: createdAt };

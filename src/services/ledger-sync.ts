@@ -25,9 +25,15 @@ export type TradeResult = TradeResponse;
 const normalise = (s: string) => new D(s).toString();
 const same = (s: string) => s;
 
-/** Identifies a trade's parameters, so a reused client order id can be told apart from a retry. */
-export function tradeFingerprint(symbol: string, side: string, quantity: string, price: string): string {
-  return `${symbol}|${side}|${normalise(quantity)}|${normalise(price)}`;
+/**
+ * Identifies a trade's parameters, so a reused client order id can be told
+ * apart from a retry. A maker fill's fingerprint ends in `|maker`; a taker's
+ * has no suffix, so fingerprints stored before liquidity existed (every
+ * trade was a taker's then) still match.
+ */
+export function tradeFingerprint(symbol: string, side: string, quantity: string, price: string, liquidity: string | null = 'taker'): string {
+  const base = `${symbol}|${side}|${normalise(quantity)}|${normalise(price)}`;
+  return liquidity === 'maker' ? `${base}|maker` : base;
 }
 
 /**
@@ -49,6 +55,8 @@ export function tradeResultFromEntry(e: LedgerEntry, canonical = false): TradeRe
     quantity: norm(e.quantity),
     price: norm(e.price),
     realised_pnl: norm(e.realisedPnl),
+    fee: e.fee === null ? '0' : norm(e.fee),
+    liquidity: e.liquidity ?? 'taker',
     position: {
       symbol: e.symbol,
       quantity: norm(e.positionQuantity),
@@ -62,7 +70,7 @@ export function tradeResultFromEntry(e: LedgerEntry, canonical = false): TradeRe
 /** What Redis keeps for a booked client order id: the parameters' fingerprint and the first result. */
 export function storedClientOrder(e: LedgerEntry): string {
   const result = tradeResultFromEntry(e);
-  return JSON.stringify({ fp: tradeFingerprint(result.symbol, result.side, result.quantity, result.price), result });
+  return JSON.stringify({ fp: tradeFingerprint(result.symbol, result.side, result.quantity, result.price, result.liquidity), result });
 }
 
 export function parseStoredClientOrder(stored: string): { fp: string; result: TradeResult } {

@@ -32,6 +32,8 @@ export type LiquidationReason = (
   | { reason: 'trade' }
   | { reason: 'withdrawal' }
   | { reason: 'market'; symbol: string }
+  /** A funding payment on `symbol`, charged at the mark `price`. */
+  | { reason: 'funding'; symbol: string; price: Dec }
 ) & {
   readonly actor: string | null;
 };
@@ -105,8 +107,8 @@ export function liquidationDecision(
     accountId,
     reason: why.reason,
     mode: plan.mode,
-    triggerSymbol: why.reason === 'mark_price' || why.reason === 'market' ? why.symbol : null,
-    triggerPrice: why.reason === 'mark_price' ? str(why.price) : null,
+    triggerSymbol: why.reason === 'mark_price' || why.reason === 'market' || why.reason === 'funding' ? why.symbol : null,
+    triggerPrice: why.reason === 'mark_price' || why.reason === 'funding' ? str(why.price) : null,
     equity: str(plan.equity),
     maintenanceMargin: str(plan.maintenanceMargin),
     realisedPnl: str(plan.realisedPnl),

@@ -15,7 +15,18 @@ import { EngineError, marketNotFound } from '../domain/errors.js';
 import { effectiveMarket, type Market, type MarketParams, type MarketStatus } from '../domain/markets.js';
 import { readAccounts } from '../store/account-state.js';
 import type { MarkBook } from '../store/mark-book.js';
-import { marketApplied, marketEventPage, definitionOf, marketRows, overridesOf, publishMarket, upsertMarket, type MarketRow, type ParamsJson } from '../store/markets.js';
+import {
+  definitionOf,
+  feeSums,
+  marketApplied,
+  marketEventPage,
+  marketRows,
+  overridesOf,
+  publishMarket,
+  upsertMarket,
+  type MarketRow,
+  type ParamsJson,
+} from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
@@ -49,6 +60,11 @@ const RISK_PARAMS = ['tiers'] as const;
 const CHUNK = 500;
 
 export class MarketsService {
+  /** Fees of every trade in transactions before `horizon`, per symbol: they never change, so each is summed once (see feeSums). */
+  private fees: { horizon: string; settled: Map<string, Dec> } = { horizon: '0', settled: new Map() };
+  /** The running fee read: reads queue on it, so two never add the same settled rows. */
+  private feeRead: Promise<unknown> = Promise.resolve();
+
   constructor(private readonly deps: MarketsDeps) {}
 
   /** Creates or changes a market; `applied` is false when it is committed but Redis has yet to take it (202). */
@@ -125,7 +141,11 @@ export class MarketsService {
 
   /** The views of these markets: the marks read once, open interest summed in one pass over their holders. */
   private async views(rows: readonly MarketRow[]): Promise<MarketView[]> {
-    const [marks, interest] = await Promise.all([redisCall(() => this.deps.markBook.current()), this.openInterest(rows.map((r) => r.symbol))]);
+    const [marks, interest, fees] = await Promise.all([
+      redisCall(() => this.deps.markBook.current()),
+      this.openInterest(rows.map((r) => r.symbol)),
+      this.feesCollected(),
+    ]);
     return rows.map((row) => {
       const m = this.marketOf(row);
       const mark = marks.get(row.symbol);
@@ -149,12 +169,30 @@ export class MarketsService {
         mark_price: mark === undefined ? null : str(mark),
         open_interest: { long: str(oi.long), short: str(oi.short) },
         holders: oi.holders,
-        // Trading fees are not charged yet: nothing has been collected.
-        fees_collected: '0',
+        fees_collected: str(fees.get(row.symbol) ?? ZERO),
         created_at: row.created_at.toISOString(),
         updated_at: row.updated_at.toISOString(),
       };
     });
+  }
+
+  /**
+   * Every trading fee booked, per symbol, exactly (maker rebates count
+   * negative): the settled part kept from the last read plus the ledger's
+   * trade rows since, so a read costs the rows booked since the last one.
+   */
+  private feesCollected(): Promise<Map<string, Dec>> {
+    const read = this.feeRead.then(async () => {
+      const { horizon, settled, recent } = await postgresCall(() => feeSums(this.deps.sql, this.fees.horizon), this.deps.timeoutMs);
+      const kept = new Map(this.fees.settled);
+      for (const [symbol, sum] of settled) kept.set(symbol, (kept.get(symbol) ?? ZERO).plus(sum));
+      this.fees = { horizon, settled: kept };
+      const now = new Map(kept);
+      for (const [symbol, sum] of recent) now.set(symbol, (now.get(symbol) ?? ZERO).plus(sum));
+      return now;
+    });
+    this.feeRead = read.catch(() => undefined);
+    return read;
   }
 
   /**

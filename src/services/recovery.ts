@@ -64,6 +64,12 @@ export class Recovery {
    * Set by the engine once the liquidation machinery exists.
    */
   finishSweeps: ((all: boolean) => Promise<number>) | null = null;
+  /**
+   * Finishes funding events left running (a crash or a store failure midway);
+   * returns how many remain unfinished. `all`: every one, at start-up. Set by
+   * the engine once the funding service exists.
+   */
+  finishFundings: ((all: boolean) => Promise<number>) | null = null;
   /** Told how many accounts a rebuild has written, of how many (`npm run rebuild` shows it on a terminal). */
   onRebuildProgress: ((done: number, total: number) => void) | null = null;
 
@@ -85,6 +91,9 @@ export class Recovery {
     // finished before the engine serves.
     const left = (await this.finishSweeps?.(true)) ?? 0;
     if (left > 0) throw new Error(`${left} committed mark(s) could not be swept; is redis answering?`);
+    // Likewise a funding event a crash interrupted: every holder is charged (once) before the engine serves.
+    const fundings = (await this.finishFundings?.(true)) ?? 0;
+    if (fundings > 0) throw new Error(`${fundings} funding event(s) could not be finished; are the stores answering?`);
     if (watchMs > 0) {
       this.timer = setInterval(() => void this.check(), watchMs);
       this.timer.unref();
@@ -112,6 +121,7 @@ export class Recovery {
         this.stateLost = false;
         if (this.lagging.size > 0) await this.catchUpLagging();
         await this.finishSweeps?.(false);
+        await this.finishFundings?.(false);
         return;
       }
       this.stateLost = true;

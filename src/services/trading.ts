@@ -7,9 +7,10 @@
  * Redis. A failure before the commit leaves nothing anywhere.
  */
 import type { Logger } from 'pino';
-import { type Dec, str, ZERO } from '../domain/decimal.js';
+import { D, type Dec, str, ZERO } from '../domain/decimal.js';
 import { liquidationPrices } from '../domain/liquidation.js';
 import { accountNotFound, idempotencyConflict, insufficientMargin, marketNotFound, type EngineError } from '../domain/errors.js';
+import { feeRate, tradeFee, type Liquidity } from '../domain/fees.js';
 import { tradeRefusal } from '../domain/markets.js';
 import { decideTrade, decideWithdrawal, marketRules, valueAccount, type AccountMargin, type RiskParams, type Side } from '../domain/margin.js';
 import { accountExists } from '../store/account-state.js';
@@ -25,6 +26,8 @@ export interface TradeCommand {
   readonly quantity: Dec;
   readonly price: Dec;
   readonly clientOrderId: string | null;
+  /** Maker or taker: which fee rate of the market the fill pays. */
+  readonly liquidity: Liquidity;
   /** The key booking it (null with AUTH=off). */
   readonly actor: string | null;
 }
@@ -50,14 +53,18 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
   if (market === undefined) return { kind: 'refuse', error: marketNotFound(cmd.symbol) };
   if (clientOrder !== null && cmd.clientOrderId !== null) {
     const stored = parseStoredClientOrder(clientOrder);
-    if (stored.fp !== tradeFingerprint(cmd.symbol, cmd.side, str(cmd.quantity), str(cmd.price))) {
+    if (stored.fp !== tradeFingerprint(cmd.symbol, cmd.side, str(cmd.quantity), str(cmd.price), cmd.liquidity)) {
       return { kind: 'refuse', error: idempotencyConflict(cmd.clientOrderId) };
     }
     return { kind: 'answer', result: { answer: stored.result, underMaintenance: false } };
   }
   const refusal = tradeRefusal(market, account.positions.get(cmd.symbol), cmd.side, cmd.quantity, cmd.price, marks.get(cmd.symbol));
   if (refusal !== null) return { kind: 'refuse', error: refusal };
-  const decision = decideTrade(account, { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price }, marks, marketRules(markets, riskDefaults));
+  // The fee comes off the balance as the trade is booked, and the margin
+  // check is made on the balance after it: decided on the account less its fee.
+  const fee = tradeFee(feeRate(market, cmd.liquidity), cmd.quantity, cmd.price);
+  const lessFee = fee.isZero() ? account : { balance: account.balance.minus(fee), positions: account.positions };
+  const decision = decideTrade(lessFee, { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price }, marks, marketRules(markets, riskDefaults));
   if (!accountExists(account)) {
     return { kind: 'refuse', error: insufficientMargin(`account ${cmd.accountId} has no funds`, str(decision.margin.initialMargin), '0') };
   }
@@ -82,6 +89,8 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
         quantity: str(cmd.quantity),
         price: str(cmd.price),
         realisedPnl: str(outcome.realisedPnl),
+        fee: str(fee),
+        liquidity: cmd.liquidity,
         clientOrderId: cmd.clientOrderId,
         liquidationId: null,
         positionQuantity: position ? str(position.quantity) : '0',
@@ -165,7 +174,7 @@ export class TradingService {
       return {
         accepted: decision.kind !== 'refuse',
         error: decision.kind === 'refuse' ? decision.error : null,
-        fee: ZERO,
+        fee: decision.kind === 'book' ? new D(decision.rows[0]!.fee ?? '0') : ZERO,
         after: valueAccount(after, s.marks, rules),
         liquidationPrices: liquidationPrices(after, s.marks, rules),
       };

@@ -4,9 +4,10 @@
  */
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { Sql } from './postgres.js';
+import type { Liquidity } from '../domain/fees.js';
 import type { Side } from '../domain/margin.js';
 
-export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL' | 'INSURANCE' | 'LIQUIDATION_FEE';
+export type LedgerKind = 'TRADE' | 'DEPOSIT' | 'WITHDRAWAL' | 'INSURANCE' | 'LIQUIDATION_FEE' | 'FUNDING';
 
 /**
  * One row to write. Decimal values are already plain decimal strings; a
@@ -28,6 +29,11 @@ export interface LedgerRow {
   readonly positionEntryPrice?: string | null;
   readonly equity?: string | null;
   readonly amount?: string | null;
+  /** A trade's fee (negative: a maker rebate), already in `balance`. */
+  readonly fee?: string | null;
+  readonly liquidity?: Liquidity | null;
+  /** A FUNDING row's event. */
+  readonly fundingId?: string | null;
   /** The key that caused the row (null with AUTH=off). */
   readonly actor?: string | null;
 }
@@ -63,6 +69,9 @@ export function entryOf(row: LedgerRow, { entryId, createdAt }: Pick<CommittedRo
     positionEntryPrice: row.positionEntryPrice ?? null,
     equity: row.equity ?? null,
     amount: row.amount ?? null,
+    fee: row.fee ?? null,
+    liquidity: row.liquidity ?? null,
+    fundingId: row.fundingId ?? null,
     balance: row.balance,
     actor: row.actor ?? null,
     createdAt,
@@ -81,7 +90,7 @@ export class LedgerConflict extends Error {
 export interface LiquidationRecord {
   readonly liquidationId: number;
   readonly accountId: number;
-  readonly reason: 'mark_price' | 'trade' | 'withdrawal' | 'market';
+  readonly reason: 'mark_price' | 'trade' | 'withdrawal' | 'market' | 'funding';
   /** 'partial' when positions were left open. */
   readonly mode: 'full' | 'partial';
   readonly triggerSymbol: string | null;
@@ -356,7 +365,8 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
   const col = <T>(f: (r: LedgerRow) => T) => rows.map(f);
   const result = await sql<{ account_id: string; seq: string; entry_id: string; created_at: Date }[]>`
     INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, client_order_id,
-                        liquidation_id, position_quantity, position_entry_price, equity, amount, balance, actor)
+                        liquidation_id, position_quantity, position_entry_price, equity, amount, balance, actor,
+                        fee, liquidity, funding_id)
     SELECT * FROM unnest(
       ${col((r) => r.accountId)}::bigint[], ${col((r) => r.seq)}::bigint[], ${col((r) => r.kind)}::text[],
       ${col((r) => r.symbol ?? null)}::text[], ${col((r) => r.side ?? null)}::text[],
@@ -364,7 +374,8 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
       ${col((r) => r.realisedPnl ?? null)}::numeric[], ${col((r) => r.clientOrderId ?? null)}::text[],
       ${col((r) => r.liquidationId ?? null)}::bigint[], ${col((r) => r.positionQuantity ?? null)}::numeric[],
       ${col((r) => r.positionEntryPrice ?? null)}::numeric[], ${col((r) => r.equity ?? null)}::numeric[],
-      ${col((r) => r.amount ?? null)}::numeric[], ${col((r) => r.balance)}::numeric[], ${col((r) => r.actor ?? null)}::text[])
+      ${col((r) => r.amount ?? null)}::numeric[], ${col((r) => r.balance)}::numeric[], ${col((r) => r.actor ?? null)}::text[],
+      ${col((r) => r.fee ?? null)}::numeric[], ${col((r) => r.liquidity ?? null)}::text[], ${col((r) => r.fundingId ?? null)}::text[])
     RETURNING account_id, seq, entry_id, created_at`;
   return result.map((r) => ({
     accountId: Number(r.account_id),
@@ -391,6 +402,9 @@ export interface EntryRecord {
   position_entry_price: string | null;
   equity: string | null;
   amount: string | null;
+  fee: string | null;
+  liquidity: Liquidity | null;
+  funding_id: string | null;
   balance: string;
   actor: string | null;
   created_at: Date;
@@ -413,6 +427,9 @@ export function toEntry(r: EntryRecord): LedgerEntry {
     positionEntryPrice: r.position_entry_price,
     equity: r.equity,
     amount: r.amount,
+    fee: r.fee,
+    liquidity: r.liquidity,
+    fundingId: r.funding_id,
     balance: r.balance,
     actor: r.actor,
     createdAt: r.created_at,

@@ -268,3 +268,25 @@ export async function marketEventPage(sql: Sql, symbol: string, limit: number, b
 export async function allMarkets(sql: Sql): Promise<MarketDefinition[]> {
   return (await sql<MarketRow[]>`SELECT * FROM markets`).map(definitionOf);
 }
+
+/**
+ * Trading fees summed per symbol from the ledger's trade rows, in two parts:
+ * `settled`, rows of transactions in [from, horizon), every one of them over
+ * (the horizon is the xmin of a snapshot taken first, as the event stream
+ * reads), so their sum never changes and can be kept; and `recent`, rows at
+ * or past the horizon that are committed now, to be summed again next time.
+ * Uses the index on (xid) of trade rows (sql/005_events.sql).
+ */
+export async function feeSums(sql: Sql, from: string): Promise<{ horizon: string; settled: Map<string, string>; recent: Map<string, string> }> {
+  const [h] = await sql<{ horizon: string }[]>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon`;
+  const horizon = h!.horizon;
+  const rows = await sql<{ symbol: string; settled: boolean; fees: string }[]>`
+    SELECT symbol, settled, sum(fee)::text AS fees
+    FROM (SELECT symbol, fee, xid < ${horizon}::xid8 AS settled FROM ledger
+          WHERE kind = 'TRADE' AND xid >= ${from}::xid8 AND fee IS NOT NULL AND fee <> 0) AS t
+    GROUP BY symbol, settled`;
+  const settled = new Map<string, string>();
+  const recent = new Map<string, string>();
+  for (const r of rows) (r.settled ? settled : recent).set(r.symbol, r.fees);
+  return { horizon, settled, recent };
+}

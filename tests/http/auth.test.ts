@@ -115,6 +115,7 @@ const TABLE: readonly (readonly [string, ...number[]])[] = [
   ['GET /markets/BTC-PERP',              R,   200,      200,  200,     200,     200,    200,   200],
   ['GET /markets/BTC-PERP/history',      R,   200,      200,  200,     200,     200,    200,   200],
   ['PUT /markets/BTC-PERP',              R,   200,      200,  200,     F,       F,      F,     F],
+  ['POST /funding',                      R,   200,      200,  200,     F,       F,      F,     F],
   ['POST /admin/keys',                   R,   201,      201,  F,       F,       F,      F,     F],
   ['GET /admin/keys',                    R,   200,      200,  F,       F,       F,      F,     F],
   ['DELETE /admin/keys/<id>',            R,   200,      200,  F,       F,       F,      F,     F],
@@ -142,6 +143,8 @@ function requestOf(route: string, col: Column, victim: string): { method: Method
       return { method: 'POST', url: '/mark-price', body: { symbol: 'BTC-PERP', price: markPriceOf(col) } };
     case 'PUT /markets/BTC-PERP':
       return { method: 'PUT', url: '/markets/BTC-PERP', body: {} };
+    case 'POST /funding':
+      return { method: 'POST', url: '/funding', body: { symbol: 'BTC-PERP', rate: '0', funding_id: `auth-${col}` } };
     case 'POST /admin/keys':
       return { method: 'POST', url: '/admin/keys', body: { name: `made-by-${col}`, role: 'reader' } };
     case 'DELETE /admin/keys/<id>':
@@ -223,6 +226,9 @@ describe('the role × route table', () => {
     const history = await ok(admin.get('/markets/BTC-PERP/history'));
     const marked = history.events.filter((e: { type: string }) => e.type === 'mark').map((e: { price: string }) => Number(e.price));
     expect(marked.sort((a: number, b: number) => a - b)).toEqual([MARK_BASE, ...allowed('POST /mark-price').map(markPriceOf)].sort((a, b) => a - b));
+    // Funding (at rate 0, so the balance above is untouched): only the allowed callers' events exist.
+    const fundings = history.events.filter((e: { type: string }) => e.type === 'funding').map((e: { changes: { funding_id: string } }) => e.changes.funding_id);
+    expect(fundings.sort()).toEqual(allowed('POST /funding').map((col) => `auth-${col}`).sort());
     // Keys: only the allowed callers created one and revoked their victim.
     const { keys } = await ok(admin.get('/admin/keys'));
     const made = keys.filter((k: { name: string }) => k.name.startsWith('made-by-')).map((k: { name: string }) => k.name.slice('made-by-'.length));

@@ -11,6 +11,7 @@ import { effectiveMarket, type MarketStatus } from '../../src/domain/markets.js'
 import type { Snapshot } from '../../src/services/account-gate.js';
 import type { Decision } from '../../src/services/account-runner.js';
 import { tradeFingerprint } from '../../src/services/ledger-sync.js';
+import { fundingDecision } from '../../src/services/funding.js';
 import { liquidationDecision } from '../../src/services/liquidation.js';
 import { depositDecision, tradeDecision, withdrawalDecision, type TradeCommand } from '../../src/services/trading.js';
 
@@ -37,6 +38,7 @@ const trade = (over: Partial<TradeCommand> = {}): TradeCommand => ({
   quantity: new D('1'),
   price: new D('50000'),
   clientOrderId: null,
+  liquidity: 'taker',
   actor: 'key_a',
   ...over,
 });
@@ -118,5 +120,28 @@ describe('liquidationDecision', () => {
     expect(d.liquidation).toMatchObject({ liquidationId: 9, accountId: 7, shortfall: '5000', firstSeq: 4, lastSeq: 5, triggerPrice: '40000', actor: 'key_feed' });
     expect(d.after.positions.size).toBe(0);
     expect(d.after.balance.toString()).toBe('0');
+  });
+});
+
+describe('fundingDecision', () => {
+  const cmd = { fundingId: 'f-1', symbol: 'BTC-PERP', rate: new D('0.0001'), mark: new D('50500'), actor: 'key_op' };
+
+  it('books one FUNDING row: the signed change q · m · r off the balance, the mark, the position, the event', () => {
+    const d = booked(fundingDecision(cmd, snapshot({ seq: 4, balance: '1000', positions: [['BTC-PERP', '0.2', '50000']] })));
+    expect(d.rows).toEqual([
+      { accountId: 7, seq: 5, kind: 'FUNDING', symbol: 'BTC-PERP', price: '50500', positionQuantity: '0.2', amount: '-1.01', fundingId: 'f-1', balance: '998.99', actor: 'key_op' },
+    ]);
+    expect(d.after.balance.toString()).toBe('998.99');
+    expect(d.after.positions.get('BTC-PERP')!.quantity.toString()).toBe('0.2');
+  });
+
+  it('pays a short at a positive rate, and charges it at a negative one', () => {
+    const short = snapshot({ balance: '1000', positions: [['BTC-PERP', '-0.1', '50000']] });
+    expect(booked(fundingDecision(cmd, short)).rows[0]).toMatchObject({ amount: '0.505', balance: '1000.505' });
+    expect(booked(fundingDecision({ ...cmd, rate: new D('-0.0002') }, short)).rows[0]).toMatchObject({ amount: '-1.01', balance: '998.99' });
+  });
+
+  it('books nothing for an account that no longer holds the symbol', () => {
+    expect(fundingDecision(cmd, snapshot({ positions: [['ETH-PERP', '1', '3000']], marks: { 'BTC-PERP': '50000', 'ETH-PERP': '3000' } }))).toEqual({ kind: 'answer', result: null });
   });
 });

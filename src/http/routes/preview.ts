@@ -25,6 +25,7 @@ export const previewRoutes: RoutePlugin = async (app, { engine }) => {
         quantity: req.body.quantity,
         price: req.body.price,
         clientOrderId: req.body.client_order_id ?? null,
+        liquidity: req.body.liquidity ?? 'taker',
         actor: actorOf(req),
       });
       return {

@@ -22,6 +22,7 @@ export const tradeRoutes: RoutePlugin = async (app, { engine }) => {
         quantity: req.body.quantity,
         price: req.body.price,
         clientOrderId: req.body.client_order_id ?? null,
+        liquidity: req.body.liquidity ?? 'taker',
         actor: actorOf(req),
       }),
   );
