@@ -101,6 +101,21 @@ etag=$(printf '%s\n' "$head" | sed -nE 's/^etag: (.*)$/\1/p')
 say "curl -s -i 'localhost:8000/margin-report?limit=2' -H \"authorization: Bearer \$OPERATOR\" -H 'if-none-match: $etag' | head -1"
 q -i "$BASE/margin-report?limit=2" -H "authorization: Bearer $OPERATOR" -H "if-none-match: $etag" | head -1 | tr -d '\r'
 say ''
+say '# Funding at the mark: account 1 (long 0.05) pays 0.05 × 44000 × 0.0001, account 3 (short 0.2) receives 0.88'
+run "curl -s localhost:8000/funding -H \"authorization: Bearer \$OPERATOR\" -H \"\$JSON\" -d '{\"symbol\": \"BTC-PERP\", \"rate\": \"0.0001\", \"funding_id\": \"BTC-PERP-2026-12-02T10\"}'" \
+  "$OPERATOR" /funding -H "$JSON" -d '{"symbol": "BTC-PERP", "rate": "0.0001", "funding_id": "BTC-PERP-2026-12-02T10"}'
+say '# The same funding_id with another rate'
+run "curl -s localhost:8000/funding -H \"authorization: Bearer \$OPERATOR\" -H \"\$JSON\" -d '{\"symbol\": \"BTC-PERP\", \"rate\": \"0.0002\", \"funding_id\": \"BTC-PERP-2026-12-02T10\"}'" \
+  "$OPERATOR" /funding -H "$JSON" -d '{"symbol": "BTC-PERP", "rate": "0.0002", "funding_id": "BTC-PERP-2026-12-02T10"}'
+say ''
+say '# Fees: after PUT /markets/BTC-PERP {"maker_fee_rate": "-0.0001", "taker_fee_rate": "0.0005"}, a maker fill earns the rebate'
+q "$BASE/markets/BTC-PERP" -X PUT -H "authorization: Bearer $OPERATOR" -H "$JSON" -d '{"maker_fee_rate": "-0.0001", "taker_fee_rate": "0.0005"}' >/dev/null
+run "curl -s localhost:8000/trade -H \"authorization: Bearer \$TRADING\" -H \"\$JSON\" -d '{\"account_id\": 3, \"symbol\": \"BTC-PERP\", \"side\": \"BUY\", \"quantity\": 0.1, \"price\": 44000, \"liquidity\": \"maker\"}'" \
+  "$TRADING" /trade -H "$JSON" -d '{"account_id": 3, "symbol": "BTC-PERP", "side": "BUY", "quantity": 0.1, "price": 44000, "liquidity": "maker"}'
+say ''
+say '# The insurance fund and its movements'
+run "curl -s localhost:8000/insurance-fund -H \"authorization: Bearer \$OPERATOR\"" "$OPERATOR" /insurance-fund
+say ''
 say '# No key'
 say "curl -s -i localhost:8000/positions/1 | sed -n '1,2p;\$p'"
 q -i "$BASE/positions/1" | tr -d '\r' | sed -n '1,2p;$p'
