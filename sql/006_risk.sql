@@ -63,47 +63,57 @@ CREATE TABLE insurance_fund_history (
 -- row's lock: first their fees come in, then their shortfalls draw on it in
 -- ascending account id (so the liquidations of one tick draw in that order);
 -- a shortfall beyond the balance empties it and the rest is bad debt.
+-- Set-based (one statement per step, whatever the number of liquidations):
+-- with F the balance after the fees and S_i the shortfalls before the i-th,
+-- the i-th pays least(s_i, greatest(F − S_i, 0)) and leaves
+-- greatest(F − S_i − s_i, 0).
+-- Only settlers change these rows, and the fund row's lock keeps them one at
+-- a time, so the liquidations need no lock of their own.
 -- Returns how many liquidations it settled, and the bad debt they added.
 CREATE OR REPLACE FUNCTION settle_insurance(OUT settled integer, OUT bad_debt numeric)
 LANGUAGE plpgsql AS $$
 DECLARE
   f insurance_fund%ROWTYPE;
-  ids bigint[];
-  r record;
-  paid numeric;
-  debt_before numeric;
+  fees numeric;
+  after_fees numeric;
+  paid_total numeric;
 BEGIN
   SELECT * INTO f FROM insurance_fund WHERE id = 1 FOR UPDATE;
-  debt_before := f.bad_debt;
-  ids := ARRAY(SELECT liquidation_id FROM liquidations WHERE NOT liquidations.settled ORDER BY account_id, liquidation_id FOR UPDATE);
-  settled := cardinality(ids);
+  CREATE TEMP TABLE IF NOT EXISTS settling (liquidation_id bigint, account_id bigint, fee numeric, shortfall numeric, actor text, rank bigint) ON COMMIT DROP;
+  TRUNCATE settling;
+  INSERT INTO settling
+    SELECT l.liquidation_id, l.account_id, l.fee, l.shortfall, l.actor, row_number() OVER (ORDER BY l.account_id, l.liquidation_id)
+    FROM liquidations l WHERE NOT l.settled;
+  GET DIAGNOSTICS settled = ROW_COUNT;
   bad_debt := 0;
   IF settled = 0 THEN
     RETURN;
   END IF;
-  FOR r IN SELECT liquidation_id, account_id, fee, actor FROM liquidations
-           WHERE liquidation_id = ANY(ids) AND fee > 0 ORDER BY account_id, liquidation_id LOOP
-    f.balance := f.balance + r.fee;
-    f.fees_received := f.fees_received + r.fee;
-    INSERT INTO insurance_fund_history (kind, amount, balance, liquidation_id, account_id, actor)
-      VALUES ('fee', r.fee, f.balance, r.liquidation_id, r.account_id, r.actor);
-  END LOOP;
-  FOR r IN SELECT liquidation_id, account_id, shortfall, actor FROM liquidations
-           WHERE liquidation_id = ANY(ids) ORDER BY account_id, liquidation_id LOOP
-    paid := LEAST(r.shortfall, f.balance);
-    IF r.shortfall > 0 THEN
-      f.balance := f.balance - paid;
-      f.shortfalls_paid := f.shortfalls_paid + paid;
-      f.bad_debt := f.bad_debt + (r.shortfall - paid);
-      INSERT INTO insurance_fund_history (kind, amount, balance, liquidation_id, account_id, shortfall, bad_debt, actor)
-        VALUES ('shortfall', paid, f.balance, r.liquidation_id, r.account_id, r.shortfall, r.shortfall - paid, r.actor);
-    END IF;
-    UPDATE liquidations AS l SET settled = true, fund_paid = paid, bad_debt = r.shortfall - paid WHERE l.liquidation_id = r.liquidation_id;
-  END LOOP;
-  UPDATE insurance_fund AS i SET balance = f.balance, fees_received = f.fees_received, shortfalls_paid = f.shortfalls_paid,
-                            bad_debt = f.bad_debt, updated_at = now()
+  -- Fees in, each with the balance after it.
+  INSERT INTO insurance_fund_history (kind, amount, balance, liquidation_id, account_id, actor)
+    SELECT 'fee', s.fee, f.balance + sum(s.fee) OVER (ORDER BY s.rank), s.liquidation_id, s.account_id, s.actor
+    FROM settling s WHERE s.fee > 0 ORDER BY s.rank;
+  SELECT coalesce(sum(s.fee), 0) INTO fees FROM settling s;
+  after_fees := f.balance + fees;
+  -- Shortfalls out, in rank order.
+  CREATE TEMP TABLE IF NOT EXISTS drawn (liquidation_id bigint, account_id bigint, shortfall numeric, paid numeric, balance numeric, actor text, rank bigint) ON COMMIT DROP;
+  TRUNCATE drawn;
+  INSERT INTO drawn
+    SELECT w.liquidation_id, w.account_id, w.shortfall,
+           least(w.shortfall, greatest(after_fees - w.before, 0)),
+           greatest(after_fees - w.before - w.shortfall, 0), w.actor, w.rank
+    FROM (SELECT s.*, coalesce(sum(s.shortfall) OVER (ORDER BY s.rank ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+          FROM settling s) AS w;
+  INSERT INTO insurance_fund_history (kind, amount, balance, liquidation_id, account_id, shortfall, bad_debt, actor)
+    SELECT 'shortfall', d.paid, d.balance, d.liquidation_id, d.account_id, d.shortfall, d.shortfall - d.paid, d.actor
+    FROM drawn d WHERE d.shortfall > 0 ORDER BY d.rank;
+  UPDATE liquidations l SET settled = true, fund_paid = d.paid, bad_debt = d.shortfall - d.paid
+    FROM drawn d WHERE l.liquidation_id = d.liquidation_id;
+  SELECT coalesce(sum(d.paid), 0), coalesce(sum(d.shortfall - d.paid), 0) INTO paid_total, bad_debt FROM drawn d;
+  UPDATE insurance_fund AS i SET balance = after_fees - paid_total, fees_received = f.fees_received + fees,
+                                 shortfalls_paid = f.shortfalls_paid + paid_total, bad_debt = f.bad_debt + settle_insurance.bad_debt,
+                                 updated_at = now()
     WHERE i.id = 1;
-  bad_debt := f.bad_debt - debt_before;
 END $$;
 
 -- A treasury deposit into the fund.
