@@ -299,9 +299,8 @@ class Slicer {
  * `price` null means never (on this symbol alone), 'always' means already.
  *
  * Held as the exact quotient numerator / slope; `price` divides (exactly,
- * 18 places) only when asked, and `approx()` gives the double the risk index
- * stores, within 1.5 units in the last place (each operand is converted with
- * one rounding, then divided with one more).
+ * 18 places, half-even) only when asked: the risk index scores by it (see
+ * risk-index.ts scoreOf), and it is the position's liquidation price.
  */
 export class Threshold {
   private exact: Dec | undefined;
@@ -312,19 +311,11 @@ export class Threshold {
     readonly numerator: Dec,
     /** q − r·|q| (zero: the mark does not move this account's cushion) */
     readonly slope: Dec,
-    /** The slope as the nearest double, when the caller has it. */
-    private readonly slopeDouble = Number(slope.toString()),
   ) {}
 
   get price(): Dec | null | 'always' {
     if (this.slope.isZero()) return this.numerator.isPos() ? 'always' : null;
     return (this.exact ??= divRound(this.numerator, this.slope));
-  }
-
-  /** The threshold as a double (see above), or 'always' / null like `price`. */
-  approx(): number | null | 'always' {
-    if (this.slope.isZero()) return this.numerator.isPos() ? 'always' : null;
-    return Number(this.numerator.toString()) / this.slopeDouble;
   }
 }
 
@@ -360,8 +351,8 @@ export function liquidationThresholds(state: AccountState, marks: Marks, rules: 
       if (long ? !f.isNeg() : f.isNeg() || f.isZero()) break;
     }
     const band = bands[i]!;
-    const { slope, slopeDouble } = slopeOf(p, band);
-    out.set(symbol, new Threshold(long ? 'long' : 'short', band.mma.isZero() ? base : base.minus(band.mma), slope, slopeDouble));
+    const { slope } = slopeOf(p, band);
+    out.set(symbol, new Threshold(long ? 'long' : 'short', band.mma.isZero() ? base : base.minus(band.mma), slope));
   }
   return out;
 }
@@ -388,8 +379,8 @@ export function tierOneOrders(state: AccountState, marks: Marks, rules: MarginRu
     const t = totals ?? marginTotals(state, marks, rules);
     total ??= t.equity.minus(t.maintenanceMargin);
     const term = t.terms.get(symbol)!;
-    const { slope, slopeDouble } = slopeOf(p, term.bands[0]!);
-    out.set(symbol, { order: new Threshold(p.quantity.isPos() ? 'long' : 'short', ownPart(p, term).minus(total), slope, slopeDouble), size: p.quantity.abs() });
+    const { slope } = slopeOf(p, term.bands[0]!);
+    out.set(symbol, { order: new Threshold(p.quantity.isPos() ? 'long' : 'short', ownPart(p, term).minus(total), slope), size: p.quantity.abs() });
     totals = t;
   }
   return out;
@@ -423,11 +414,11 @@ function ownPart(p: Position, term: PositionTerm): Dec {
  * for a short), remembered per position object and tier.
  */
 const SLOPE = Symbol('slope');
-type Slope = { readonly band: TierBand; readonly slope: Dec; readonly slopeDouble: number };
+type Slope = { readonly band: TierBand; readonly slope: Dec };
 
 function slopeOf(p: Position, band: TierBand): Slope {
   const known = (p as { [SLOPE]?: Slope })[SLOPE];
   if (known !== undefined && known.band === band) return known;
   const slope = p.quantity.times(p.quantity.isPos() ? ONE.minus(band.mmr) : ONE.plus(band.mmr));
-  return remember(p, SLOPE, { band, slope, slopeDouble: Number(slope.toString()) });
+  return remember(p, SLOPE, { band, slope });
 }

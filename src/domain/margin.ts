@@ -264,16 +264,26 @@ export function valueAccount(state: AccountState, marks: Marks, rules: MarginRul
 }
 
 /** maintenance / equity · 100; 0 with no position; null when equity ≤ 0 while positions exist. */
-function utilisation(positions: number, equity: Dec, maintenanceMargin: Dec): Dec | null {
+function utilisation(positions: number, equity: Dec, maintenanceMargin: Dec, scale?: number): Dec | null {
   if (positions === 0) return ZERO;
   if (equity.lte(0)) return null;
-  return divRound(maintenanceMargin.times(HUNDRED), equity);
+  return divRound(maintenanceMargin.times(HUNDRED), equity, scale);
 }
+
+/**
+ * The places the margin report orders utilisation to. Shown to 18, two
+ * accounts can tie while their exact utilisations (and their places in the
+ * threshold lists) differ; to 40 places a tie is a tie of the thresholds
+ * themselves, which the lists order by account id as the report does.
+ */
+export const ORDER_SCALE = 40;
 
 export interface RiskSummary extends MarginTotals {
   readonly balance: Dec;
   /** null when equity ≤ 0 while positions exist. */
   readonly utilisationPct: Dec | null;
+  /** The same to ORDER_SCALE places: the report's order. */
+  readonly orderPct: Dec | null;
   readonly status: MarginStatus;
 }
 
@@ -285,6 +295,7 @@ export function riskSummary(state: AccountState, marks: Marks, rules: MarginRule
     ...totals,
     balance: state.balance,
     utilisationPct: utilisation(state.positions.size, equity, maintenanceMargin),
+    orderPct: utilisation(state.positions.size, equity, maintenanceMargin, ORDER_SCALE),
     status: marginStatus(equity, initialMargin, maintenanceMargin),
   };
 }

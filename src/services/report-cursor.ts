@@ -32,7 +32,7 @@ export function compareKeys(a: ReportKey, b: ReportKey): number {
 const badCursor = () => new EngineError('VALIDATION_ERROR', 'invalid cursor', { fields: [{ field: 'querystring.cursor', message: 'must be a cursor returned by a previous page' }] });
 
 /** The key's text: `n` or the utilisation as a plain decimal, a colon, the account id. */
-const KEY_TEXT = /^(n|(?:0|[1-9]\d{0,98})(?:\.\d{0,17}[1-9])?):([1-9]\d{0,15})$/;
+const KEY_TEXT = /^(n|(?:0|[1-9]\d{0,98})(?:\.\d{0,39}[1-9])?):([1-9]\d{0,15})$/;
 
 export function encodeCursor(key: ReportKey): string {
   const u = key.utilisationPct === null ? 'n' : key.utilisationPct.toFixed();
@@ -52,8 +52,8 @@ export function decodeCursor(cursor: string | null): ReportKey | null {
   return { utilisationPct: m[1] === 'n' ? null : new D(m[1]!), accountId };
 }
 
-/** A utilisation is rounded to 18 places: the exact value of one shown as u is below u + 10^-18. */
-const ROUNDING = new D('1e-18');
+/** The key's utilisation is rounded to ORDER_SCALE (40) places: the exact value is below u + 10^-40. */
+const ROUNDING = new D('1e-40');
 const HUNDRED = new D(100);
 const ONE = new D(1);
 /** Units in the last place a seek bound is widened by: the index's scores are within 6 of the exact threshold. */

@@ -19,12 +19,12 @@ export interface ReportEntry {
 
 /** Riskiest first: null utilisation (equity ≤ 0 with positions), then utilisation descending, then account id. */
 export function riskier(a: ReportEntry, b: ReportEntry): number {
-  return compareUtilisation(a.margin.utilisationPct, b.margin.utilisationPct) || a.accountId - b.accountId;
+  return compareUtilisation(a.margin.orderPct, b.margin.orderPct) || a.accountId - b.accountId;
 }
 
 /** An entry's place in the report's order (what a cursor records). */
 export function keyOf(entry: ReportEntry): ReportKey {
-  return { utilisationPct: entry.margin.utilisationPct, accountId: entry.accountId };
+  return { utilisationPct: entry.margin.orderPct, accountId: entry.accountId };
 }
 
 /** Whether `entry` comes after `key` in the report's order (null: after nothing, so true). */
@@ -212,7 +212,7 @@ export class IndexSource implements Source {
     if (longRun === null || members[0]?.[1] !== longRun) return chunk; // sorted exactly; what is not after `after` passed over
     const first = entries.find((e): e is ReportEntry => e !== null && this.options.belongs(e));
     if (!first) return chunk; // nothing to go by: passed over member by member
-    const c = compareUtilisation(first.margin.utilisationPct, after.utilisationPct);
+    const c = compareUtilisation(first.margin.orderPct, after.utilisationPct);
     if (c > 0) return chunk; // safer than `after`: all of it is still to come
     const end = await this.redis.zcount(this.zkey, '-inf', longRun);
     if (c < 0) {

@@ -86,9 +86,16 @@ export class RiskKeys {
 
 /** The score a threshold is stored under (see the key table above). */
 export function scoreOf(t: Threshold): number {
-  const x = t.approx();
-  if (x === 'always') return -Infinity; // riskiest of all on either side
-  if (x === null) return Infinity; // never liquidated by this symbol alone
+  // From the threshold divided out to 18 places, not from its numerator and
+  // slope as doubles: equal thresholds then get equal scores whatever their
+  // representation, and the list orders them by account id as the margin
+  // report does (two accounts with the same threshold, and so the same
+  // utilisation, stay in report order). The 18-place quotient is within
+  // 0.5·10^-18 of the exact one, far below a unit in the last place.
+  const p = t.price;
+  if (p === 'always') return -Infinity; // riskiest of all on either side
+  if (p === null) return Infinity; // never liquidated by this symbol alone
+  const x = Number(p.toString());
   return t.side === 'long' ? -outward(x, true) : outward(x, false);
 }
 

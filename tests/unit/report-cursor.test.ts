@@ -24,10 +24,10 @@ describe('the report cursor', () => {
     expect(decodeCursor(null)).toBeNull();
   });
 
-  it('stays under 200 characters for the largest utilisation the input limits allow', () => {
-    // 99 integer digits and 18 decimals, more than an amount below 10^20 with 18 places can produce
-    const largest = key(`${'9'.repeat(99)}.${'9'.repeat(18)}`, 2 ** 53 - 1);
-    expect(encodeCursor(largest).length).toBeLessThan(200);
+  it('stays within the 256 characters the query allows for the largest utilisation the input limits allow', () => {
+    // 99 integer digits and 40 decimals (the order's places), more than an amount below 10^20 with 18 places can produce
+    const largest = key(`${'9'.repeat(99)}.${'9'.repeat(40)}`, 2 ** 53 - 1);
+    expect(encodeCursor(largest).length).toBeLessThanOrEqual(256);
     expect(text(decodeCursor(encodeCursor(largest)))).toBe(text(largest));
   });
 
@@ -43,7 +43,7 @@ describe('the report cursor', () => {
       b64('60.:1'),
       b64('-1:1'), // negative
       b64('1e3:1'), // exponent
-      b64('0.0000000000000000001:1'), // 19 places
+      b64(`0.${'0'.repeat(40)}1:1`), // 41 places
       b64('null:1'),
       b64('n:1:2'),
       b64('60:9007199254740993'), // above 2^53 − 1
@@ -72,7 +72,7 @@ describe('the score a later page seeks a threshold list to', () => {
     const marks = new Map([['X', mark]]);
     const summary = riskSummary(state, marks, rates);
     const score = scoreOf(liquidationThresholds(state, marks, rates).get('X')!);
-    return { key: { utilisationPct: summary.utilisationPct, accountId: a.id }, score };
+    return { key: { utilisationPct: summary.orderPct, accountId: a.id }, score };
   };
 
   it('never lies above the score of an account that comes after the key (same side, same mark)', () => {
