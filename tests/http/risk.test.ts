@@ -363,3 +363,35 @@ describe('POST /trade/preview', () => {
     expect((await f.post('/trade', { account_id: id, symbol: 'PV-PERP', side: 'SELL', quantity: 1, price: 100 }, own)).status).toBe(403);
   });
 });
+
+describe('the margin report with accounts whose utilisations tie exactly', () => {
+  let f: EngineFixture;
+  beforeAll(async () => {
+    f = await startTestEngine();
+  });
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  it('lists them in account id order, once each, across page boundaries', async () => {
+    // Two longs with the same threshold, 26,976.66…, reached from different
+    // quantities, entries and balances, so the same utilisation at any mark:
+    // (18551.33 − 0.721·50009) / 0.721 = (12430.065 − 0.485·49908) / 0.485 = −24271.333…
+    await f.mark('TIE-PERP', 50000);
+    ok(await f.post('/accounts/1/deposit', { amount: '18551.33' }));
+    ok(await f.trade(1, 'TIE-PERP', 'BUY', '0.721', 50009));
+    ok(await f.post('/accounts/2/deposit', { amount: '12430.065' }));
+    ok(await f.trade(2, 'TIE-PERP', 'BUY', '0.485', 49908));
+    const [a, b] = [ok(await f.get('/positions/1')), ok(await f.get('/positions/2'))];
+    expect(a.margin_utilisation_pct).toBe(b.margin_utilisation_pct);
+    expect(a.positions[0].liquidation_price).toBe(b.positions[0].liquidation_price);
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = ok(await f.get(`/margin-report?limit=1${cursor ? `&cursor=${cursor}` : ''}`));
+      seen.push(...page.accounts_detail.map((r: any) => r.account_id));
+      cursor = page.next_cursor;
+    } while (cursor !== null);
+    expect(seen).toEqual([1, 2]);
+  });
+});
