@@ -113,7 +113,7 @@ q "$BASE/markets/BTC-PERP" -X PUT -H "authorization: Bearer $OPERATOR" -H "$JSON
 run "curl -s localhost:8000/trade -H \"authorization: Bearer \$TRADING\" -H \"\$JSON\" -d '{\"account_id\": 3, \"symbol\": \"BTC-PERP\", \"side\": \"BUY\", \"quantity\": 0.1, \"price\": 44000, \"liquidity\": \"maker\"}'" \
   "$TRADING" /trade -H "$JSON" -d '{"account_id": 3, "symbol": "BTC-PERP", "side": "BUY", "quantity": 0.1, "price": 44000, "liquidity": "maker"}'
 say ''
-say '# The insurance fund and its movements'
+say '# The insurance fund: what the treasury paid in, what it received and paid out'
 run "curl -s localhost:8000/insurance-fund -H \"authorization: Bearer \$OPERATOR\"" "$OPERATOR" /insurance-fund
 say ''
 say '# No key'
