@@ -1,6 +1,6 @@
-import { actorOf } from '../auth.js';
 import { errorResponse, previewResponse, tradeBody } from '../schemas.js';
 import { accountFigures } from '../views.js';
+import { tradeCommand } from './trades.js';
 import type { RoutePlugin } from './types.js';
 
 export const previewRoutes: RoutePlugin = async (app, { engine }) => {
@@ -18,16 +18,7 @@ export const previewRoutes: RoutePlugin = async (app, { engine }) => {
       },
     },
     async (req) => {
-      const p = await engine.trading.preview({
-        accountId: req.body.account_id,
-        symbol: req.body.symbol,
-        side: req.body.side,
-        quantity: req.body.quantity,
-        price: req.body.price,
-        clientOrderId: req.body.client_order_id ?? null,
-        liquidity: req.body.liquidity ?? 'taker',
-        actor: actorOf(req),
-      });
+      const p = await engine.trading.preview(tradeCommand(req, req.body));
       return {
         accepted: p.accepted,
         ...(p.error ? { error: { code: p.error.code, message: p.error.message, ...(p.error.details ? { details: p.error.details } : {}) } } : {}),

@@ -1,6 +1,23 @@
+import type { FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import type { TradeCommand } from '../../services/trading.js';
 import { actorOf } from '../auth.js';
 import { errorResponse, tradeBody, tradeResponse } from '../schemas.js';
 import type { RoutePlugin } from './types.js';
+
+/** The command a trade body asks for (POST /trade and POST /trade/preview take the same body). */
+export function tradeCommand(req: FastifyRequest, body: z.output<typeof tradeBody>): TradeCommand {
+  return {
+    accountId: body.account_id,
+    symbol: body.symbol,
+    side: body.side,
+    quantity: body.quantity,
+    price: body.price,
+    clientOrderId: body.client_order_id ?? null,
+    liquidity: body.liquidity ?? 'taker',
+    actor: actorOf(req),
+  };
+}
 
 export const tradeRoutes: RoutePlugin = async (app, { engine }) => {
   app.post(
@@ -14,16 +31,6 @@ export const tradeRoutes: RoutePlugin = async (app, { engine }) => {
         response: { 200: tradeResponse, 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 409: errorResponse, 422: errorResponse, 503: errorResponse },
       },
     },
-    (req) =>
-      engine.trading.trade({
-        accountId: req.body.account_id,
-        symbol: req.body.symbol,
-        side: req.body.side,
-        quantity: req.body.quantity,
-        price: req.body.price,
-        clientOrderId: req.body.client_order_id ?? null,
-        liquidity: req.body.liquidity ?? 'taker',
-        actor: actorOf(req),
-      }),
+    (req) => engine.trading.trade(tradeCommand(req, req.body)),
   );
 };
