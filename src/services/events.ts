@@ -72,6 +72,8 @@ export function toStreamEvent(e: StoredEvent): StreamEvent {
       quantity: e.quantity,
       price: e.price,
       realised_pnl: e.realisedPnl,
+      fee: e.fee,
+      liquidity: e.liquidity,
       liquidation_id: e.liquidationId === null ? null : Number(e.liquidationId),
       created_at: createdAt,
     };
@@ -82,10 +84,13 @@ export function toStreamEvent(e: StoredEvent): StreamEvent {
       liquidation_id: Number(e.liquidationId),
       account_id: accountId,
       reason: e.reason,
+      mode: e.mode,
       equity: e.equity,
       maintenance_margin: e.maintenanceMargin,
+      fee: e.fee,
       shortfall: e.shortfall,
       positions: e.positions,
+      positions_left: e.positionsLeft,
       created_at: createdAt,
     };
   } else if (e.kind === 'mark') {

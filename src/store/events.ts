@@ -43,6 +43,9 @@ export type StoredEvent =
       readonly price: string;
       readonly realisedPnl: string;
       readonly liquidationId: string | null;
+      /** The trade's fee and liquidity (null on rows booked before fees existed). */
+      readonly fee: string | null;
+      readonly liquidity: string | null;
       readonly createdAt: Date;
     }
   | {
@@ -55,6 +58,9 @@ export type StoredEvent =
       readonly maintenanceMargin: string;
       readonly shortfall: string;
       readonly positions: unknown;
+      readonly mode: string;
+      readonly fee: string;
+      readonly positionsLeft: unknown;
       readonly createdAt: Date;
     }
   | {
@@ -110,12 +116,14 @@ export async function eventsAfter(sql: Sql, after: EventPosition, limit: number)
     SELECT * FROM (
       (SELECT ${TABLE.trade}::int AS t, xid::text AS xid_text, entry_id::text AS id, account_id::text, symbol, side, quantity::text, price::text,
               realised_pnl::text, liquidation_id::text, NULL AS reason, NULL::text AS equity, NULL::text AS maintenance_margin,
-              NULL::text AS shortfall, NULL::jsonb AS positions, NULL AS kind, NULL::text AS previous_price, NULL::jsonb AS changes, created_at, xid AS x
+              NULL::text AS shortfall, NULL::jsonb AS positions, NULL AS kind, NULL::text AS previous_price,
+              jsonb_build_object('fee', fee::text, 'liquidity', liquidity) AS changes, created_at, xid AS x
        FROM ledger WHERE kind = 'TRADE' AND ${past(TABLE.trade, 'entry_id')} AND xid < (SELECT xmin FROM horizon)
        ORDER BY ledger.xid, entry_id LIMIT ${limit})
       UNION ALL
       (SELECT ${TABLE.liquidation}::int, xid::text, liquidation_id::text, account_id::text, NULL, NULL, NULL, NULL,
-              NULL, NULL, reason, equity::text, maintenance_margin::text, shortfall::text, positions, NULL, NULL, NULL, created_at, xid
+              NULL, NULL, reason, equity::text, maintenance_margin::text, shortfall::text, positions, NULL, NULL,
+              jsonb_build_object('mode', mode, 'fee', fee::text, 'positions_left', positions_left), created_at, xid
        FROM liquidations WHERE ${past(TABLE.liquidation, 'liquidation_id')} AND xid < (SELECT xmin FROM horizon)
        ORDER BY liquidations.xid, liquidation_id LIMIT ${limit})
       UNION ALL
@@ -128,8 +136,12 @@ export async function eventsAfter(sql: Sql, after: EventPosition, limit: number)
   return rows.map(toEvent);
 }
 
+/** The extra columns a trade or liquidation row carries in the `changes` slot of the union. */
+type Extra = { fee?: string | null; liquidity?: string | null; mode?: string; positions_left?: unknown };
+
 function toEvent(r: Row): StoredEvent {
   const position = { xid: r.xid_text, table: r.t, id: r.id };
+  const extra = (r.changes ?? {}) as Extra;
   if (r.t === TABLE.trade) {
     return {
       type: 'trade',
@@ -142,6 +154,8 @@ function toEvent(r: Row): StoredEvent {
       price: r.price!,
       realisedPnl: r.realised_pnl!,
       liquidationId: r.liquidation_id,
+      fee: extra.fee ?? null,
+      liquidity: extra.liquidity ?? null,
       createdAt: r.created_at,
     };
   }
@@ -156,6 +170,9 @@ function toEvent(r: Row): StoredEvent {
       maintenanceMargin: r.maintenance_margin!,
       shortfall: r.shortfall!,
       positions: r.positions,
+      mode: extra.mode ?? 'full',
+      fee: extra.fee ?? '0',
+      positionsLeft: extra.positions_left ?? [],
       createdAt: r.created_at,
     };
   }

@@ -117,12 +117,22 @@ describe('GET /events', () => {
       quantity: '0.1',
       price: '50000',
       realised_pnl: '0',
+      fee: '0',
+      liquidity: 'taker',
       liquidation_id: null,
       created_at: expect.any(String),
     });
     expect(mark!.data).toMatchObject({ symbol: 'BTC-PERP', price: '41000', previous_price: '50000' });
-    expect(closing!.data).toMatchObject({ account_id: a, side: 'SELL', quantity: '0.1', price: '41000', realised_pnl: '-900', liquidation_id: liquidation!.data.liquidation_id });
-    expect(liquidation!.data).toMatchObject({ account_id: a, reason: 'mark_price', shortfall: '0', positions: [{ symbol: 'BTC-PERP', quantity: '0.1', entry_price: '50000', mark_price: '41000' }] });
+    expect(closing!.data).toMatchObject({ account_id: a, side: 'SELL', quantity: '0.1', price: '41000', realised_pnl: '-900', fee: null, liquidity: null, liquidation_id: liquidation!.data.liquidation_id });
+    expect(liquidation!.data).toMatchObject({
+      account_id: a,
+      reason: 'mark_price',
+      mode: 'full',
+      fee: '0',
+      shortfall: '0',
+      positions: [{ symbol: 'BTC-PERP', quantity: '0.1', entry_price: '50000', mark_price: '41000' }],
+      positions_left: [],
+    });
     const ids = events.map((e) => e.id);
     expect(new Set(ids).size).toBe(4);
     await t.mark('BTC-PERP', '50000');
