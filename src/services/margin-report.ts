@@ -180,42 +180,58 @@ export class MarginReportService {
    * sources): read all, sorted exactly, served from after `after`.
    */
   private materialisedSource(marks: Marks, after: ReportKey | null, unorderedSymbols: string[], beyond: readonly BeyondFirstTier[]): Source {
-    const { redis, risk } = this.deps;
     let sorted: ReportEntry[] | null = null;
     let at = 0;
+    const rev = this.cacheRev;
+    // What the list is made of at this revision: the same for every page of an unchanged book.
+    const recipe = `${unorderedSymbols.join(',')}|${beyond.map((b) => `${b.symbol}@${b.mark.toString()}`).join(',')}`;
     const source: Source = {
       ready: () => sorted !== null,
       head: () => sorted?.[at],
       fill: async () => {
         if (sorted) return;
-        const lists = await Promise.all([
-          redis.smembers(risk.multi),
-          ...unorderedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
-          // |q| > bound / mark, the bound rounded down to a double below it: a few too many is harmless (filtered below).
-          ...beyond.map((b) => redis.zrangebyscore(risk.size(b.symbol), scoreAtMost(b.bound.div(b.mark)), '+inf')),
-        ]);
-        const ids = [...new Set(lists.flat().map(accountOf))];
-        const items = await this.read(ids, marks);
-        const unordered = new Set(unorderedSymbols);
-        const tiered = new Map(beyond.map((b) => [b.symbol, b]));
-        const served = (item: ReportEntry) => {
-          const ps = item.account.positions;
-          if (ps.size > 1) return true;
-          const [symbol] = ps.keys();
-          if (unordered.has(symbol!)) return true;
-          const b = tiered.get(symbol!);
-          return b !== undefined && !inFirstTier(item, symbol!, b.mark, b.bound);
-        };
-        sorted = items
-          .filter((item): item is ReportEntry => item !== null && item.account.positions.size > 0 && comesAfter(item, after))
-          .filter(served)
-          .sort(riskier);
+        const known = this.materialised;
+        const all =
+          known !== null && known.rev === rev && known.marks === marks && known.recipe === recipe
+            ? known.list
+            : await this.materialise(marks, unorderedSymbols, beyond);
+        if (this.cacheRev === rev) this.materialised = { rev, marks, recipe, list: all };
+        sorted = after === null ? all : all.filter((item) => comesAfter(item, after));
       },
       take: () => {
         at++;
       },
     };
     return source;
+  }
+
+  /**
+   * The materialised source's whole list at one revision, sorted: kept so
+   * the pages of an unchanged book sort it once (see materialisedSource).
+   */
+  private materialised: { rev: string; marks: Marks; recipe: string; list: ReportEntry[] } | null = null;
+
+  private async materialise(marks: Marks, unorderedSymbols: string[], beyond: readonly BeyondFirstTier[]): Promise<ReportEntry[]> {
+    const { redis, risk } = this.deps;
+    const lists = await Promise.all([
+      redis.smembers(risk.multi),
+      ...unorderedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
+      // |q| > bound / mark, the bound rounded down to a double below it: a few too many is harmless (filtered below).
+      ...beyond.map((b) => redis.zrangebyscore(risk.size(b.symbol), scoreAtMost(b.bound.div(b.mark)), '+inf')),
+    ]);
+    const ids = [...new Set(lists.flat().map(accountOf))];
+    const items = await this.read(ids, marks);
+    const unordered = new Set(unorderedSymbols);
+    const tiered = new Map(beyond.map((b) => [b.symbol, b]));
+    const served = (item: ReportEntry) => {
+      const ps = item.account.positions;
+      if (ps.size > 1) return true;
+      const [symbol] = ps.keys();
+      if (unordered.has(symbol!)) return true;
+      const b = tiered.get(symbol!);
+      return b !== undefined && !inFirstTier(item, symbol!, b.mark, b.bound);
+    };
+    return items.filter((item): item is ReportEntry => item !== null && item.account.positions.size > 0).filter(served).sort(riskier);
   }
 
   /**
