@@ -139,7 +139,7 @@ export class MarginReportService {
    */
   private sources(symbols: string[], marks: Marks, after: ReportKey | null, chunk: number): Source[] {
     const { risk } = this.deps;
-    const rules = this.rules.get(marks) ?? marketRules(new Map(), this.deps.riskDefaults);
+    const rules = this.rulesOf(marks);
     const out: Source[] = [];
     const materialisedSymbols: string[] = [];
     const beyondFirstTier: BeyondFirstTier[] = [];
@@ -269,6 +269,8 @@ export class MarginReportService {
   private readonly callFloor = new WeakMap<Marks, Dec>();
 
   private rulesAt(book: Book): Marks {
+    // A book is immutable: its rules and floor are worked out once, not on every page.
+    if (this.rules.has(book.marks)) return book.marks;
     this.rules.set(book.marks, marketRules(book.markets, this.deps.riskDefaults));
     let least: Dec | null = null;
     for (const tiers of [this.deps.riskDefaults.tiers, ...[...book.markets.values()].map((m) => m.tiers)]) {
@@ -282,8 +284,13 @@ export class MarginReportService {
     return book.marks;
   }
 
+  /** The rules of a book a page read (rulesAt ran on it first). */
+  private rulesOf(marks: Marks): MarginRules {
+    return this.rules.get(marks) ?? marketRules(new Map(), this.deps.riskDefaults);
+  }
+
   private async read(ids: number[], marks: Marks): Promise<(ReportEntry | null)[]> {
-    const { redis, keys, riskDefaults } = this.deps;
+    const { redis, keys } = this.deps;
     const rev = this.cacheRev;
     // What the cache holds is taken now: another page may clear it (a new revision) while this one reads.
     const found = new Map<number, ReportEntry | null>();
@@ -295,7 +302,7 @@ export class MarginReportService {
     }
     const accounts = await readAccounts(redis, keys, missing);
     for (const account of accounts) {
-      const item = accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, this.rules.get(marks) ?? marketRules(new Map(), riskDefaults)) } : null;
+      const item = accountExists(account) ? { accountId: account.accountId, account, margin: riskSummary(account, marks, this.rulesOf(marks)) } : null;
       found.set(account.accountId, item);
       // A read-ahead left over from an earlier page must not fill the cache of a newer revision.
       if (this.cacheRev === rev) this.cache.set(account.accountId, item);
