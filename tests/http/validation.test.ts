@@ -517,7 +517,7 @@ describe('unknown accounts', () => {
 describe('unknown routes', () => {
   it.each<[Method, string]>([
     ['GET', '/nope'],
-    ['POST', '/trades'],
+    ['PUT', '/trades'],
     ['GET', '/trade'],
     ['POST', `/positions/${FUNDED}`],
     ['GET', `/accounts/${FUNDED}/deposit`],
