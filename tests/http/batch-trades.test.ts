@@ -3,7 +3,9 @@
  * what POST /trade would have answered (its body, and its status).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, startTestEngine, type EngineFixture, type Res } from '../helpers/engine.js';
+import { ADMIN_KEY, newIsolation, startTestEngine, type EngineFixture, type Res } from '../helpers/engine.js';
+import { TcpProxy, targetOf, viaProxy } from '../helpers/tcp-proxy.js';
+import { sleep, until } from '../helpers/until.js';
 
 let f: EngineFixture;
 
@@ -324,5 +326,51 @@ describe('POST /trades against POST /trade', () => {
         (await f.db.sql`SELECT seq, kind, symbol, side, quantity, price, realised_pnl, client_order_id, balance, liquidation_id IS NOT NULL AS liquidation FROM ledger WHERE account_id = ${a} ORDER BY seq`).map((r) => ({ ...r }));
       expect(await rows(id + 1000)).toEqual(await rows(id));
     }
+  });
+});
+
+describe('POST /trades with PostgreSQL unreachable', () => {
+  let pgProxy: TcpProxy;
+  let g: EngineFixture;
+  beforeAll(async () => {
+    const iso = newIsolation();
+    const pg = targetOf(iso.databaseUrl, 5432);
+    pgProxy = new TcpProxy(pg.host, pg.port);
+    g = await startTestEngine({ iso, env: { DATABASE_URL: viaProxy(iso.databaseUrl, await pgProxy.start()) } });
+    await g.mark('BTC-PERP', 50000);
+    await g.deposit(1, 10000);
+    await g.deposit(2, 10000);
+  });
+  afterAll(async () => {
+    await g?.close();
+    await pgProxy?.close();
+  });
+
+  it('answers each item 503 (a malformed one still 400), with Retry-After, books nothing, and books once PostgreSQL is back', async () => {
+    const rows = async () => (await g.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
+    const before = await rows();
+    const trades = [buy(1, '0.01', '50000', { client_order_id: 'o-1' }), buy(2, '0.01', '50000', { client_order_id: 'o-2' }), { account_id: 1 }];
+    const send = () =>
+      g.app.inject({ method: 'POST', url: '/trades', headers: { authorization: `Bearer ${ADMIN_KEY}` }, payload: { trades } });
+    pgProxy.cut();
+    try {
+      await sleep(60); // the outage in place (a trade racing the cut may be booked)
+      const res = await send();
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['retry-after']).toBe('1');
+      const { results } = res.json();
+      expect(results.map((r: any) => [r.status, r.error?.code])).toEqual([
+        [503, 'SERVICE_UNAVAILABLE'],
+        [503, 'SERVICE_UNAVAILABLE'],
+        [400, 'VALIDATION_ERROR'],
+      ]);
+      expect(results[0].error.details).toEqual({ dependency: 'postgres' });
+    } finally {
+      await pgProxy.restore();
+    }
+    expect(await rows()).toBe(before);
+    const served = await until(async () => (await send()).json(), { ok: (b) => b.results[0].status === 200, everyMs: 100, what: 'the batch booked' });
+    expect(served.results.map((r: any) => r.status)).toEqual([200, 200, 400]);
+    expect(await rows()).toBe(before + 2);
   });
 });
