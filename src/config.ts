@@ -37,6 +37,12 @@ const envSchema = z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -')
       .default('me'),
+    /**
+     * Index shards: accounts are spread over this many hash slots, each with
+     * its own part of the risk index, revision and copy of the marks (see
+     * docs/architecture.md, "Redis"). Changing it needs a rebuild (npm run rebuild).
+     */
+    REDIS_SHARDS: z.coerce.number().int().min(1).max(256).optional(),
     INITIAL_MARGIN_RATE: rate('0.20'),
     MAINTENANCE_MARGIN_RATE: rate('0.10'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -118,6 +124,7 @@ const envSchema = z
         databaseUrl: e.DATABASE_URL,
         databaseSchema: e.DATABASE_SCHEMA,
         redisKeyPrefix: e.REDIS_KEY_PREFIX,
+        redisShards: e.REDIS_SHARDS ?? 1,
         initialMarginRate: e.INITIAL_MARGIN_RATE,
         maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
         logLevel: e.LOG_LEVEL,

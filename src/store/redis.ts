@@ -1,12 +1,20 @@
 /**
  * Redis client construction and the key layout.
  *
- * Every key of one account carries the hash tag `{a<id>}`. The hot path's
- * scripts also read and write global keys (the marks hash, the risk index,
- * the report revision) in the same call as an account's keys, so the engine
- * needs one Redis node (or a primary with replicas), not a cluster.
+ * The keys are split into `shards` index shards, each with its own hash tag
+ * (`{T_k}`, chosen by shardTags so the shards' slots spread evenly over a
+ * cluster's 16384). Account N belongs to shard N mod shards, and every key a
+ * script touches for it lives in that shard's slot: the account's own keys,
+ * the shard's part of the risk index, its report revision and its copy of the
+ * marks. So every script call touches one slot, and the engine runs on one
+ * node or on a Redis Cluster alike. Single-key structures (the engine
+ * registry) keep their own slot.
  */
+import slotOf from 'cluster-key-slot';
 import { Redis } from 'ioredis';
+
+/** The client the engine talks to Redis through. */
+export type RedisClient = Redis;
 
 export interface RedisOptions {
   readonly url: string;
@@ -36,6 +44,50 @@ export function createRedis(options: RedisOptions): Redis {
   });
 }
 
+/** The number of hash slots of a Redis Cluster. */
+export const SLOTS = 16384;
+
+/**
+ * The hash tags of `shards` shards: for shard k, the first `s<k>.<j>` whose
+ * slot is nearest (k + 0.5) · 16384 / shards, so the shards sit evenly over
+ * the slot range and primaries holding contiguous slot ranges each get an
+ * equal share. Deterministic: every process derives the same tags.
+ */
+export function shardTags(shards: number): string[] {
+  const tags: string[] = [];
+  for (let k = 0; k < shards; k++) {
+    const target = Math.floor(((k + 0.5) * SLOTS) / shards);
+    let best = `s${k}.0`;
+    let distance = Number.POSITIVE_INFINITY;
+    for (let j = 0; j < 4 * SLOTS && distance > 0; j++) {
+      const tag = `s${k}.${j}`;
+      const d = Math.abs(slotOf(tag) - target);
+      if (d < distance) [best, distance] = [tag, d];
+    }
+    tags.push(best);
+  }
+  return tags;
+}
+
+/** Keys grouped by their cluster slot (a multi-key command may not span slots on a cluster). */
+export function bySlot(keys: readonly string[]): Map<number, string[]> {
+  const groups = new Map<number, string[]>();
+  for (const key of keys) {
+    const slot = slotOf(key);
+    let g = groups.get(slot);
+    if (g === undefined) groups.set(slot, (g = []));
+    g.push(key);
+  }
+  return groups;
+}
+
+const tagCache = new Map<number, readonly string[]>();
+function tagsOf(shards: number): readonly string[] {
+  let tags = tagCache.get(shards);
+  if (tags === undefined) tagCache.set(shards, (tags = shardTags(shards)));
+  return tags;
+}
+
 export interface AccountKeys {
   readonly state: string;
   readonly lock: string;
@@ -45,34 +97,71 @@ export interface AccountKeys {
   readonly contended: string;
 }
 
-export class KeySpace {
+/** The keys of one shard: its copy of the marks, its part of the risk index and its revision (risk-index.ts names the index keys). */
+export class ShardKeys {
+  /** `<prefix>:{T_k}`: every key of the shard starts with it. */
+  readonly base: string;
+  /** This shard's copy of the marks hash (every shard holds them all; see markets.ts publishMarket). */
   readonly marks: string;
-  /** Symbols by the marks epoch of their last change (mark or market): lets readers re-read only what changed. */
+  /** Symbols by this shard's marks epoch of their last change (mark or market): lets readers re-read only what changed. */
   readonly marklog: string;
+  /** The shard's accounts. */
   readonly accounts: string;
-  /** The report revision: bumped by every change to an account or a mark (see risk-index.ts). */
+  /** The shard's report revision: bumped by every change to one of its accounts or to a mark (see risk-index.ts). */
   readonly rev: string;
+
+  constructor(
+    readonly shard: number,
+    readonly tag: string,
+    prefix: string,
+  ) {
+    this.base = `${prefix}:{${tag}}`;
+    this.marks = `${this.base}:marks`;
+    this.marklog = `${this.base}:marklog`;
+    this.accounts = `${this.base}:accounts`;
+    this.rev = `${this.base}:rev`;
+  }
+}
+
+export class KeySpace {
+  /** Every shard's keys, by shard number. */
+  readonly shards: readonly ShardKeys[];
   /** Engine processes serving this key prefix: a sorted set of instance ids by last heartbeat (ms). */
   readonly engines: string;
 
   /**
    * `clientOrderTtlMs`: how long an account's client-order hash outlives the
    * last order stored in it (0: for ever). It only holds answers to repeats;
-   * the ledger's unique index keeps client order ids for good.
+   * the ledger's unique index keeps client order ids for good. `shards`: the
+   * number of index shards (REDIS_SHARDS).
    */
   constructor(
     readonly prefix: string,
     readonly clientOrderTtlMs = 0,
+    shards = 1,
   ) {
-    this.marks = `${prefix}:marks`;
-    this.marklog = `${prefix}:marklog`;
-    this.accounts = `${prefix}:accounts`;
-    this.rev = `${prefix}:rev`;
+    if (!Number.isInteger(shards) || shards < 1) throw new Error(`shards must be a positive integer, got ${shards}`);
+    this.shards = tagsOf(shards).map((tag, k) => new ShardKeys(k, tag, prefix));
     this.engines = `${prefix}:engines`;
   }
 
+  /** The shard account `accountId` belongs to. */
+  shardOf(accountId: number): number {
+    return accountId % this.shards.length;
+  }
+
+  /** The keys of the shard account `accountId` belongs to. */
+  shardFor(accountId: number): ShardKeys {
+    return this.shards[accountId % this.shards.length]!;
+  }
+
+  /** Shard 0's keys: what a reader that needs any one copy of the marks reads. */
+  get first(): ShardKeys {
+    return this.shards[0]!;
+  }
+
   account(accountId: number): AccountKeys {
-    const tag = `${this.prefix}:{a${accountId}}`;
+    const tag = `${this.shardFor(accountId).base}:a${accountId}`;
     return {
       state: `${tag}:state`,
       lock: `${tag}:lock`,
@@ -80,5 +169,17 @@ export class KeySpace {
       clientOrders: `${tag}:coid`,
       contended: `${tag}:contended`,
     };
+  }
+
+  /** Account ids grouped by shard (shard number → ids, in the order given). */
+  groupByShard<T>(items: readonly T[], accountOf: (item: T) => number): Map<number, T[]> {
+    const groups = new Map<number, T[]>();
+    for (const item of items) {
+      const k = this.shardOf(accountOf(item));
+      let g = groups.get(k);
+      if (g === undefined) groups.set(k, (g = []));
+      g.push(item);
+    }
+    return groups;
   }
 }

@@ -27,7 +27,10 @@ export function newIsolation(): Isolation {
 
 /** The settings that put an engine process (or a CLI) in the isolation. */
 export function isolationEnv(iso: Isolation): Record<string, string> {
-  return { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+  const env: Record<string, string> = { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+  // The `shards` project runs every suite with the keys spread over several index shards on one node.
+  if (process.env.TEST_REDIS_SHARDS) env.REDIS_SHARDS = process.env.TEST_REDIS_SHARDS;
+  return env;
 }
 
 /** The admin key every test engine accepts (ADMIN_API_KEY): tests authenticate as an admin unless they say otherwise. */

@@ -70,7 +70,7 @@ async function storedState(): Promise<StoredState> {
     ledgerRows: ledger!.n,
     markRows: marks.map((m) => ({ symbol: m.symbol, price: m.price, version: m.version })),
     redisKeys: await redisKeys(),
-    redisMarks: await t.db.redis.hgetall(t.keys.marks),
+    redisMarks: await t.db.redis.hgetall(t.keys.first.marks),
     account1: account1.body,
   };
 }

@@ -42,8 +42,8 @@ describe('batched account scripts', () => {
   // Made in the same tick, the three applies (and then the three peeks) go out as one script call (see the Batcher's unit tests).
   it('applies concurrent updates together, skipping only the one whose expected seq is stale', async () => {
     const { redis } = db;
-    const longs = new RiskKeys(keys).long('BTC-PERP');
-    await redis.hset(keys.marks, BOOT_FIELD, '1', EPOCH_FIELD, '7', 'BTC-PERP', '50000');
+    const longs = new RiskKeys(keys).of(3).long('BTC-PERP');
+    await redis.hset(keys.first.marks, BOOT_FIELD, '1', EPOCH_FIELD, '7', 'BTC-PERP', '50000');
     await redis.hset(keys.account(2).state, 'seq', '5', 'bal', '10');
     const [a, b, c] = await Promise.all([
       applyAccount(redis, keys, { update: update(1, 0, '100'), isNew: true }),
@@ -55,13 +55,13 @@ describe('batched account scripts', () => {
     expect(await redis.hgetall(keys.account(1).state)).toEqual({ seq: '1', bal: '100', 'q:BTC-PERP': '0.5', 'e:BTC-PERP': '50000' });
     expect(await redis.hgetall(keys.account(2).state)).toEqual({ seq: '5', bal: '10' }); // untouched
     expect(await redis.zscore(longs, '3')).toBe('-45000');
-    expect((await redis.smembers(keys.accounts)).sort()).toEqual(['1', '3']);
+    expect((await redis.smembers(keys.first.accounts)).sort()).toEqual(['1', '3']);
   });
 
   it('peeks many accounts in one call: full state only for a stale cached copy, locks and client orders per account', async () => {
     const { redis } = db;
     // Marks at epoch 7, and accounts 1 and 3 at seq 1 (account 3 with 300 and a position), as applies leave them.
-    await redis.hset(keys.marks, BOOT_FIELD, '1', EPOCH_FIELD, '7', 'BTC-PERP', '50000');
+    await redis.hset(keys.first.marks, BOOT_FIELD, '1', EPOCH_FIELD, '7', 'BTC-PERP', '50000');
     for (const [id, balance] of [[1, '100'], [3, '300']] as const) {
       expect((await applyAccount(redis, keys, { update: update(id, 0, balance), isNew: true })).applied).toBe(true);
     }

@@ -108,14 +108,14 @@ describe('reconcile', () => {
     const { state } = t.keys.account(7);
     await t.db.redis.hset(state, 'bal', '999999');
     await t.db.redis.hset(state, 'q:BTC-PERP', '-0.02');
-    await t.db.redis.hset(t.keys.marks, 'ETH-PERP', '1');
+    await t.db.redis.hset(t.keys.first.marks, 'ETH-PERP', '1');
     const diffs = await reconcile(t.engine);
     expect(diffs).toHaveLength(3);
     expect(diffs.join('\n')).toMatch(/account 7: balance redis 999999, ledger /);
     expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 44000, ledger -0.01 @ 44000/);
     expect(diffs.join('\n')).toMatch(/mark ETH-PERP: redis 1, ledger 12000/);
     // an on-demand rebuild (what `npm run rebuild` does) repairs all of it
-    await t.db.redis.hdel(t.keys.marks, BOOT_FIELD);
+    await t.db.redis.hdel(t.keys.first.marks, BOOT_FIELD);
     expect(await t.engine.recovery.rebuildOrWait()).toMatchObject({ accounts: expect.any(Number) });
     expect(await reconcile(t.engine)).toEqual([]);
   });
@@ -176,12 +176,12 @@ describe('marks after a rebuild', () => {
       await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 110 });
       await req('POST', '/accounts/1/deposit', { amount: 1000 });
       expect((await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 5, price: 110 })).status).toBe(200);
-      const epoch = await e.db.redis.hget(e.keys.marks, EPOCH_FIELD); // the engine's copy of the marks is at this epoch, at 110
+      const epoch = await e.db.redis.hget(e.keys.first.marks, EPOCH_FIELD); // the engine's copy of the marks is at this epoch, at 110
       // Redis loses everything; the engine rebuilds it (epoch 1, mark 110), and two ticks take the epoch back to where it was.
       await loseRedis();
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 90 })).status).toBe(200);
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 })).status).toBe(200);
-      expect(await e.db.redis.hget(e.keys.marks, EPOCH_FIELD)).toBe(epoch);
+      expect(await e.db.redis.hget(e.keys.first.marks, EPOCH_FIELD)).toBe(epoch);
       // The tick leaves the account healthy: equity 1000 + 5·(60 − 110) = 750 >= IM 0.2·5·60 = 60.
       // At mark 110 a buy of 60 at 60 would fit: equity 1000 + 60·(110 − 60) = 4000 >= IM 0.2·65·110 = 1430.
       // At mark 60 it does not: IM 0.2·65·60 = 780 > equity 1000 + 65·(60 − 63.846153846153846154) =
