@@ -121,6 +121,24 @@ describe('reconcile', () => {
   });
 });
 
+describe('index shards', () => {
+  it('runs with the configured shards, and rebuilds every shard when one lost its copy of the marks (a cluster node restarted empty)', async () => {
+    expect(t.engine.keys.shards.length).toBe(Number(process.env.TEST_REDIS_SHARDS ?? 1));
+    const last = t.keys.shards[t.keys.shards.length - 1]!;
+    await t.db.redis.del(last.marks);
+    await untilReady();
+    for (const shard of t.keys.shards) {
+      expect(await t.db.redis.hget(shard.marks, 'BTC-PERP')).toBe('44000');
+      expect(await t.db.redis.hexists(shard.marks, BOOT_FIELD)).toBe(1);
+    }
+    // Every account is in its own shard's account set, and nowhere else.
+    for (const shard of t.keys.shards) {
+      for (const m of await t.db.redis.smembers(shard.accounts)) expect(t.keys.shardOf(Number(m))).toBe(shard.shard);
+    }
+    expect(await reconcile(t.engine)).toEqual([]);
+  });
+});
+
 describe('a process that died between its PostgreSQL commit and its Redis apply', () => {
   it('is completed on restart: the next engine catches Redis up with the ledger', async () => {
     await post('/accounts/8/deposit', { amount: 5000 });
