@@ -27,6 +27,16 @@ export default defineConfig({
           env: { REDIS_ASSERT_ONE_SLOT: '1', TEST_REDIS_SHARDS: '4' },
         },
       },
+      {
+        // The HTTP and integration suites against a private three-primary, three-replica Redis Cluster
+        // (tests/helpers/redis-cluster.ts), with the cluster's default of 16 index shards.
+        extends: true,
+        test: {
+          name: 'cluster',
+          include: ['tests/http/**/*.test.ts', 'tests/integration/**/*.test.ts'],
+          env: { REDIS_ASSERT_ONE_SLOT: '1', TEST_REDIS_CLUSTER: '1' },
+        },
+      },
     ],
   },
 });

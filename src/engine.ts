@@ -64,8 +64,8 @@ export interface EngineOptions {
 
 /** A store could not be reached at start-up; the message names it and its address (never its credentials). */
 export class StoreUnreachable extends Error {
-  constructor(store: 'Redis' | 'PostgreSQL', url: string, cause: unknown) {
-    super(`cannot reach ${store} at ${addressOf(url)}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  constructor(store: 'Redis' | 'PostgreSQL', address: string, cause: unknown) {
+    super(`cannot reach ${store} at ${address}: ${cause instanceof Error ? cause.message : String(cause)}`);
     this.name = 'StoreUnreachable';
     this.cause = cause;
   }
@@ -82,11 +82,11 @@ export function addressOf(url: string): string {
   }
 }
 
-async function reach(store: 'Redis' | 'PostgreSQL', url: string, connect: () => Promise<unknown>): Promise<void> {
+async function reach(store: 'Redis' | 'PostgreSQL', address: string, connect: () => Promise<unknown>): Promise<void> {
   try {
     await connect();
   } catch (error) {
-    throw new StoreUnreachable(store, url, error);
+    throw new StoreUnreachable(store, address, error);
   }
 }
 
@@ -105,14 +105,16 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     connectTimeoutSeconds: Math.max(1, Math.ceil(config.dependencyTimeoutMs / 1000)),
     asyncCommit: true,
   });
-  const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.dependencyTimeoutMs });
+  const redis = createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: config.dependencyTimeoutMs });
+  // The cluster's seed nodes (host:port only), or the URL's address: never credentials.
+  const redisAddress = config.redisClusterNodes ? `cluster ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}` : addressOf(config.redisUrl);
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   try {
-    await reach('Redis', config.redisUrl, async () => {
+    await reach('Redis', redisAddress, async () => {
       await redis.connect();
       await loadScripts(redis);
     });
-    await reach('PostgreSQL', config.databaseUrl, () => sql`SELECT 1`);
+    await reach('PostgreSQL', addressOf(config.databaseUrl), () => sql`SELECT 1`);
     if (options.migrate ?? true) {
       const applied = await migrate(sql, config.databaseSchema);
       if (applied.length > 0) log.info({ applied }, 'applied migrations');

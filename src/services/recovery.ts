@@ -25,7 +25,7 @@ import type { MarketParams } from '../domain/markets.js';
 import { bootMarkerPresent, parseMarkets, parseMarks, type MarkBook } from '../store/mark-book.js';
 import { BOOT_FIELD, EPOCH_FIELD, marketField, marketVersionField, markVersionField } from '../store/marks-hash.js';
 import type { Sql } from '../store/postgres.js';
-import { bySlot, type KeySpace, type RedisClient } from '../store/redis.js';
+import { bySlot, scanAll, type KeySpace, type RedisClient } from '../store/redis.js';
 import { member, queueIndexUpdate, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { expectedState } from './ledger-state.js';
 import { catchUp, reindexAccount } from './ledger-sync.js';
@@ -285,13 +285,8 @@ export class Recovery {
   /** Deletes every key under the prefix (the rebuild lock lives outside it). */
   private async deleteAll(): Promise<void> {
     const { redis, keys } = this.deps;
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${keys.prefix}:*`, 'COUNT', 5000);
-      // One UNLINK per slot: a multi-key command may not span slots on a cluster.
-      await Promise.all([...bySlot(found).values()].map((group) => redis.unlink(...group)));
-      cursor = next;
-    } while (cursor !== '0');
+    // Every primary's keys (on a cluster, SCAN sees one node); one UNLINK per slot.
+    await scanAll(redis, `${keys.prefix}:*`, (found) => Promise.all([...bySlot(found).values()].map((group) => redis.unlink(...group))));
   }
 }
 

@@ -11,13 +11,15 @@
  * registry) keep their own slot.
  */
 import slotOf from 'cluster-key-slot';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 
-/** The client the engine talks to Redis through. */
-export type RedisClient = Redis;
+/** The client the engine talks to Redis through: one node, or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
 
 export interface RedisOptions {
   readonly url: string;
+  /** A Redis Cluster's seed nodes (REDIS_CLUSTER_NODES); null for one node at `url`. */
+  readonly clusterNodes?: readonly { host: string; port: number }[] | null;
   readonly commandTimeoutMs: number;
 }
 
@@ -27,7 +29,24 @@ export interface RedisOptions {
  * answers 503 quickly instead of hanging; the client keeps reconnecting in the
  * background and service resumes by itself.
  */
-export function createRedis(options: RedisOptions): Redis {
+export function createRedis(options: RedisOptions): RedisClient {
+  if (options.clusterNodes) {
+    return new Cluster([...options.clusterNodes], {
+      lazyConnect: true,
+      enableAutoPipelining: false,
+      enableOfflineQueue: false,
+      // Every command to the primary that owns its slot: a replica may lag, and the scripts write.
+      scaleReads: 'master',
+      // A failed slot-map refresh gives up soon, so a request is not held behind it.
+      slotsRefreshTimeout: options.commandTimeoutMs,
+      clusterRetryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+      redisOptions: {
+        maxRetriesPerRequest: 0,
+        commandTimeout: options.commandTimeoutMs,
+        connectTimeout: options.commandTimeoutMs,
+      },
+    });
+  }
   return new Redis(options.url, {
     lazyConnect: true,
     // No auto-pipelining: ioredis runs one auto-pipeline at a time, so a
@@ -67,6 +86,25 @@ export function shardTags(shards: number): string[] {
     tags.push(best);
   }
   return tags;
+}
+
+/** The primaries to run a node-wide command on (SCRIPT LOAD, SCAN): every primary of a cluster, or the one node. */
+export function primaries(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('master') : [redis];
+}
+
+/** Calls `found` with every key matching `pattern`, a SCAN batch at a time, on every primary. */
+export async function scanAll(redis: RedisClient, pattern: string, found: (keys: string[]) => Promise<unknown>, count = 5000): Promise<void> {
+  // A cluster that is not ready may not know every primary yet: a partial scan would pass for a complete one.
+  if (redis instanceof Cluster && redis.status !== 'ready') throw new Error(`redis cluster not ready (${redis.status})`);
+  for (const node of primaries(redis)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', count);
+      if (keys.length > 0) await found(keys);
+      cursor = next;
+    } while (cursor !== '0');
+  }
 }
 
 /** Keys grouped by their cluster slot (a multi-key command may not span slots on a cluster). */

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import slotOf from 'cluster-key-slot';
 import { readFileSync } from 'node:fs';
 import { BOOT_FIELD, EPOCH_FIELD, MARKET_PREFIX, MARKET_VERSION_PREFIX, MARK_VERSION_PREFIX } from './marks-hash.js';
-import type { RedisClient } from './redis.js';
+import { primaries, type RedisClient } from './redis.js';
 
 const PRELUDE = Object.entries({ EPOCH_FIELD, BOOT_FIELD, MARK_VERSION_PREFIX, MARKET_PREFIX, MARKET_VERSION_PREFIX })
   .map(([name, value]) => `local ${name} = ${JSON.stringify(value)}\n`)
@@ -64,8 +64,9 @@ export const SCRIPTS = {
   marksPublish: new LuaScript(['marks-publish.lua'], 5),
 } as const;
 
+/** Loads every script on every primary (on a cluster, EVALSHA runs on the primary owning the keys' slot). */
 export async function loadScripts(redis: RedisClient): Promise<void> {
-  await Promise.all(Object.values(SCRIPTS).map((s) => redis.script('LOAD', s.lua)));
+  await Promise.all(primaries(redis).flatMap((node) => Object.values(SCRIPTS).map((s) => node.script('LOAD', s.lua))));
 }
 
 /**
