@@ -74,6 +74,10 @@ export interface Inspector {
   readonly sql: Sql;
   /** A client of the engine's Redis: the test cluster's in the `cluster` project. */
   readonly redis: RedisClient;
+  /** Every key under the isolation's prefix, sorted (every primary's, on a cluster). */
+  keys(): Promise<string[]>;
+  /** Deletes every key under the isolation's prefix: what a FLUSHALL or a restart without persistence does to it. */
+  wipe(): Promise<void>;
   close(): Promise<void>;
   /** Drops the schema and deletes every key under the prefix. */
   destroy(): Promise<void>;
@@ -84,18 +88,30 @@ export function inspector(iso: Isolation): Inspector {
   const redis: RedisClient = iso.redisClusterNodes
     ? new Cluster(iso.redisClusterNodes.split(',').map((n) => ({ host: n.split(':')[0]!, port: Number(n.split(':')[1]) })), { scaleReads: 'master' })
     : new Redis(iso.redisUrl);
+  const ready = async () => {
+    if (redis instanceof Cluster && redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+  };
+  const keys = async () => {
+    await ready();
+    const found: string[] = [];
+    await scanAll(redis, `${iso.prefix}:*`, async (batch) => found.push(...batch), 1000);
+    return found.sort();
+  };
   return {
     sql,
     redis,
+    keys,
+    async wipe() {
+      // One DEL per key: a cluster refuses a multi-key DEL across slots.
+      await Promise.all((await keys()).map((k) => redis.del(k)));
+    },
     async close() {
       redis.disconnect();
       await sql.end({ timeout: 5 });
     },
     async destroy() {
       await sql`DROP SCHEMA IF EXISTS ${sql(iso.schema)} CASCADE`;
-      // Every primary's keys, one DEL per key (a cluster refuses a multi-key DEL across slots).
-      if (redis instanceof Cluster && redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
-      await scanAll(redis, `${iso.prefix}:*`, (keys) => Promise.all(keys.map((k) => redis.del(k))), 1000);
+      await this.wipe();
       await this.close();
     },
   };

@@ -50,14 +50,7 @@ interface StoredState {
 }
 
 async function redisKeys(): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await t.db.redis.scan(cursor, 'MATCH', `${t.keys.prefix}:*`, 'COUNT', 1000);
-    keys.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
-  return keys.sort();
+  return t.db.keys();
 }
 
 async function storedState(): Promise<StoredState> {

@@ -31,8 +31,7 @@ async function observable(ids: number[]) {
 
 /** Deletes every key of an engine's prefix: what a FLUSHALL or a restart without persistence does to it. */
 async function wipeRedis(e: EngineFixture = t): Promise<void> {
-  const keys = await e.db.redis.keys(`${e.keys.prefix}:*`);
-  if (keys.length) await e.db.redis.del(...keys);
+  await e.db.wipe();
 }
 
 /** Until the engine answers ready again (after it noticed the loss and rebuilt). */
