@@ -10,10 +10,16 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import postgres from 'postgres';
 
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/**
+ * BENCH_REDIS_CLUSTER_NODES=host:port,...: the engines under test run on that
+ * Redis Cluster instead (REDIS_CLUSTER_NODES, the cluster's default shards);
+ * the storage floor stays on the single node at REDIS_URL.
+ */
+export const REDIS_CLUSTER_NODES = process.env.BENCH_REDIS_CLUSTER_NODES ?? '';
 export const DATABASE_URL = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 export async function freePort(): Promise<number> {
@@ -132,7 +138,9 @@ export async function startEngine(
   entry = 'dist/main.js',
   stdoutFile?: string,
 ): Promise<Child> {
-  return child(process.execPath, [...nodeFlags, entry], engineEnv(iso, env), await freePort(), '/ready', stdoutFile);
+  // An empty REDIS_URL counts as unset: the engine then takes the cluster alone.
+  const cluster: Record<string, string> = REDIS_CLUSTER_NODES ? { REDIS_URL: '', REDIS_CLUSTER_NODES } : {};
+  return child(process.execPath, [...nodeFlags, entry], engineEnv(iso, { ...cluster, ...env }), await freePort(), '/ready', stdoutFile);
 }
 
 export async function startEcho(): Promise<Child> {
@@ -184,6 +192,19 @@ export async function cleanup(iso: Isolation): Promise<void> {
     cursor = next;
   } while (cursor !== '0');
   redis.disconnect();
+  if (REDIS_CLUSTER_NODES) {
+    const cluster = new Cluster(REDIS_CLUSTER_NODES.split(',').map((n) => ({ host: n.split(':')[0]!, port: Number(n.split(':')[1]) })));
+    await new Promise((r) => cluster.once('ready', r));
+    for (const node of cluster.nodes('master')) {
+      let c = '0';
+      do {
+        const [next, keys] = await node.scan(c, 'MATCH', `${iso.prefix}:*`, 'COUNT', 5000);
+        for (const key of keys) await node.del(key);
+        c = next;
+      } while (c !== '0');
+    }
+    cluster.disconnect();
+  }
 }
 
 /** A POST that must succeed (2xx), as `key` (the bench admin key by default; null: no Authorization header). */

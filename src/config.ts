@@ -37,6 +37,25 @@ const envSchema = z
       .string()
       .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ . -')
       .default('me'),
+    /**
+     * Index shards: accounts are spread over this many hash slots, each with
+     * its own part of the risk index, revision and copy of the marks (see
+     * docs/architecture.md, "Redis"). Changing it needs a rebuild (npm run rebuild).
+     */
+    REDIS_SHARDS: z.coerce.number().int().min(1).max(256).optional(),
+    /** A Redis Cluster's seed nodes, `host:port,host:port,...` (instead of REDIS_URL, never beside it). */
+    REDIS_CLUSTER_NODES: z
+      .string()
+      .transform((s, ctx) => {
+        const nodes = s.split(',').map((n) => n.trim());
+        const parsed = nodes.map((n) => /^([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(n));
+        if (parsed.some((m) => m === null || Number(m[2]) < 1 || Number(m[2]) > 65535)) {
+          ctx.addIssue({ code: 'custom', message: 'must be host:port[,host:port...]' });
+          return z.NEVER;
+        }
+        return parsed.map((m) => ({ host: m![1]!.replace(/^\[|\]$/g, ''), port: Number(m![2]) }));
+      })
+      .optional(),
     INITIAL_MARGIN_RATE: rate('0.20'),
     MAINTENANCE_MARGIN_RATE: rate('0.10'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -118,6 +137,9 @@ const envSchema = z
         databaseUrl: e.DATABASE_URL,
         databaseSchema: e.DATABASE_SCHEMA,
         redisKeyPrefix: e.REDIS_KEY_PREFIX,
+        redisClusterNodes: e.REDIS_CLUSTER_NODES ?? null,
+        // A cluster's default spreads the index over its primaries (see docs/architecture.md); one node needs one shard.
+        redisShards: e.REDIS_SHARDS ?? (e.REDIS_CLUSTER_NODES ? 16 : 1),
         initialMarginRate: e.INITIAL_MARGIN_RATE,
         maintenanceMarginRate: e.MAINTENANCE_MARGIN_RATE,
         logLevel: e.LOG_LEVEL,
@@ -183,6 +205,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const c = parsed.data;
+  if (c.redisClusterNodes !== null && present.REDIS_URL !== undefined) {
+    throw new ConfigError('Invalid configuration:\n  REDIS_CLUSTER_NODES: set it or REDIS_URL, not both');
+  }
   if (c.commitConcurrency >= c.databasePoolSize) {
     throw new ConfigError('Invalid configuration:\n  COMMIT_CONCURRENCY: must be below DATABASE_POOL_SIZE (reads need connections too)');
   }

@@ -2,11 +2,10 @@
  * Wires the engine together: clients are created here (never at import time)
  * and closed by `close()`.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { defaultMarketParams, type Config } from './config.js';
-import { MarkBook } from './store/mark-book.js';
-import { BOOT_FIELD } from './store/marks-hash.js';
+import { bootMarkerPresent, MarkBook } from './store/mark-book.js';
+import { accountCount } from './store/account-state.js';
 import { loadScripts } from './store/scripts.js';
 import { GroupCommitter, LiquidationIds, type LiquidationRecord } from './store/ledger.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -15,7 +14,7 @@ import { AccountRunner } from './services/account-runner.js';
 import { LiquidationService } from './services/liquidation.js';
 import { migrate } from './store/migrate.js';
 import { createSql, type Sql } from './store/postgres.js';
-import { createRedis, KeySpace } from './store/redis.js';
+import { createRedis, KeySpace, type RedisClient } from './store/redis.js';
 import { AccountCache } from './services/account-cache.js';
 import { AccountGate } from './services/account-gate.js';
 import { AccountsView } from './services/accounts-view.js';
@@ -34,7 +33,7 @@ export interface Engine {
   readonly config: Config;
   /** Prometheus metrics (null with METRICS=off). */
   readonly metrics: Metrics | null;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly committer: GroupCommitter;
@@ -65,8 +64,8 @@ export interface EngineOptions {
 
 /** A store could not be reached at start-up; the message names it and its address (never its credentials). */
 export class StoreUnreachable extends Error {
-  constructor(store: 'Redis' | 'PostgreSQL', url: string, cause: unknown) {
-    super(`cannot reach ${store} at ${addressOf(url)}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  constructor(store: 'Redis' | 'PostgreSQL', address: string, cause: unknown) {
+    super(`cannot reach ${store} at ${address}: ${cause instanceof Error ? cause.message : String(cause)}`);
     this.name = 'StoreUnreachable';
     this.cause = cause;
   }
@@ -83,11 +82,11 @@ export function addressOf(url: string): string {
   }
 }
 
-async function reach(store: 'Redis' | 'PostgreSQL', url: string, connect: () => Promise<unknown>): Promise<void> {
+async function reach(store: 'Redis' | 'PostgreSQL', address: string, connect: () => Promise<unknown>): Promise<void> {
   try {
     await connect();
   } catch (error) {
-    throw new StoreUnreachable(store, url, error);
+    throw new StoreUnreachable(store, address, error);
   }
 }
 
@@ -106,14 +105,16 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     connectTimeoutSeconds: Math.max(1, Math.ceil(config.dependencyTimeoutMs / 1000)),
     asyncCommit: true,
   });
-  const redis = createRedis({ url: config.redisUrl, commandTimeoutMs: config.dependencyTimeoutMs });
+  const redis = createRedis({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: config.dependencyTimeoutMs });
+  // The cluster's seed nodes (host:port only), or the URL's address: never credentials.
+  const redisAddress = config.redisClusterNodes ? `cluster ${config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',')}` : addressOf(config.redisUrl);
   redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   try {
-    await reach('Redis', config.redisUrl, async () => {
+    await reach('Redis', redisAddress, async () => {
       await redis.connect();
       await loadScripts(redis);
     });
-    await reach('PostgreSQL', config.databaseUrl, () => sql`SELECT 1`);
+    await reach('PostgreSQL', addressOf(config.databaseUrl), () => sql`SELECT 1`);
     if (options.migrate ?? true) {
       const applied = await migrate(sql, config.databaseSchema);
       if (applied.length > 0) log.info({ applied }, 'applied migrations');
@@ -124,13 +125,13 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     throw error;
   }
 
-  const keys = new KeySpace(config.redisKeyPrefix, config.clientOrderRetentionS * 1000);
+  const keys = new KeySpace(config.redisKeyPrefix, config.clientOrderRetentionS * 1000, config.redisShards);
   const timeoutMs = config.dependencyTimeoutMs;
   let readinessForMetrics: () => Promise<{ redis: boolean; postgres: boolean }> = async () => ({ redis: false, postgres: false });
   const metrics = config.metrics
     ? createMetrics({
         readiness: () => readinessForMetrics(),
-        accounts: () => redis.scard(keys.accounts),
+        accounts: () => accountCount(redis, keys),
       })
     : null;
   const events = new EventHub(sql, { timeoutMs, log });
@@ -249,7 +250,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
       };
       // Redis is ready when it answers and holds a complete state (the boot marker).
       const redisReady = async () => {
-        if ((await redis.hexists(keys.marks, BOOT_FIELD)) !== 1) throw new Error('no boot marker');
+        if (!(await bootMarkerPresent(redis, keys))) throw new Error('no boot marker');
       };
       const [r, pg] = await Promise.all([ping(redisReady), ping(() => sql`SELECT 1`)]);
       return { redis: r && recovery.ready && marks.pendingSweeps === 0 && funding.pending === 0, postgres: pg && !committer.unavailable };

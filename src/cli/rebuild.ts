@@ -11,7 +11,7 @@ try {
   try {
     // Take the shared rebuild lock like a running engine would, then rebuild unconditionally.
     engine.recovery.onRebuildProgress = terminalProgress('rebuild');
-    await engine.redis.hdel(engine.keys.marks, BOOT_FIELD);
+    await Promise.all(engine.keys.shards.map((k) => engine.redis.hdel(k.marks, BOOT_FIELD)));
     const stats = await engine.recovery.rebuildOrWait();
     process.stdout.write(`${JSON.stringify(stats ?? 'another engine rebuilt it')}\n`);
   } finally {

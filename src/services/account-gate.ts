@@ -17,7 +17,6 @@
  *   account, so slow or contended work takes turns instead of colliding.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { EngineError } from '../domain/errors.js';
 import type { Marks } from '../domain/margin.js';
 import type { Market } from '../domain/markets.js';
@@ -25,7 +24,7 @@ import { acquireAccount, releaseAccount } from '../store/account-lock.js';
 import { peekAccount, type StoredAccount } from '../store/account-state.js';
 import { heartbeat, leave } from '../store/engines.js';
 import type { Book, MarkBook } from '../store/mark-book.js';
-import type { KeySpace } from '../store/redis.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
 import type { AccountCache } from './account-cache.js';
 import { redisCall } from './dependencies.js';
 
@@ -71,7 +70,7 @@ export class AccountGate {
   private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: KeySpace,
     private readonly marks: MarkBook,
     private readonly cache: AccountCache,
@@ -88,7 +87,7 @@ export class AccountGate {
   trusted(accountId: number): Snapshot | null {
     const cached = this.cache.get(accountId);
     if (cached === undefined || !this.trusting() || this.redis.status !== 'ready' || this.isShared(accountId)) return null;
-    const book = this.marks.trusted(this.options.marksMaxAgeMs);
+    const book = this.marks.trusted(this.options.marksMaxAgeMs, this.marks.shardOf(accountId));
     return book === null ? null : snapshotOf(cached, book, null);
   }
 
@@ -96,7 +95,7 @@ export class AccountGate {
   async peek(accountId: number, clientOrderId: string | null): Promise<Snapshot | null> {
     const cached = this.cache.get(accountId);
     const peeked = await redisCall(() => peekAccount(this.redis, this.keys, accountId, cached?.seq ?? null, clientOrderId));
-    const book = await redisCall(() => this.marks.at(peeked.marksEpoch, peeked.boot));
+    const book = await redisCall(() => this.marks.at(peeked.marksEpoch, peeked.boot, this.marks.shardOf(accountId)));
     if (!peeked.free) return null;
     let account = peeked.account;
     if (account === null) account = cached!;
@@ -115,7 +114,7 @@ export class AccountGate {
     const deadline = Date.now() + this.options.lockWaitMs;
     let delayMs = 0.5;
     for (;;) {
-      const [got, book] = await Promise.allSettled([redisCall(() => acquireAccount(this.redis, this.keys, request)), redisCall(() => this.marks.snapshot())]);
+      const [got, book] = await Promise.allSettled([redisCall(() => acquireAccount(this.redis, this.keys, request)), redisCall(() => this.marks.snapshot(this.marks.shardOf(accountId)))]);
       if (got.status === 'rejected') throw got.reason;
       if (book.status === 'rejected') {
         // The lock may be ours; do not leave it to expire.

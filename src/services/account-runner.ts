@@ -19,7 +19,6 @@
  *    another engine wrote first): replay the missing rows and run again,
  *    under the lock.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError, type ErrorCode } from '../domain/errors.js';
@@ -41,7 +40,7 @@ import {
 } from '../store/ledger.js';
 import type { MarkBook } from '../store/mark-book.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
 import { queueIndexUpdate, sidesOf, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import type { AccountCache } from './account-cache.js';
 import type { AccountGate, Snapshot } from './account-gate.js';
@@ -91,7 +90,7 @@ export interface RunOptions {
 }
 
 export interface AccountRunnerDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
@@ -368,7 +367,7 @@ export class AccountRunner {
       index: (w) => queueIndexUpdate(w, risk, before.accountId, isNew ? null : sidesOf(before.positions), thresholds, tiered),
     });
     // The reply read the marks' epoch and boot marker: it keeps the trusted path open, or closes it.
-    marks.observe(result.marksEpoch, result.boot);
+    marks.observe(result.marksEpoch, result.boot, marks.shardOf(before.accountId));
     const last = entries[entries.length - 1]!;
     if (result.applied) cache.set({ accountId: before.accountId, seq: last.seq, balance: after.balance, positions: after.positions });
     else {

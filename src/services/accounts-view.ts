@@ -3,7 +3,6 @@
  * its whole ledger (from PostgreSQL). Reads take no lock and write nothing. They return the
  * engine's values; src/http/views.ts prints them in the wire shape.
  */
-import type { Redis } from 'ioredis';
 import { accountNotFound } from '../domain/errors.js';
 import { marketRules, valueAccount, type AccountMargin, type RiskParams } from '../domain/margin.js';
 import { liquidationPrices } from '../domain/liquidation.js';
@@ -12,11 +11,11 @@ import { accountExists, readAccount } from '../store/account-state.js';
 import type { MarkBook } from '../store/mark-book.js';
 import { liquidationPage, statementPage, tradePage, type LedgerEntry, type LedgerKind, type LiquidationEntry, type StatementEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
 export interface AccountsViewDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly marks: MarkBook;
@@ -33,7 +32,7 @@ export class AccountsView {
     const { redis, keys, riskDefaults } = this.deps;
     // A client sees its own acknowledged writes, even one answered before its Redis apply landed.
     await this.deps.applied(accountId);
-    const [account, book] = await redisCall(() => Promise.all([readAccount(redis, keys, accountId), this.deps.marks.snapshot()]));
+    const [account, book] = await redisCall(() => Promise.all([readAccount(redis, keys, accountId), this.deps.marks.snapshot(this.deps.marks.shardOf(accountId))]));
     if (!accountExists(account)) throw accountNotFound(accountId);
     const rules = marketRules(book.markets, riskDefaults);
     return { ...valueAccount(account, book.marks, rules), liquidationPrices: liquidationPrices(account, book.marks, rules) };

@@ -20,17 +20,15 @@
  *    its history row (market_events, also an event on GET /events). A repeat
  *    of the request answers from that row.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError, marketNotFound } from '../domain/errors.js';
 import { fundingDelta } from '../domain/funding.js';
-import { RedisStateLost, type MarkBook } from '../store/mark-book.js';
-import { BOOT_FIELD } from '../store/marks-hash.js';
+import { bootMarkerPresent, RedisStateLost, type MarkBook } from '../store/mark-book.js';
 import { chargedAccounts, finishFunding, openFunding, runningFundings, touchFunding, type FundingRow } from '../store/fundings.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
-import { accountOf, endangeredBy, type RiskKeys } from '../store/risk-index.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
+import { endangeredBy, holdersOf, type RiskKeys } from '../store/risk-index.js';
 import type { Snapshot } from './account-gate.js';
 import { AlreadyBooked, type AccountRunner, type Decision } from './account-runner.js';
 import { postgresCall, redisCall } from './dependencies.js';
@@ -95,7 +93,7 @@ export function fundingDecision(cmd: FundingCommand, { account }: Snapshot): Dec
 }
 
 export interface FundingDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
@@ -150,7 +148,7 @@ export class FundingService {
     const { redis, sql, keys, committer, timeoutMs } = this.deps;
     if (committer.unavailable) throw new DependencyUnavailable('postgres');
     // Redis must answer, holding the engine's state, before anything is recorded.
-    if ((await redisCall(() => redis.hexists(keys.marks, BOOT_FIELD))) !== 1) throw new RedisStateLost();
+    if (!(await redisCall(() => bootMarkerPresent(redis, keys)))) throw new RedisStateLost();
     const opened = await postgresCall(() => openFunding(sql, fundingId, symbol, str(rate), actor), timeoutMs);
     if (opened.kind === 'not_listed') throw marketNotFound(symbol);
     if (opened.kind === 'no_mark') throw new EngineError('NO_MARK_PRICE', `market ${symbol} has no mark price yet; post one first`, { symbol });
@@ -233,8 +231,7 @@ export class FundingService {
     const cmd: FundingCommand = { fundingId: row.funding_id, symbol: row.symbol, rate: new D(row.rate), mark: new D(row.mark_price), actor: row.actor };
     const touch = setInterval(() => void touchFunding(sql, cmd.fundingId).catch(() => undefined), TOUCH_MS);
     try {
-      const [longs, shorts] = await redisCall(() => Promise.all([redis.zrange(risk.long(cmd.symbol), 0, -1), redis.zrange(risk.short(cmd.symbol), 0, -1)]));
-      let todo = [...new Set([...longs, ...shorts].map(accountOf))];
+      let todo = await redisCall(() => holdersOf(redis, risk, cmd.symbol));
       let skipped = 0;
       /** Redis applies still running for charges answered at their commit (each resolves, never rejects). */
       const landings: Promise<boolean>[] = [];

@@ -2,7 +2,6 @@
  * Bringing an account's Redis state level with its PostgreSQL ledger, and the
  * one mapping from a ledger row to the account update it implies.
  */
-import type { Redis } from 'ioredis';
 import type { TradeResponse } from '../http/schemas.js';
 import { D } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
@@ -11,7 +10,7 @@ import { applyAccount, parseAccount, reindexAt, type AccountUpdate } from '../st
 import type { MarkBook } from '../store/mark-book.js';
 import { entriesAfter, type LedgerEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
 import { queueIndexRemoval, queueIndexUpdate, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
 
@@ -97,7 +96,7 @@ export function updateFromEntry(e: LedgerEntry, expectedSeq: number): AccountUpd
  * account. Each apply is conditional on the sequence it expects, so a
  * concurrent catch-up or a late writer cannot apply a row twice.
  */
-export async function catchUp(redis: Redis, sql: Sql, keys: KeySpace, accountId: number, fromSeq: number, timeoutMs: number): Promise<LedgerEntry[]> {
+export async function catchUp(redis: RedisClient, sql: Sql, keys: KeySpace, accountId: number, fromSeq: number, timeoutMs: number): Promise<LedgerEntry[]> {
   const entries = await postgresCall(() => entriesAfter(sql, accountId, fromSeq), timeoutMs);
   let expected = fromSeq;
   for (const e of entries) {
@@ -113,7 +112,7 @@ export async function catchUp(redis: Redis, sql: Sql, keys: KeySpace, accountId:
  * be indexed under though it no longer holds them.
  */
 export async function reindexAccount(
-  redis: Redis,
+  redis: RedisClient,
   keys: KeySpace,
   risk: RiskKeys,
   markBook: MarkBook,
@@ -121,7 +120,7 @@ export async function reindexAccount(
   accountId: number,
   maybeStale: Iterable<string>,
 ): Promise<void> {
-  const [hash, book] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), markBook.snapshot()]));
+  const [hash, book] = await redisCall(() => Promise.all([redis.hgetall(keys.account(accountId).state), markBook.snapshot(markBook.shardOf(accountId))]));
   const account = parseAccount(accountId, hash);
   const rules = marketRules(book.markets, riskDefaults);
   const thresholds = liquidationThresholds(account, book.marks, rules);

@@ -11,7 +11,6 @@
  * liquidation lands wholly before it (and is closed by it) or wholly after
  * it (on what is left).
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { isLiquidatable, liquidationThresholds, planLiquidation } from '../domain/liquidation.js';
@@ -19,8 +18,8 @@ import { marketRules, type RiskParams } from '../domain/margin.js';
 import { reindexAt } from '../store/account-state.js';
 import type { LedgerRow, LiquidationIds, LiquidationRecord } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
-import { accountOf, queueIndexUpdate, sidesOf, tieredEntries, type RiskKeys } from '../store/risk-index.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
+import { holdersOf, membersOfAll, queueIndexUpdate, sidesOf, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { settleInsurance } from '../store/insurance.js';
 import type { Snapshot } from './account-gate.js';
 import type { AccountRunner, Decision } from './account-runner.js';
@@ -39,7 +38,7 @@ export type LiquidationReason = (
 };
 
 export interface LiquidationDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
@@ -202,7 +201,7 @@ export class LiquidationService {
   async afterMarketChange(symbol: string, tiers: number, actor: string | null): Promise<number[]> {
     const { redis, risk } = this.deps;
     // One tier: the report orders the market by its thresholds again, and its tier-one lists go.
-    if (tiers < 2) await redisCall(() => redis.del(risk.repLong(symbol), risk.repShort(symbol), risk.size(symbol)));
+    if (tiers < 2) await redisCall(() => Promise.all(risk.shards.map((rk) => redis.del(rk.repLong(symbol), rk.repShort(symbol), rk.size(symbol)))));
     const liquidated: number[] = [];
     const underWater = await this.refreshThresholds(symbol, 'all', new Set());
     if (await this.liquidateAll(underWater, { reason: 'market', symbol, actor }, liquidated)) await this.settle();
@@ -239,15 +238,10 @@ export class LiquidationService {
    */
   private async refreshThresholds(symbol: string, which: 'multi' | 'all', skip: ReadonlySet<number>): Promise<number[]> {
     const { redis, keys, risk, runner, riskDefaults } = this.deps;
-    const members = await redisCall(() =>
-      which === 'multi'
-        ? redis.smembers(risk.multiOf(symbol))
-        : Promise.all([redis.zrange(risk.long(symbol), 0, -1), redis.zrange(risk.short(symbol), 0, -1)]).then(([l, s]) => [...l, ...s]),
-    );
+    const members = await redisCall(() => (which === 'multi' ? membersOfAll(redis, risk, (rk) => rk.multiOf(symbol), 'set') : holdersOf(redis, risk, symbol)));
     const underWater: number[] = [];
     const results = await Promise.allSettled(
       members
-        .map(accountOf)
         .filter((id) => !skip.has(id))
         .map((accountId) =>
           runner.inspect(accountId, async ({ account, marks, markets }) => {

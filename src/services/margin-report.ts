@@ -18,13 +18,12 @@
  * see the accounts as they are then.
  */
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { type Dec, ZERO } from '../domain/decimal.js';
 import { marketRules, riskSummary, type MarginRules, type MarginStatus, type Marks, type RiskParams } from '../domain/margin.js';
-import { accountExists, readAccounts } from '../store/account-state.js';
+import { accountCount, accountExists, readAccounts } from '../store/account-state.js';
 import type { Book, MarkBook } from '../store/mark-book.js';
-import type { KeySpace } from '../store/redis.js';
-import { accountOf, endangeredBy, scoreAtMost, type RiskKeys } from '../store/risk-index.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
+import { accountOf, endangeredBy, holdersOf, membersOfAll, revision, scoreAtMost, type RiskKeys } from '../store/risk-index.js';
 import { redisCall } from './dependencies.js';
 import { decodeCursor, encodeCursor, seekScore, type ReportKey } from './report-cursor.js';
 import { comesAfter, IndexSource, keyOf, riskier, type ReportEntry, type Source } from './report-sources.js';
@@ -48,7 +47,7 @@ const CHUNK_MAX = 256;
 const CACHE_MAX = 10_000;
 
 export interface MarginReportDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
   readonly marks: MarkBook;
@@ -64,9 +63,9 @@ export class MarginReportService {
   async etag(query: ReportQuery): Promise<string> {
     // Every write this process acknowledged is in the revision read below.
     await this.deps.applied();
-    const rev = await redisCall(() => this.deps.redis.get(this.deps.risk.rev));
+    const rev = await redisCall(() => revision(this.deps.redis, this.deps.risk));
     const q = createHash('sha1').update(`${query.limit}|${query.cursor ?? ''}|${query.status ?? ''}`).digest('base64url').slice(0, 12);
-    return `"r${rev ?? '0'}-${q}"`;
+    return `"r${rev}-${q}"`;
   }
 
   async page(query: ReportQuery): Promise<ReportPage> {
@@ -78,12 +77,12 @@ export class MarginReportService {
     const { redis, keys, risk } = this.deps;
     const after = decodeCursor(query.cursor);
     const [rev, marks, symbols, total] = await Promise.all([
-      redis.get(risk.rev),
+      revision(redis, risk),
       this.deps.marks.snapshot().then((book) => this.rulesAt(book)),
-      redis.smembers(risk.symbols),
-      redis.scard(keys.accounts),
+      Promise.all(risk.shards.map((rk) => redis.smembers(rk.symbols))).then((lists) => [...new Set(lists.flat())]),
+      accountCount(redis, keys),
     ]);
-    this.useRevision(rev ?? '0');
+    this.useRevision(rev);
     // Small chunks: a page merges several lists, and what a list read past the page is read again by the next one.
     const sources = this.sources(symbols.sort(), marks, after, Math.min(CHUNK_MAX, query.limit + 1));
     const rows: ReportEntry[] = [];
@@ -120,8 +119,8 @@ export class MarginReportService {
         const mark = marks.get(s);
         return mark ? [endangeredBy(redis, risk, s, mark)] : [];
       }),
-      redis.smembers(risk.multi).then((ms) => ms.map(accountOf)),
-      ...unmarked.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)].map((p) => p.then((ms) => ms.map(accountOf)))),
+      membersOfAll(redis, risk, (rk) => rk.multi, 'set'),
+      ...unmarked.map((s) => holdersOf(redis, risk, s)),
     ]);
     const ids = [...new Set(found.flat())];
     const items = (await this.read(ids, marks)).filter((item): item is ReportEntry => item !== null && item.margin.status === 'liquidatable');
@@ -154,18 +153,21 @@ export class MarginReportService {
       const bound = tiers.length > 1 ? tiers[0]!.maxNotional! : null;
       if (bound !== null) beyondFirstTier.push({ symbol, mark, bound });
       for (const side of ['long', 'short'] as const) {
-        const key = bound === null ? (side === 'long' ? risk.long(symbol) : risk.short(symbol)) : side === 'long' ? risk.repLong(symbol) : risk.repShort(symbol);
         const from = seekScore(side, mark, rate, after);
         const belongs =
           bound === null
             ? (entry: ReportEntry) => onlyPosition(entry, symbol, side)
             : (entry: ReportEntry) => onlyPosition(entry, symbol, side) && inFirstTier(entry, symbol, mark, bound);
-        out.push(this.indexSource(key, marks, belongs, after, from, chunk));
+        // Each shard's list is one more source of the merge.
+        for (const rk of risk.shards) {
+          const key = bound === null ? (side === 'long' ? rk.long(symbol) : rk.short(symbol)) : side === 'long' ? rk.repLong(symbol) : rk.repShort(symbol);
+          out.push(this.indexSource(key, marks, belongs, after, from, chunk));
+        }
       }
     }
     out.push(this.materialisedSource(marks, after, materialisedSymbols, beyondFirstTier));
     // Every flat account scores 0: read from the start, or entered at `after`'s id (IndexSource's long runs).
-    out.push(this.indexSource(risk.flat, marks, (entry) => entry.account.positions.size === 0, after, -Infinity, chunk));
+    for (const rk of risk.shards) out.push(this.indexSource(rk.flat, marks, (entry) => entry.account.positions.size === 0, after, -Infinity, chunk));
     return out;
   }
 
@@ -213,12 +215,15 @@ export class MarginReportService {
 
   private async materialise(marks: Marks, unorderedSymbols: string[], beyond: readonly BeyondFirstTier[]): Promise<ReportEntry[]> {
     const { redis, risk } = this.deps;
-    const lists = await Promise.all([
-      redis.smembers(risk.multi),
-      ...unorderedSymbols.flatMap((s) => [redis.zrange(risk.long(s), 0, -1), redis.zrange(risk.short(s), 0, -1)]),
-      // |q| > bound / mark, the bound rounded down to a double below it: a few too many is harmless (filtered below).
-      ...beyond.map((b) => redis.zrangebyscore(risk.size(b.symbol), scoreAtMost(b.bound.div(b.mark)), '+inf')),
-    ]);
+    // The union of every shard's lists, read in parallel.
+    const lists = await Promise.all(
+      risk.shards.flatMap((rk) => [
+        redis.smembers(rk.multi),
+        ...unorderedSymbols.flatMap((s) => [redis.zrange(rk.long(s), 0, -1), redis.zrange(rk.short(s), 0, -1)]),
+        // |q| > bound / mark, the bound rounded down to a double below it: a few too many is harmless (filtered below).
+        ...beyond.map((b) => redis.zrangebyscore(rk.size(b.symbol), scoreAtMost(b.bound.div(b.mark)), '+inf')),
+      ]),
+    );
     const ids = [...new Set(lists.flat().map(accountOf))];
     const items = await this.read(ids, marks);
     const unordered = new Set(unorderedSymbols);

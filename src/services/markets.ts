@@ -7,7 +7,6 @@
  * if it fails in between, the change is committed and the answer is 202:
  * recovery publishes it within a watch interval of Redis answering again.
  */
-import type { Redis } from 'ioredis';
 import type { MarketEventResponse, MarketResponse } from '../http/schemas.js';
 import type { Logger } from 'pino';
 import { D, type Dec, str, ZERO } from '../domain/decimal.js';
@@ -28,7 +27,7 @@ import {
   type ParamsJson,
 } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
 import { accountOf, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
@@ -39,7 +38,7 @@ export type MarketView = MarketResponse;
 export type MarketEventView = MarketEventResponse;
 
 export interface MarketsDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
@@ -87,8 +86,8 @@ export class MarketsService {
     const version = Number(row.version);
     let applied = true;
     try {
-      const epoch = await redisCall(() => publishMarket(redis, keys, symbol, null, definitionOf(row)));
-      if (epoch > 0) markBook.moved(epoch);
+      const { epochs } = await redisCall(() => publishMarket(redis, keys, symbol, null, definitionOf(row)));
+      markBook.moved(epochs);
       await postgresCall(() => marketApplied(sql, symbol, version), timeoutMs);
     } catch (error) {
       markBook.distrust();
@@ -209,17 +208,24 @@ export class MarketsService {
     const holders = new Set<number>();
     for (let i = 0; i < symbols.length; i += CHUNK) {
       const chunk = symbols.slice(i, i + CHUNK);
-      const replies = await redisCall(async () => {
-        const p = redis.pipeline();
-        for (const s of chunk) p.zrange(risk.long(s), 0, -1).zrange(risk.short(s), 0, -1);
-        return (await p.exec()) ?? [];
-      });
+      // One pipeline per shard (its keys share the shard's slot), the shards in parallel.
+      const byShard = await redisCall(() =>
+        Promise.all(
+          risk.shards.map(async (rk) => {
+            const p = redis.pipeline();
+            for (const s of chunk) p.zrange(rk.long(s), 0, -1).zrange(rk.short(s), 0, -1);
+            return (await p.exec()) ?? [];
+          }),
+        ),
+      );
       for (const [j, s] of chunk.entries()) {
         const ids = new Set<number>();
-        for (const reply of [replies[2 * j], replies[2 * j + 1]]) {
-          const [error, members] = reply ?? [new Error('missing pipeline reply'), []];
-          if (error) throw error;
-          for (const m of members as string[]) ids.add(accountOf(m));
+        for (const replies of byShard) {
+          for (const reply of [replies[2 * j], replies[2 * j + 1]]) {
+            const [error, members] = reply ?? [new Error('missing pipeline reply'), []];
+            if (error) throw error;
+            for (const m of members as string[]) ids.add(accountOf(m));
+          }
         }
         out.get(s)!.holders = ids.size;
         for (const id of ids) holders.add(id);

@@ -15,17 +15,15 @@
  * finishes it, at start-up before the engine reports ready, and from the
  * recovery watch while it runs.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable, OutcomeUnknown } from '../domain/errors.js';
 import { markMoveRefusal, type MarketParams } from '../domain/markets.js';
-import { RedisStateLost, type MarkBook } from '../store/mark-book.js';
-import { BOOT_FIELD } from '../store/marks-hash.js';
+import { bootMarkerPresent, RedisStateLost, type MarkBook } from '../store/mark-book.js';
 import { commitMark, marketApplied, markSwept, pendingMarkets, pendingMarks, publishMarket } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
-import { endangeredBy, type RiskKeys } from '../store/risk-index.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
+import type { RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall, TimeoutError } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
 
@@ -39,7 +37,7 @@ export interface MarkResult {
 }
 
 export interface MarksDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   /** A pool whose commits skip the WAL flush: marks and their sweep records (see commitMark). */
   readonly marksSql: Sql;
@@ -84,7 +82,7 @@ export class MarksService {
     // index the tick reads, before the mark moves: the tick itself checks them.
     await this.deps.applied();
     // Redis must answer, holding the engine's state, before anything is committed.
-    if ((await redisCall(() => this.deps.redis.hexists(this.deps.keys.marks, BOOT_FIELD))) !== 1) throw new RedisStateLost();
+    if (!(await redisCall(() => bootMarkerPresent(this.deps.redis, this.deps.keys)))) throw new RedisStateLost();
     const priceText = str(price);
     let committed;
     const signal: { onAbort?: () => void } = {};
@@ -127,21 +125,18 @@ export class MarksService {
     listed: { json: string; version: number } | null,
     actor: string | null,
   ): Promise<{ liquidated: number[]; complete: boolean }> {
-    const { redis, marksSql, keys, risk, markBook, liquidation, timeoutMs } = this.deps;
+    const { redis, marksSql, keys, markBook, liquidation, timeoutMs } = this.deps;
     const price = new D(priceText);
     const liquidated: number[] = [];
     try {
-      // Publish, then look for the accounts it endangers: an account indexed
-      // after this read sees the new mark when it re-checks itself. One round
-      // trip: the three go out together and Redis runs them in order.
+      // Publish, then look for the accounts it endangers, in one script call
+      // per shard (all in parallel): an account of a shard indexed after its
+      // read sees the new mark when it re-checks itself. The sweep counts as
+      // finished only once every shard answered (markSwept, below).
       const endangered = await redisCall(async () => {
-        const [epoch, , candidates] = await Promise.all([
-          publishMarket(redis, keys, symbol, { price: priceText, version }, listed),
-          redis.incr(risk.rev),
-          endangeredBy(redis, risk, symbol, price),
-        ]);
-        if (epoch > 0) markBook.moved(epoch);
-        return candidates;
+        const published = await publishMarket(redis, keys, symbol, { price: priceText, version }, listed, price);
+        markBook.moved(published.epochs);
+        return published.endangered;
       });
       await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
       // Recorded before the answer, so a 200 means reconcile finds nothing
@@ -169,8 +164,8 @@ export class MarksService {
   async finishPending(all: boolean): Promise<number> {
     const { redis, sql, keys, markBook, timeoutMs } = this.deps;
     for (const m of await postgresCall(() => pendingMarkets(sql), timeoutMs)) {
-      const epoch = await redisCall(() => publishMarket(redis, keys, m.symbol, null, { json: m.json, version: m.version }));
-      if (epoch > 0) markBook.moved(epoch);
+      const { epochs } = await redisCall(() => publishMarket(redis, keys, m.symbol, null, { json: m.json, version: m.version }));
+      markBook.moved(epochs);
       await postgresCall(() => marketApplied(sql, m.symbol, m.version), timeoutMs);
     }
     const marks = await postgresCall(() => pendingMarks(sql, all ? 0 : ORPHANED_SWEEP_MS, [...this.unfinished]), timeoutMs);

@@ -4,20 +4,20 @@
  * and the tests after crashes and outages).
  * Reads only; a difference is repaired by a rebuild (see recovery.ts).
  */
-import type { Redis } from 'ioredis';
 import { D, str } from '../domain/decimal.js';
 import type { Position } from '../domain/margin.js';
 import { parseAccount } from '../store/account-state.js';
 import { BOOT_FIELD, isMarkField, marketField, marketSymbolOf, marketVersionField } from '../store/marks-hash.js';
 import { fundDifferences } from '../store/insurance.js';
+import type { MarketDefinition } from '../store/markets.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
+import type { KeySpace, RedisClient } from '../store/redis.js';
 import { member, RiskKeys } from '../store/risk-index.js';
 import { expectedState } from './ledger-state.js';
 
 /** An engine has these (reconcile(engine) works). */
 export interface ReconcileDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   /** Told how many accounts have been compared, of how many (`npm run reconcile` shows it on a terminal). */
@@ -31,30 +31,21 @@ export async function reconcile({ redis, sql, keys, onProgress }: ReconcileDeps)
   const risk = new RiskKeys(keys);
   const expected = await expectedState(sql);
   const diffs: string[] = [];
-  if ((await redis.hexists(keys.marks, BOOT_FIELD)) !== 1) diffs.push('redis has no boot marker (state lost or never built)');
-  const marksHash = await redis.hgetall(keys.marks);
-  for (const [symbol, m] of expected.marks) {
-    if (marksHash[symbol] === undefined || !new D(marksHash[symbol]).eq(m.price)) {
-      diffs.push(`mark ${symbol}: redis ${marksHash[symbol] ?? 'missing'}, ledger ${m.price}`);
-    }
-  }
-  for (const field of Object.keys(marksHash)) {
-    if (isMarkField(field) && !expected.marks.has(field)) diffs.push(`mark ${field}: in redis only`);
-  }
-  for (const m of expected.markets) {
-    if (marksHash[marketField(m.symbol)] !== m.json || marksHash[marketVersionField(m.symbol)] !== String(m.version)) {
-      diffs.push(`market ${m.symbol}: redis ${marksHash[marketVersionField(m.symbol)] ?? 'missing'}, postgresql version ${m.version}`);
-    }
-  }
-  const listed = new Set(expected.markets.map((m) => m.symbol));
-  for (const field of Object.keys(marksHash)) {
-    const symbol = marketSymbolOf(field);
-    if (symbol !== null && !listed.has(symbol)) diffs.push(`market ${symbol}: in redis only`);
+  // Every shard holds a copy of the marks: each is compared with PostgreSQL.
+  for (const shard of keys.shards) {
+    const where = keys.shards.length === 1 ? '' : ` (shard ${shard.shard})`;
+    const marksHash = await redis.hgetall(shard.marks);
+    if (marksHash[BOOT_FIELD] === undefined) diffs.push(`redis has no boot marker${where} (state lost or never built)`);
+    diffs.push(...marksDifferences(marksHash, expected).map((d) => d + where));
   }
   diffs.push(...(await fundDifferences(sql)));
   const unswept = await sql<{ symbol: string }[]>`SELECT symbol FROM mark_prices WHERE swept_version < version`;
   for (const { symbol } of unswept) diffs.push(`mark ${symbol}: committed but its liquidation sweep has not finished`);
-  const inRedis = new Set((await redis.smembers(keys.accounts)).map(Number));
+  const perShard = await Promise.all(keys.shards.map((k) => redis.smembers(k.accounts)));
+  perShard.forEach((members, k) => {
+    for (const m of members) if (keys.shardOf(Number(m)) !== k) diffs.push(`account ${m}: in shard ${k}'s account set, not its own`);
+  });
+  const inRedis = new Set(perShard.flat().map(Number));
   for (const id of inRedis) if (!expected.accounts.has(id)) diffs.push(`account ${id}: in redis only`);
   const ids = [...expected.accounts.keys()];
   for (let i = 0; i < ids.length; i += CHUNK) {
@@ -77,7 +68,7 @@ export async function reconcile({ redis, sql, keys, onProgress }: ReconcileDeps)
           diffs.push(`account ${id} ${symbol}: position redis ${show(g)}, ledger ${show(w)}`);
         }
         if (w) {
-          const key = w.quantity.isPos() ? risk.long(symbol) : risk.short(symbol);
+          const key = w.quantity.isPos() ? risk.of(id).long(symbol) : risk.of(id).short(symbol);
           if ((await redis.zscore(key, member(id))) === null) diffs.push(`account ${id} ${symbol}: missing from the risk index`);
         }
       }
@@ -97,4 +88,28 @@ export async function reconcile({ redis, sql, keys, onProgress }: ReconcileDeps)
     onProgress?.(Math.min(i + CHUNK, ids.length), ids.length);
   }
   return diffs;
+}
+
+/** How one copy of the marks hash differs from the marks and markets PostgreSQL holds. */
+function marksDifferences(marksHash: Record<string, string>, expected: { marks: ReadonlyMap<string, { price: string }>; markets: readonly MarketDefinition[] }): string[] {
+  const out: string[] = [];
+  for (const [symbol, m] of expected.marks) {
+    if (marksHash[symbol] === undefined || !new D(marksHash[symbol]).eq(m.price)) {
+      out.push(`mark ${symbol}: redis ${marksHash[symbol] ?? 'missing'}, ledger ${m.price}`);
+    }
+  }
+  for (const field of Object.keys(marksHash)) {
+    if (isMarkField(field) && !expected.marks.has(field)) out.push(`mark ${field}: in redis only`);
+  }
+  for (const m of expected.markets) {
+    if (marksHash[marketField(m.symbol)] !== m.json || marksHash[marketVersionField(m.symbol)] !== String(m.version)) {
+      out.push(`market ${m.symbol}: redis ${marksHash[marketVersionField(m.symbol)] ?? 'missing'}, postgresql version ${m.version}`);
+    }
+  }
+  const listed = new Set(expected.markets.map((m) => m.symbol));
+  for (const field of Object.keys(marksHash)) {
+    const symbol = marketSymbolOf(field);
+    if (symbol !== null && !listed.has(symbol)) out.push(`market ${symbol}: in redis only`);
+  }
+  return out;
 }

@@ -17,22 +17,21 @@
  * others wait for the marker.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { str } from '../domain/decimal.js';
 import { liquidationThresholds } from '../domain/liquidation.js';
 import { marketRules } from '../domain/margin.js';
 import type { MarketParams } from '../domain/markets.js';
-import { parseMarkets, parseMarks, type MarkBook } from '../store/mark-book.js';
+import { bootMarkerPresent, parseMarkets, parseMarks, type MarkBook } from '../store/mark-book.js';
 import { BOOT_FIELD, EPOCH_FIELD, marketField, marketVersionField, markVersionField } from '../store/marks-hash.js';
 import type { Sql } from '../store/postgres.js';
-import type { KeySpace } from '../store/redis.js';
+import { bySlot, scanAll, type KeySpace, type RedisClient } from '../store/redis.js';
 import { member, queueIndexUpdate, tieredEntries, type RiskKeys } from '../store/risk-index.js';
 import { expectedState } from './ledger-state.js';
 import { catchUp, reindexAccount } from './ledger-sync.js';
 
 export interface RecoveryDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly sql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
@@ -111,7 +110,7 @@ export class Recovery {
   }
 
   private async hasMarker(): Promise<boolean> {
-    return (await this.deps.redis.hexists(this.deps.keys.marks, BOOT_FIELD)) === 1;
+    return bootMarkerPresent(this.deps.redis, this.deps.keys);
   }
 
   private async check(): Promise<void> {
@@ -177,22 +176,25 @@ export class Recovery {
       marksHash[marketVersionField(m.symbol)] = String(m.version);
     }
     marksHash[EPOCH_FIELD] = '1';
-    await redis.hset(keys.marks, marksHash);
+    // Every shard's copy.
+    await Promise.all(keys.shards.map((k) => redis.hset(k.marks, marksHash)));
     const marks = parseMarks(marksHash);
     const rules = marketRules(parseMarkets(marksHash, riskDefaults), riskDefaults);
     let positions = 0;
     let clientOrders = 0;
     const entries = [...expected.accounts];
     for (let i = 0; i < entries.length; i += CHUNK) {
-      const p = redis.pipeline();
+      // One pipeline per shard (its keys share the shard's slot), the shards in parallel.
+      const pipelines = keys.shards.map(() => redis.pipeline());
       for (const [accountId, a] of entries.slice(i, i + CHUNK)) {
+        const p = pipelines[keys.shardOf(accountId)]!;
         const fields: Record<string, string> = { seq: String(a.seq), bal: str(a.balance) };
         for (const [symbol, pos] of a.positions) {
           fields[`q:${symbol}`] = str(pos.quantity);
           fields[`e:${symbol}`] = str(pos.entryPrice);
         }
         p.hset(keys.account(accountId).state, fields);
-        p.sadd(keys.accounts, String(accountId));
+        p.sadd(keys.shardFor(accountId).accounts, String(accountId));
         if (a.clientOrders.size > 0) {
           p.hset(keys.account(accountId).clientOrders, Object.fromEntries(a.clientOrders));
           if (keys.clientOrderTtlMs > 0) p.pexpire(keys.account(accountId).clientOrders, keys.clientOrderTtlMs);
@@ -202,13 +204,17 @@ export class Recovery {
         positions += a.positions.size;
         clientOrders += a.clientOrders.size;
       }
-      const results = await p.exec();
-      const failed = results?.find(([e]) => e);
-      if (failed) throw failed[0];
+      for (const results of await Promise.all(pipelines.map((p) => p.exec()))) {
+        const failed = results?.find(([e]) => e);
+        if (failed) throw failed[0];
+      }
       this.onRebuildProgress?.(Math.min(i + CHUNK, entries.length), entries.length);
     }
-    await redis.incr(risk.rev);
-    await redis.hset(keys.marks, BOOT_FIELD, randomUUID()); // last: the state is complete
+    await Promise.all(risk.shards.map((rk) => redis.incr(rk.rev)));
+    // Last, on every shard: the state is complete. One marker for all, so a
+    // shard whose copy is lost (a cluster node restarted empty) shows as missing.
+    const boot = randomUUID();
+    await Promise.all(keys.shards.map((k) => redis.hset(k.marks, BOOT_FIELD, boot)));
     // The market versions written above are in Redis now (a change committed since is still pending, and published by the watch).
     await this.deps.sql`
       UPDATE markets m SET applied_version = w.version
@@ -269,20 +275,18 @@ export class Recovery {
 
   private async indexedSymbols(accountId: number): Promise<Set<string>> {
     const { redis, risk } = this.deps;
-    const symbols = await redis.smembers(risk.symbols);
+    const rk = risk.of(accountId);
+    const symbols = await redis.smembers(rk.symbols);
     const m = member(accountId);
-    const scores = await Promise.all(symbols.flatMap((s) => [redis.zscore(risk.long(s), m), redis.zscore(risk.short(s), m)]));
+    const scores = await Promise.all(symbols.flatMap((s) => [redis.zscore(rk.long(s), m), redis.zscore(rk.short(s), m)]));
     return new Set(symbols.filter((_, i) => scores[2 * i] !== null || scores[2 * i + 1] !== null));
   }
 
   /** Deletes every key under the prefix (the rebuild lock lives outside it). */
   private async deleteAll(): Promise<void> {
     const { redis, keys } = this.deps;
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${keys.prefix}:*`, 'COUNT', 5000);
-      if (found.length > 0) await redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== '0');
+    // Every primary's keys (on a cluster, SCAN sees one node); one UNLINK per slot.
+    await scanAll(redis, `${keys.prefix}:*`, (found) => Promise.all([...bySlot(found).values()].map((group) => redis.unlink(...group))));
   }
 }
+

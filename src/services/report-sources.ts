@@ -4,11 +4,11 @@
  * index's sorted sets in chunks from the risky end, or from where the
  * previous page's last row stands.
  */
-import type { Redis } from 'ioredis';
 import type { RiskSummary } from '../domain/margin.js';
 import type { StoredAccount } from '../store/account-state.js';
 import { accountOf } from '../store/risk-index.js';
 import { compareKeys, compareUtilisation, type ReportKey } from './report-cursor.js';
+import type { RedisClient } from '../store/redis.js';
 
 /** One account of the report, valued at the page's marks. */
 export interface ReportEntry {
@@ -146,7 +146,7 @@ export class IndexSource implements Source {
   private exhausted = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly zkey: string,
     private readonly options: IndexSourceOptions,
   ) {

@@ -3,9 +3,8 @@
  * account's hash tag): how writers in different engine processes take turns
  * on one account when they would otherwise collide.
  */
-import type { Redis } from 'ioredis';
 import { parseAccount, type StoredAccount } from './account-state.js';
-import type { KeySpace } from './redis.js';
+import type { KeySpace, RedisClient } from './redis.js';
 import { runScript, SCRIPTS } from './scripts.js';
 
 export interface AcquireRequest {
@@ -24,7 +23,7 @@ export type Acquired =
   | { readonly acquired: true; readonly account: StoredAccount; readonly clientOrder: string | null };
 
 /** One command: takes the lock if it is free and, if so, reads the account and the client order's stored result. */
-export async function acquireAccount(redis: Redis, keys: KeySpace, r: AcquireRequest): Promise<Acquired> {
+export async function acquireAccount(redis: RedisClient, keys: KeySpace, r: AcquireRequest): Promise<Acquired> {
   const k = keys.account(r.accountId);
   const reply = (await runScript(redis, SCRIPTS.accountAcquire, [k.lock, k.lockWaiter, k.state, k.clientOrders, r.token, r.ttlMs, r.waiterId, r.clientOrderId ?? ''])) as [
     number,
@@ -36,11 +35,11 @@ export async function acquireAccount(redis: Redis, keys: KeySpace, r: AcquireReq
 }
 
 /** Releases the lock if `token` still holds it. */
-export async function releaseAccount(redis: Redis, keys: KeySpace, accountId: number, token: string): Promise<void> {
+export async function releaseAccount(redis: RedisClient, keys: KeySpace, accountId: number, token: string): Promise<void> {
   await runScript(redis, SCRIPTS.accountRelease, [keys.account(accountId).lock, token]);
 }
 
 /** After a collision: for `ms`, writers of this account take its lock instead of the optimistic path. */
-export async function markContended(redis: Redis, keys: KeySpace, accountId: number, ms: number): Promise<void> {
+export async function markContended(redis: RedisClient, keys: KeySpace, accountId: number, ms: number): Promise<void> {
   await redis.set(keys.account(accountId).contended, '1', 'PX', ms);
 }

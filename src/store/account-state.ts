@@ -9,11 +9,10 @@
  * Concurrent requests' peeks and applies share one script call per round
  * trip (Batcher).
  */
-import type { Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
 import type { Position } from '../domain/margin.js';
 import { Batcher } from './batcher.js';
-import type { AccountKeys, KeySpace } from './redis.js';
+import type { AccountKeys, KeySpace, RedisClient, ShardKeys } from './redis.js';
 import type { IndexWriter } from './risk-index.js';
 import { runScript, SCRIPTS } from './scripts.js';
 
@@ -55,16 +54,23 @@ export function parseAccount(accountId: number, flat: string[] | Record<string, 
 const parseJoined = (accountId: number, joined: string) => parseAccount(accountId, joined === '' ? [] : joined.split('\n'));
 
 /** One account's state, without locking (reads only). */
-export async function readAccount(redis: Redis, keys: KeySpace, accountId: number): Promise<StoredAccount> {
+export async function readAccount(redis: RedisClient, keys: KeySpace, accountId: number): Promise<StoredAccount> {
   return parseAccount(accountId, await redis.hgetall(keys.account(accountId).state));
 }
 
-/** Several accounts' states in one round trip and one command, without locking. */
-export async function readAccounts(redis: Redis, keys: KeySpace, accountIds: readonly number[]): Promise<StoredAccount[]> {
+/** Several accounts' states in one round trip, without locking: one command per shard they belong to, in parallel. */
+export async function readAccounts(redis: RedisClient, keys: KeySpace, accountIds: readonly number[]): Promise<StoredAccount[]> {
   if (accountIds.length === 0) return [];
-  const stateKeys = accountIds.map((id) => keys.account(id).state);
-  const replies = (await runScript(redis, SCRIPTS.accountReadMany, [stateKeys.length, ...stateKeys])) as string[];
-  return replies.map((joined, i) => parseJoined(accountIds[i]!, joined));
+  const read = async (ids: readonly number[]) => {
+    const stateKeys = ids.map((id) => keys.account(id).state);
+    const replies = (await runScript(redis, SCRIPTS.accountReadMany, [stateKeys.length, ...stateKeys])) as string[];
+    return replies.map((joined, i) => parseJoined(ids[i]!, joined));
+  };
+  if (keys.shards.length === 1) return read(accountIds);
+  const groups = [...keys.groupByShard(accountIds, (id) => id).values()];
+  const byId = new Map<number, StoredAccount>();
+  for (const accounts of await Promise.all(groups.map(read))) for (const a of accounts) byId.set(a.accountId, a);
+  return accountIds.map((id) => byId.get(id)!);
 }
 
 /** What a committed ledger row (or rows) does to the account's hash, on top of `expectedSeq`. Values are the rows' decimal text. */
@@ -141,7 +147,8 @@ interface ApplyItem {
   readonly ops: IndexOps;
 }
 
-async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem[]): Promise<Applied[]> {
+/** One shard's applies in one script call (every key in the shard's slot). */
+async function applyMany(redis: RedisClient, keys: KeySpace, shard: ShardKeys, items: readonly ApplyItem[]): Promise<Applied[]> {
   const accountKeys: string[] = [];
   // The index keys are few and shared by many items: each is named once, after the accounts' keys.
   const table = new KeyTable(3 + 3 * items.length);
@@ -152,7 +159,7 @@ async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem
     if (update.clientOrder) args.push(update.clientOrder.id, update.clientOrder.stored);
   }
   const keyCount = 2 + accountKeys.length + table.keys.length;
-  const [applied, epoch, boot] = (await runScript(redis, SCRIPTS.accountApply, [keyCount, keys.marks, keys.rev, ...accountKeys, ...table.keys, ...args])) as [
+  const [applied, epoch, boot] = (await runScript(redis, SCRIPTS.accountApply, [keyCount, shard.marks, shard.rev, ...accountKeys, ...table.keys, ...args])) as [
     number[],
     string | null,
     string | null,
@@ -184,8 +191,9 @@ export type Peeked = {
 
 type PeekEntry = [free: number, seq?: string, state?: string | null, order?: string | null];
 
-async function peekMany(redis: Redis, keys: KeySpace, items: readonly PeekItem[]): Promise<Peeked[]> {
-  const keyArgs: string[] = [keys.marks];
+/** One shard's peeks in one script call. */
+async function peekMany(redis: RedisClient, keys: KeySpace, shard: ShardKeys, items: readonly PeekItem[]): Promise<Peeked[]> {
+  const keyArgs: string[] = [shard.marks];
   const args: (string | number)[] = [];
   for (const { accountId, cachedSeq, clientOrderId } of items) {
     const k = keys.account(accountId);
@@ -210,22 +218,31 @@ async function peekMany(redis: Redis, keys: KeySpace, items: readonly PeekItem[]
   });
 }
 
-/** The batchers of one client and key space: concurrent requests' peeks and applies each share one script call per round trip. */
+/**
+ * The batchers of one client, key space and shard: concurrent requests'
+ * peeks and applies on one shard each share one script call per round trip;
+ * the shards' calls go out independently, in parallel (with one shard, this
+ * is one call per round trip for everything).
+ */
 interface Batchers {
   readonly peek: Batcher<PeekItem, Peeked>;
   readonly apply: Batcher<ApplyItem, Applied>;
 }
-const batchersByClient = new WeakMap<Redis, Map<string, Batchers>>();
+const batchersByClient = new WeakMap<RedisClient, Map<string, Batchers[]>>();
 
-function batchersFor(redis: Redis, keys: KeySpace): Batchers {
+function batchersFor(redis: RedisClient, keys: KeySpace, accountId: number): Batchers {
   let byPrefix = batchersByClient.get(redis);
   if (!byPrefix) batchersByClient.set(redis, (byPrefix = new Map()));
-  let b = byPrefix.get(keys.prefix);
+  const name = `${keys.prefix}/${keys.shards.length}`;
+  let b = byPrefix.get(name);
   if (!b) {
-    b = { peek: new Batcher((items) => peekMany(redis, keys, items)), apply: new Batcher((items) => applyMany(redis, keys, items)) };
-    byPrefix.set(keys.prefix, b);
+    b = keys.shards.map((shard) => ({
+      peek: new Batcher<PeekItem, Peeked>((items) => peekMany(redis, keys, shard, items)),
+      apply: new Batcher<ApplyItem, Applied>((items) => applyMany(redis, keys, shard, items)),
+    }));
+    byPrefix.set(name, b);
   }
-  return b;
+  return b[keys.shardOf(accountId)]!;
 }
 
 export interface ApplyRequest {
@@ -244,24 +261,24 @@ export interface ApplyRequest {
  * the report revision; reads the marks' epoch. Concurrent calls share one
  * script call.
  */
-export async function applyAccount(redis: Redis, keys: KeySpace, { update, token = '', isNew = false, index }: ApplyRequest): Promise<Applied> {
+export async function applyAccount(redis: RedisClient, keys: KeySpace, { update, token = '', isNew = false, index }: ApplyRequest): Promise<Applied> {
   const ops = new IndexOps();
-  if (isNew) ops.sadd(keys.accounts, String(update.accountId));
+  if (isNew) ops.sadd(keys.shardFor(update.accountId).accounts, String(update.accountId));
   index?.(ops);
-  return batchersFor(redis, keys).apply.call({ keys: keys.account(update.accountId), token, update, ops });
+  return batchersFor(redis, keys, update.accountId).apply.call({ keys: keys.account(update.accountId), token, update, ops });
 }
 
 /**
  * Writes index entries computed from the account at `seq`, only if it is
  * still at `seq` (a newer state's writer indexed it itself). Returns whether it did.
  */
-export async function reindexAt(redis: Redis, keys: KeySpace, accountId: number, seq: number, index: (w: IndexWriter) => void): Promise<boolean> {
+export async function reindexAt(redis: RedisClient, keys: KeySpace, accountId: number, seq: number, index: (w: IndexWriter) => void): Promise<boolean> {
   const ops = new IndexOps();
   index(ops);
   const table = new KeyTable(3);
   const args: (string | number)[] = [seq, ops.ops.length];
   for (const [op, key, score, member] of ops.ops) args.push(op, table.ref(key), score, member);
-  const reply = await runScript(redis, SCRIPTS.accountReindex, [2 + table.keys.length, keys.account(accountId).state, keys.rev, ...table.keys, ...args]);
+  const reply = await runScript(redis, SCRIPTS.accountReindex, [2 + table.keys.length, keys.account(accountId).state, keys.shardFor(accountId).rev, ...table.keys, ...args]);
   return reply === 1;
 }
 
@@ -270,6 +287,12 @@ export async function reindexAt(redis: Redis, keys: KeySpace, accountId: number,
  * when `cachedSeq` is stale), a booked client order, and the marks' epoch and
  * boot marker. Concurrent calls share one script call.
  */
-export function peekAccount(redis: Redis, keys: KeySpace, accountId: number, cachedSeq: number | null, clientOrderId: string | null): Promise<Peeked> {
-  return batchersFor(redis, keys).peek.call({ accountId, cachedSeq, clientOrderId });
+export function peekAccount(redis: RedisClient, keys: KeySpace, accountId: number, cachedSeq: number | null, clientOrderId: string | null): Promise<Peeked> {
+  return batchersFor(redis, keys, accountId).peek.call({ accountId, cachedSeq, clientOrderId });
+}
+
+/** How many accounts Redis holds: every shard's account set, counted in parallel. */
+export async function accountCount(redis: RedisClient, keys: KeySpace): Promise<number> {
+  const counts = await Promise.all(keys.shards.map((k) => redis.scard(k.accounts)));
+  return counts.reduce((a, b) => a + b, 0);
 }

@@ -5,11 +5,10 @@
  * idempotent; this hash only answers repeats (see KeySpace's retention).
  * The apply script writes it with the trade that books an id.
  */
-import type { Redis } from 'ioredis';
-import type { KeySpace } from './redis.js';
+import type { KeySpace, RedisClient } from './redis.js';
 
 /** Records a booked client order's stored result, unless Redis already has one for that id. */
-export async function rememberClientOrder(redis: Redis, keys: KeySpace, accountId: number, clientOrderId: string, stored: string): Promise<void> {
+export async function rememberClientOrder(redis: RedisClient, keys: KeySpace, accountId: number, clientOrderId: string, stored: string): Promise<void> {
   const hash = keys.account(accountId).clientOrders;
   // Both in one round trip (a pipeline keeps their order).
   const pipeline = redis.pipeline().hsetnx(hash, clientOrderId, stored);

@@ -3,16 +3,15 @@
  * scored by their last heartbeat, in Redis's own clock (TIME), so engines on
  * hosts whose clocks disagree still see each other.
  */
-import type { Redis } from 'ioredis';
-import type { KeySpace } from './redis.js';
+import type { KeySpace, RedisClient } from './redis.js';
 import { runScript, SCRIPTS } from './scripts.js';
 
 /** Records this engine's heartbeat; returns how many engines are alive on the prefix. */
-export async function heartbeat(redis: Redis, keys: KeySpace, instanceId: string, staleMs: number): Promise<number> {
+export async function heartbeat(redis: RedisClient, keys: KeySpace, instanceId: string, staleMs: number): Promise<number> {
   return Number(await runScript(redis, SCRIPTS.engineHeartbeat, [keys.engines, instanceId, staleMs]));
 }
 
 /** Leaves the set (on shutdown), so the others need not wait for this one to go stale. */
-export async function leave(redis: Redis, keys: KeySpace, instanceId: string): Promise<void> {
+export async function leave(redis: RedisClient, keys: KeySpace, instanceId: string): Promise<void> {
   await redis.zrem(keys.engines, instanceId);
 }

@@ -2,7 +2,6 @@
  * The marks and market definitions as this process last read them from the
  * marks hash (layout in marks-hash.ts), cached and parsed once per change.
  */
-import type { Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
 import { DependencyUnavailable } from '../domain/errors.js';
 import type { Marks } from '../domain/margin.js';
@@ -10,7 +9,7 @@ import { effectiveMarket, type Market, type MarketParams } from '../domain/marke
 import { BucketMap } from './bucket-map.js';
 import { overridesOf, type MarketJson } from './markets.js';
 import { BOOT_FIELD, EPOCH_FIELD, isMarkField, marketSymbolOf } from './marks-hash.js';
-import type { KeySpace } from './redis.js';
+import type { KeySpace, RedisClient, ShardKeys } from './redis.js';
 import { runScript, SCRIPTS } from './scripts.js';
 
 /** The marks and markets as one process last read them, at one epoch. */
@@ -56,12 +55,12 @@ function parseMarket(symbol: string, json: string, defaults: MarketParams): Mark
 }
 
 /**
- * The marks hash, cached: a read costs one HMGET of its epoch, and after a
- * change only the symbols that changed are read again (from the change log),
- * so the cost of a tick does not grow with the number of other markets. A
- * rebuild (a new boot marker) reads everything again.
+ * One shard's copy of the marks hash, cached: a read costs one HMGET of its
+ * epoch, and after a change only the symbols that changed are read again
+ * (from the change log), so the cost of a tick does not grow with the number
+ * of other markets. A rebuild (a new boot marker) reads everything again.
  */
-export class MarkBook {
+class ShardBook {
   private book: Book = EMPTY_BOOK;
   /** The boot marker the cached book was read under: a rebuild writes a new one and restarts the epoch counter. */
   private boot: string | null = null;
@@ -72,15 +71,11 @@ export class MarkBook {
   private loading: { epoch: string | null; read: Promise<Book> } | null = null;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: KeySpace,
+    private readonly redis: RedisClient,
+    private readonly keys: ShardKeys,
     /** Every market's parameters where it sets none of its own. */
     private readonly defaults: MarketParams,
   ) {}
-
-  async current(): Promise<Marks> {
-    return (await this.snapshot()).marks;
-  }
 
   async snapshot(): Promise<Book> {
     const [epoch, boot] = await this.redis.hmget(this.keys.marks, EPOCH_FIELD, BOOT_FIELD);
@@ -188,6 +183,79 @@ export class MarkBook {
     // A reply sent before this process's own newer post still shows the old epoch: it confirms nothing.
     this.confirmedAt = epochNumber(this.book.epoch) >= this.floor ? performance.now() : Number.NEGATIVE_INFINITY;
   }
+}
+
+/**
+ * The marks and markets as this process last read them, shard by shard.
+ * Every shard holds a full copy of the marks in its own slot (so an apply
+ * reads its own shard's epoch in the same script); publishes write every
+ * copy, version-guarded, so the copies hold the same content once a publish
+ * has reached them all, but their epoch counters are their own (a publish
+ * that loses a race on one shard does not bump it). So each shard's copy is
+ * cached and confirmed on its own, exactly as one copy was: an account's
+ * reads and replies are compared with its shard's book only, and this
+ * process's own posts raise each shard's floor by that shard's epoch.
+ * Readers that need no particular shard (a report, a funding event) take
+ * shard 0's.
+ */
+export class MarkBook {
+  private readonly books: ShardBook[];
+
+  constructor(
+    redis: RedisClient,
+    private readonly keys: KeySpace,
+    /** Every market's parameters where it sets none of its own. */
+    defaults: MarketParams,
+  ) {
+    this.books = keys.shards.map((k) => new ShardBook(redis, k, defaults));
+  }
+
+  /** The book of the shard account `accountId` belongs to. */
+  shardOf(accountId: number): number {
+    return this.keys.shardOf(accountId);
+  }
+
+  async current(shard = 0): Promise<Marks> {
+    return (await this.snapshot(shard)).marks;
+  }
+
+  /** Shard `shard`'s copy of the marks, as Redis holds it now (one HMGET when the cache is current). */
+  snapshot(shard = 0): Promise<Book> {
+    return this.books[shard]!.snapshot();
+  }
+
+  /** Shard `shard`'s book at `epoch`, given the shard's epoch and boot marker just read with some other command. */
+  at(epoch: string | null, boot: string | null, shard = 0): Promise<Book> {
+    return this.books[shard]!.at(epoch, boot);
+  }
+
+  /** Shard `shard`'s cached book, if a Redis reply confirmed it within `maxAgeMs` and nothing since says it moved. */
+  trusted(maxAgeMs: number, shard = 0): Book | null {
+    return this.books[shard]!.trusted(maxAgeMs);
+  }
+
+  /** A reply from shard `shard` read its epoch and boot marker. */
+  observe(epoch: string | null, boot: string | null, shard = 0): void {
+    this.books[shard]!.observe(epoch, boot);
+  }
+
+  /** This process moved a mark or market: `epochs[k]` is shard k's epoch after it (0: that shard did not change). */
+  moved(epochs: readonly number[]): void {
+    epochs.forEach((epoch, k) => {
+      if (epoch > 0) this.books[k]?.moved(epoch);
+    });
+  }
+
+  /** Something this process posted may or may not have reached Redis: trust no shard's cache until it is read again. */
+  distrust(): void {
+    for (const b of this.books) b.distrust();
+  }
+}
+
+/** Whether every shard holds the boot marker (a rebuild writes it last on each; its absence on any means state was lost there). */
+export async function bootMarkerPresent(redis: RedisClient, keys: KeySpace): Promise<boolean> {
+  const present = await Promise.all(keys.shards.map((k) => redis.hexists(k.marks, BOOT_FIELD)));
+  return present.every((p) => p === 1);
 }
 
 /** The marks' change counter as a number (null: no mark posted yet). Not money. */

@@ -4,14 +4,15 @@
  * carries what the hot path needs, beside the marks (layout in
  * marks-hash.ts), and a sorted set `marklog` (symbol by the epoch of its last change), so a
  * reader that cached the hash re-reads only the symbols that changed: a
- * tick costs the same whatever the number of other markets.
+ * tick costs the same whatever the number of other markets. Every index
+ * shard holds its own copy of both, in its own slot (see redis.ts).
  */
-import type { Redis } from 'ioredis';
 import { D, type Dec } from '../domain/decimal.js';
 import type { LiquidationMode, MarginTier, MarketOverrides, MarketStatus } from '../domain/markets.js';
 import type { Sql } from './postgres.js';
-import type { KeySpace } from './redis.js';
-import { SCRIPTS } from './scripts.js';
+import type { KeySpace, RedisClient } from './redis.js';
+import { endangeredRanges, accountOf, RiskKeys } from './risk-index.js';
+import { runScript, SCRIPTS } from './scripts.js';
 
 /** A market's own parameters as stored (PostgreSQL's `params`, Redis's `$<symbol>`): snake_case, decimals as strings. */
 export interface ParamsJson {
@@ -55,23 +56,50 @@ export function overridesOf(p: ParamsJson): MarketOverrides {
 
 // ---- Redis
 
+/** What a publish did: each shard's new marks epoch (0 where it already held these versions or newer), and, for a tick, the accounts it endangers. */
+export interface Published {
+  readonly epochs: readonly number[];
+  readonly endangered: number[];
+}
+
 /**
- * Publishes a mark and/or a market definition to Redis; returns the marks'
- * new epoch, or 0 when Redis already held these versions or newer.
+ * Publishes a mark and/or a market definition to every shard's copy of the
+ * marks, in parallel (one script call per shard). With `endangered` (a
+ * tick's price), each shard's call also bumps its revision and returns the
+ * accounts of that shard the mark endangers, read after its write in the
+ * same call. Throws if any shard failed (some may hold the new version then:
+ * the versions make a publish again harmless).
  */
 export async function publishMarket(
-  redis: Redis,
+  redis: RedisClient,
   keys: KeySpace,
   symbol: string,
   mark: { price: string; version: number } | null,
   market: { json: string; version: number } | null,
-): Promise<number> {
-  // By EVAL (the body each time), not EVALSHA: it never meets NOSCRIPT and is
-  // never sent twice, so commands issued right after it on the same
-  // connection run after it (the tick pipelines its reads behind it).
-  return Number(
-    await redis.eval(SCRIPTS.marksPublish.lua, 2, keys.marks, keys.marklog, symbol, mark?.price ?? '', mark?.version ?? 0, market?.json ?? '', market?.version ?? 0),
+  endangered: Dec | null = null,
+): Promise<Published> {
+  const risk = new RiskKeys(keys);
+  const ranges = endangered === null ? null : endangeredRanges(endangered);
+  const replies = await Promise.all(
+    risk.shards.map(
+      (rk) =>
+        runScript(redis, SCRIPTS.marksPublish, [
+          rk.keys.marks,
+          rk.keys.marklog,
+          rk.rev,
+          rk.long(symbol),
+          rk.short(symbol),
+          symbol,
+          mark?.price ?? '',
+          mark?.version ?? 0,
+          market?.json ?? '',
+          market?.version ?? 0,
+          ranges?.longMax ?? '',
+          ranges?.shortMax ?? '',
+        ]) as Promise<[number, string[], string[]]>,
+    ),
   );
+  return { epochs: replies.map(([epoch]) => Number(epoch)), endangered: replies.flatMap(([, longs, shorts]) => [...longs, ...shorts].map(accountOf)) };
 }
 
 // ---- PostgreSQL

@@ -8,14 +8,15 @@
  * outward (a long's threshold up, a short's down) and every candidate is then
  * checked exactly in decimal. A double never decides a liquidation.
  *
- * Keys (global, outside any account's hash tag):
+ * Keys, per index shard (each under its shard's hash tag `<prefix>:{T_k}`,
+ * beside the shard's accounts; see redis.ts), holding that shard's accounts:
  *   idx:<symbol>:long   zset  −threshold  (ascending = riskiest first; liquidatable when threshold > mark)
  *   idx:<symbol>:short  zset  threshold   (ascending = riskiest first; liquidatable when threshold < mark)
  *   multi:<symbol>      set   accounts holding this symbol and at least one other
  *   multi               set   accounts holding two or more symbols
  *   flat                zset  accounts with no position (score 0, ordered by id)
  *   symbols             set   every symbol ever indexed
- *   rev                 counter, bumped by every change to an account or a mark
+ *   rev                 counter, bumped by every change to one of the shard's accounts or a mark
  *
  * For a market with more than one tier, also (the margin report's order; see
  * docs/architecture.md, "Margin report"):
@@ -23,11 +24,10 @@
  *   rep:<symbol>:short  zset  tier-one threshold
  *   size:<symbol>       zset  |q| (the positions beyond the first tier at mark m: |q| > bound / m)
  */
-import type { Redis } from 'ioredis';
 import type { Dec } from '../domain/decimal.js';
 import { tierOneOrders, type Threshold, type TierOneOrder } from '../domain/liquidation.js';
 import type { AccountState, MarginRules, MarginTotals, Marks } from '../domain/margin.js';
-import type { KeySpace } from './redis.js';
+import type { KeySpace, RedisClient, ShardKeys } from './redis.js';
 
 /** Zero-padded, so the sorted sets' member order is numeric order. */
 export const member = (accountId: number) => String(accountId).padStart(16, '0');
@@ -62,25 +62,44 @@ export function scoreAtMost(d: Dec): number {
 /** Three steps outward from a double within 1.5 units in the last place of the true value. */
 const outward = (x: number, up: boolean) => step(step(step(x, up), up), up);
 
-export class RiskKeys {
-  constructor(private readonly keys: KeySpace) {}
-  long = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:long`;
-  short = (symbol: string) => `${this.keys.prefix}:idx:${symbol}:short`;
-  multiOf = (symbol: string) => `${this.keys.prefix}:multi:${symbol}`;
-  repLong = (symbol: string) => `${this.keys.prefix}:rep:${symbol}:long`;
-  repShort = (symbol: string) => `${this.keys.prefix}:rep:${symbol}:short`;
-  size = (symbol: string) => `${this.keys.prefix}:size:${symbol}`;
+/** One shard's risk-index keys. */
+export class ShardRiskKeys {
+  private readonly base: string;
+  constructor(readonly keys: ShardKeys) {
+    this.base = keys.base;
+  }
+  long = (symbol: string) => `${this.base}:idx:${symbol}:long`;
+  short = (symbol: string) => `${this.base}:idx:${symbol}:short`;
+  multiOf = (symbol: string) => `${this.base}:multi:${symbol}`;
+  repLong = (symbol: string) => `${this.base}:rep:${symbol}:long`;
+  repShort = (symbol: string) => `${this.base}:rep:${symbol}:short`;
+  size = (symbol: string) => `${this.base}:size:${symbol}`;
+  get shard() {
+    return this.keys.shard;
+  }
   get multi() {
-    return `${this.keys.prefix}:multi`;
+    return `${this.base}:multi`;
   }
   get flat() {
-    return `${this.keys.prefix}:flat`;
+    return `${this.base}:flat`;
   }
   get symbols() {
-    return `${this.keys.prefix}:symbols`;
+    return `${this.base}:symbols`;
   }
   get rev() {
     return this.keys.rev;
+  }
+}
+
+/** The risk index's keys, shard by shard: an account is indexed in its own shard; readers take every shard. */
+export class RiskKeys {
+  readonly shards: readonly ShardRiskKeys[];
+  constructor(readonly keys: KeySpace) {
+    this.shards = keys.shards.map((k) => new ShardRiskKeys(k));
+  }
+  /** The shard account `accountId` is indexed in. */
+  of(accountId: number): ShardRiskKeys {
+    return this.shards[this.keys.shardOf(accountId)]!;
   }
 }
 
@@ -144,12 +163,13 @@ export function sidesOf(positions: ReadonlyMap<string, { quantity: Dec }>): Inde
  */
 export function queueIndexUpdate(
   p: IndexWriter,
-  rk: RiskKeys,
+  risk: RiskKeys,
   accountId: number,
   before: IndexedSides | null,
   after: ReadonlyMap<string, Threshold>,
   tiered?: TieredEntries,
 ): void {
+  const rk = risk.of(accountId);
   const m = member(accountId);
   const full = before === null;
   const wasMulti = !full && before.size > 1;
@@ -190,7 +210,8 @@ export function queueIndexUpdate(
 }
 
 /** Removes an account from the lists of symbols it no longer holds (when how it was indexed is unknown). */
-export function queueIndexRemoval(p: IndexWriter, rk: RiskKeys, accountId: number, symbols: Iterable<string>): void {
+export function queueIndexRemoval(p: IndexWriter, risk: RiskKeys, accountId: number, symbols: Iterable<string>): void {
+  const rk = risk.of(accountId);
   const m = member(accountId);
   for (const symbol of symbols) {
     p.zrem(rk.long(symbol), m);
@@ -202,13 +223,43 @@ export function queueIndexRemoval(p: IndexWriter, rk: RiskKeys, accountId: numbe
   }
 }
 
-/** Accounts whose threshold on `symbol` says the mark `price` may put them under maintenance. */
-export async function endangeredBy(redis: Redis, rk: RiskKeys, symbol: string, price: Dec): Promise<number[]> {
-  const [longs, shorts] = await Promise.all([
-    // long: liquidatable when threshold > mark, i.e. score (−threshold) < −mark
-    redis.zrangebyscore(rk.long(symbol), '-inf', -scoreAtMost(price)),
-    // short: liquidatable when threshold < mark
-    redis.zrangebyscore(rk.short(symbol), '-inf', scoreAtLeast(price)),
-  ]);
+/** The range reads that find the accounts whose threshold on `symbol` says the mark `price` may put them under maintenance (see lua/marks-publish.lua). */
+export function endangeredRanges(price: Dec): { longMax: number; shortMax: number } {
+  // long: liquidatable when threshold > mark, i.e. score (−threshold) < −mark; short: when threshold < mark
+  return { longMax: -scoreAtMost(price), shortMax: scoreAtLeast(price) };
+}
+
+/** Accounts of one shard whose threshold on `symbol` says the mark `price` may put them under maintenance. */
+export async function endangeredIn(redis: RedisClient, rk: ShardRiskKeys, symbol: string, price: Dec): Promise<number[]> {
+  const { longMax, shortMax } = endangeredRanges(price);
+  const [longs, shorts] = await Promise.all([redis.zrangebyscore(rk.long(symbol), '-inf', longMax), redis.zrangebyscore(rk.short(symbol), '-inf', shortMax)]);
   return [...longs, ...shorts].map(accountOf);
+}
+
+/** Accounts whose threshold on `symbol` says the mark `price` may put them under maintenance: every shard, read in parallel. */
+export async function endangeredBy(redis: RedisClient, risk: RiskKeys, symbol: string, price: Dec): Promise<number[]> {
+  return (await Promise.all(risk.shards.map((rk) => endangeredIn(redis, rk, symbol, price)))).flat();
+}
+
+/** Every shard's members of the key `key(shard)` names (a set or a whole sorted set), read in parallel, as account ids. */
+export async function membersOfAll(redis: RedisClient, risk: RiskKeys, key: (rk: ShardRiskKeys) => string, kind: 'set' | 'zset'): Promise<number[]> {
+  const lists = await Promise.all(risk.shards.map((rk) => (kind === 'set' ? redis.smembers(key(rk)) : redis.zrange(key(rk), 0, -1))));
+  return lists.flat().map(accountOf);
+}
+
+/** Every holder of `symbol` (long or short), from every shard's lists, read in parallel. */
+export async function holdersOf(redis: RedisClient, risk: RiskKeys, symbol: string): Promise<number[]> {
+  const [longs, shorts] = await Promise.all([membersOfAll(redis, risk, (rk) => rk.long(symbol), 'zset'), membersOfAll(redis, risk, (rk) => rk.short(symbol), 'zset')]);
+  return [...new Set([...longs, ...shorts])];
+}
+
+/**
+ * The report revision: every shard's counter, read in parallel and joined
+ * (`r0.r1…`; with one shard just its counter). Every change to an account
+ * bumps its shard's counter and every mark bumps them all, so the tuple
+ * changes on every change.
+ */
+export async function revision(redis: RedisClient, risk: RiskKeys): Promise<string> {
+  const revs = await Promise.all(risk.shards.map((rk) => redis.get(rk.rev)));
+  return revs.map((r) => r ?? '0').join('.');
 }

@@ -11,9 +11,10 @@
  * TypeScript (Lua numbers are binary floats), so scripts only move strings.
  */
 import { createHash } from 'node:crypto';
+import slotOf from 'cluster-key-slot';
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
 import { BOOT_FIELD, EPOCH_FIELD, MARKET_PREFIX, MARKET_VERSION_PREFIX, MARK_VERSION_PREFIX } from './marks-hash.js';
+import { primaries, type RedisClient } from './redis.js';
 
 const PRELUDE = Object.entries({ EPOCH_FIELD, BOOT_FIELD, MARK_VERSION_PREFIX, MARKET_PREFIX, MARKET_VERSION_PREFIX })
   .map(([name, value]) => `local ${name} = ${JSON.stringify(value)}\n`)
@@ -59,12 +60,35 @@ export const SCRIPTS = {
   engineHeartbeat: new LuaScript(['engine-heartbeat.lua'], 1),
   /** mark-book.ts */
   marksSince: new LuaScript(['marks-since.lua'], 2),
-  /** markets.ts: sent by EVAL, never by SHA (see publishMarket). */
-  marksPublish: new LuaScript(['marks-publish.lua'], 2),
+  /** markets.ts */
+  marksPublish: new LuaScript(['marks-publish.lua'], 5),
 } as const;
 
-export async function loadScripts(redis: Redis): Promise<void> {
-  await Promise.all(Object.values(SCRIPTS).map((s) => redis.script('LOAD', s.lua)));
+/** Loads every script on every primary (on a cluster, EVALSHA runs on the primary owning the keys' slot). */
+export async function loadScripts(redis: RedisClient): Promise<void> {
+  await Promise.all(primaries(redis).flatMap((node) => Object.values(SCRIPTS).map((s) => node.script('LOAD', s.lua))));
+}
+
+/**
+ * With REDIS_ASSERT_ONE_SLOT=1 (the tests set it), every script call checks
+ * that its keys hash to one slot and throws otherwise: the rule a Redis
+ * Cluster enforces, proved on a single node too.
+ */
+const assertOneSlot = process.env.REDIS_ASSERT_ONE_SLOT === '1';
+
+export function checkOneSlot(keys: readonly string[]): void {
+  if (!assertOneSlot || keys.length < 2) return;
+  const slot = slotOf(keys[0]!);
+  for (const key of keys) {
+    if (slotOf(key) !== slot) throw new Error(`script keys span slots: ${keys[0]} (${slot}) and ${key} (${slotOf(key)})`);
+  }
+}
+
+/** The keys of a call's arguments (the key count first when the script takes any number). */
+function keysOfCall(script: LuaScript, keysAndArgs: readonly (string | number)[]): string[] {
+  const n = script.numberOfKeys >= 0 ? script.numberOfKeys : Number(keysAndArgs[0]);
+  const from = script.numberOfKeys >= 0 ? 0 : 1;
+  return keysAndArgs.slice(from, from + n).map(String);
 }
 
 export const isNoScript = (error: unknown) => error instanceof Error && error.message.includes('NOSCRIPT');
@@ -73,7 +97,8 @@ export const isNoScript = (error: unknown) => error instanceof Error && error.me
  * EVALSHA with the script's keys and arguments. After a NOSCRIPT the call is
  * sent again, behind anything issued meanwhile on the connection.
  */
-export async function runScript(redis: Redis, script: LuaScript, keysAndArgs: (string | number)[]): Promise<unknown> {
+export async function runScript(redis: RedisClient, script: LuaScript, keysAndArgs: (string | number)[]): Promise<unknown> {
+  if (assertOneSlot) checkOneSlot(keysOfCall(script, keysAndArgs));
   const args = script.numberOfKeys >= 0 ? [script.numberOfKeys, ...keysAndArgs] : keysAndArgs;
   try {
     return await redis.evalsha(script.sha, ...(args as [number, ...(string | number)[]]));

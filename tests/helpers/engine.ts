@@ -3,14 +3,14 @@
  * schema and Redis key prefix, with the fastify app built around it.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { expect, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createEngine, type Engine } from '../../src/engine.js';
 import { buildApp, type App } from '../../src/http/app.js';
 import { createSql, type Sql } from '../../src/store/postgres.js';
-import type { KeySpace } from '../../src/store/redis.js';
+import { scanAll, type KeySpace, type RedisClient } from '../../src/store/redis.js';
 import { until } from './until.js';
 
 export interface Isolation {
@@ -18,16 +18,23 @@ export interface Isolation {
   readonly prefix: string;
   readonly redisUrl: string;
   readonly databaseUrl: string;
+  /** `host:port,...` of the test cluster (the `cluster` project), or '' for one node at redisUrl. */
+  readonly redisClusterNodes: string;
 }
 
 export function newIsolation(): Isolation {
   const id = randomBytes(5).toString('hex');
-  return { schema: `t_${id}`, prefix: `t_${id}`, redisUrl: inject('redisUrl'), databaseUrl: inject('databaseUrl') };
+  return { schema: `t_${id}`, prefix: `t_${id}`, redisUrl: inject('redisUrl'), databaseUrl: inject('databaseUrl'), redisClusterNodes: inject('redisClusterNodes') };
 }
 
 /** The settings that put an engine process (or a CLI) in the isolation. */
 export function isolationEnv(iso: Isolation): Record<string, string> {
-  return { REDIS_URL: iso.redisUrl, DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+  const env: Record<string, string> = { DATABASE_URL: iso.databaseUrl, DATABASE_SCHEMA: iso.schema, REDIS_KEY_PREFIX: iso.prefix };
+  if (iso.redisClusterNodes) env.REDIS_CLUSTER_NODES = iso.redisClusterNodes;
+  else env.REDIS_URL = iso.redisUrl;
+  // The `shards` project runs every suite with the keys spread over several index shards on one node.
+  if (process.env.TEST_REDIS_SHARDS) env.REDIS_SHARDS = process.env.TEST_REDIS_SHARDS;
+  return env;
 }
 
 /** The admin key every test engine accepts (ADMIN_API_KEY): tests authenticate as an admin unless they say otherwise. */
@@ -65,7 +72,12 @@ export async function startEngine(iso: Isolation, env: Record<string, string> = 
 /** Direct access to the isolated schema and key space, for assertions and clean-up. */
 export interface Inspector {
   readonly sql: Sql;
-  readonly redis: Redis;
+  /** A client of the engine's Redis: the test cluster's in the `cluster` project. */
+  readonly redis: RedisClient;
+  /** Every key under the isolation's prefix, sorted (every primary's, on a cluster). */
+  keys(): Promise<string[]>;
+  /** Deletes every key under the isolation's prefix: what a FLUSHALL or a restart without persistence does to it. */
+  wipe(): Promise<void>;
   close(): Promise<void>;
   /** Drops the schema and deletes every key under the prefix. */
   destroy(): Promise<void>;
@@ -73,22 +85,33 @@ export interface Inspector {
 
 export function inspector(iso: Isolation): Inspector {
   const sql = createSql({ url: iso.databaseUrl, schema: iso.schema, poolSize: 2, connectTimeoutSeconds: 5 });
-  const redis = new Redis(iso.redisUrl);
+  const redis: RedisClient = iso.redisClusterNodes
+    ? new Cluster(iso.redisClusterNodes.split(',').map((n) => ({ host: n.split(':')[0]!, port: Number(n.split(':')[1]) })), { scaleReads: 'master' })
+    : new Redis(iso.redisUrl);
+  const ready = async () => {
+    if (redis instanceof Cluster && redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+  };
+  const keys = async () => {
+    await ready();
+    const found: string[] = [];
+    await scanAll(redis, `${iso.prefix}:*`, async (batch) => found.push(...batch), 1000);
+    return found.sort();
+  };
   return {
     sql,
     redis,
+    keys,
+    async wipe() {
+      // One DEL per key: a cluster refuses a multi-key DEL across slots.
+      await Promise.all((await keys()).map((k) => redis.del(k)));
+    },
     async close() {
       redis.disconnect();
       await sql.end({ timeout: 5 });
     },
     async destroy() {
       await sql`DROP SCHEMA IF EXISTS ${sql(iso.schema)} CASCADE`;
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${iso.prefix}:*`, 'COUNT', 1000);
-        if (keys.length > 0) await redis.del(...keys);
-        cursor = next;
-      } while (cursor !== '0');
+      await this.wipe();
       await this.close();
     },
   };
@@ -209,7 +232,7 @@ export async function startTestEngine(options: FixtureOptions = {}): Promise<Eng
  * has beaten since all of them were there: each one's last heartbeat then
  * counted the others, which is what TRUSTED_PATH=auto decides on.
  */
-export async function untilEnginesSeeEachOther(redis: Redis, keys: KeySpace, count: number): Promise<void> {
+export async function untilEnginesSeeEachOther(redis: RedisClient, keys: KeySpace, count: number): Promise<void> {
   const beats = async () => {
     const flat = await redis.zrange(keys.engines, 0, -1, 'WITHSCORES');
     const byId = new Map<string, number>();

@@ -11,6 +11,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     redisUrl: string;
     databaseUrl: string;
+    /** The test cluster's nodes (REDIS_CLUSTER_NODES) in the `cluster` project; '' elsewhere. */
+    redisClusterNodes: string;
   }
 }
 
@@ -50,6 +52,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // No URL and no Docker engine: the services this machine runs on their standard ports.
   project.provide('redisUrl', redisUrl ?? LOCAL_REDIS);
   project.provide('databaseUrl', databaseUrl ?? LOCAL_POSTGRES);
+  // The `cluster` project runs against a private three-primary, three-replica cluster of its own.
+  if (project.config.env?.TEST_REDIS_CLUSTER === '1') {
+    const { startCluster } = await import('./redis-cluster.js');
+    const cluster = await startCluster();
+    stops.push(() => cluster.stop());
+    project.provide('redisClusterNodes', cluster.nodes);
+  } else {
+    project.provide('redisClusterNodes', '');
+  }
 
   return async () => {
     for (const stop of stops) await stop();

@@ -50,14 +50,7 @@ interface StoredState {
 }
 
 async function redisKeys(): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await t.db.redis.scan(cursor, 'MATCH', `${t.keys.prefix}:*`, 'COUNT', 1000);
-    keys.push(...batch);
-    cursor = next;
-  } while (cursor !== '0');
-  return keys.sort();
+  return t.db.keys();
 }
 
 async function storedState(): Promise<StoredState> {
@@ -70,7 +63,7 @@ async function storedState(): Promise<StoredState> {
     ledgerRows: ledger!.n,
     markRows: marks.map((m) => ({ symbol: m.symbol, price: m.price, version: m.version })),
     redisKeys: await redisKeys(),
-    redisMarks: await t.db.redis.hgetall(t.keys.marks),
+    redisMarks: await t.db.redis.hgetall(t.keys.first.marks),
     account1: account1.body,
   };
 }

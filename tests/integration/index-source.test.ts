@@ -5,17 +5,17 @@
  * from the previous page's last row (its key) exactly where it stopped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
 import { D } from '../../src/domain/decimal.js';
 import { flatRules, riskSummary } from '../../src/domain/margin.js';
 import { IndexSource, keyOf, type IndexSourceOptions, type ReportEntry } from '../../src/services/report-sources.js';
 import type { ReportKey } from '../../src/services/report-cursor.js';
+import type { RedisClient } from '../../src/store/redis.js';
 import { member } from '../../src/store/risk-index.js';
 import { inspector, newIsolation, type Inspector } from '../helpers/engine.js';
 
 let db: Inspector;
 let prefix: string;
-let redis: Redis;
+let redis: RedisClient;
 
 beforeAll(() => {
   const iso = newIsolation();

@@ -70,7 +70,7 @@ describe('PostgreSQL unreachable', () => {
     const rows = await ledgerCount();
     const state = await redisState();
     const marksBefore = await markRecords();
-    const redisMark = await t.db.redis.hget(t.keys.marks, 'BTC-PERP');
+    const redisMark = await t.db.redis.hget(t.keys.first.marks, 'BTC-PERP');
     pgProxy.cut();
     try {
       for (const req of [
@@ -93,7 +93,7 @@ describe('PostgreSQL unreachable', () => {
     expect(await ledgerCount()).toBe(rows);
     expect(await redisState()).toEqual(state); // the lock was released, the account untouched
     expect(await markRecords()).toEqual(marksBefore); // the refused mark is nowhere
-    expect(await t.db.redis.hget(t.keys.marks, 'BTC-PERP')).toBe(redisMark);
+    expect(await t.db.redis.hget(t.keys.first.marks, 'BTC-PERP')).toBe(redisMark);
     const after = await until(() => buy(), served);
     expect(after.status).toBe(200);
     expect(await ledgerCount()).toBe(rows + 1);

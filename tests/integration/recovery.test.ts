@@ -3,6 +3,7 @@
  * equals what it was; the engine notices a Redis that lost its state, reports
  * not-ready, rebuilds and serves again; reconcile lists every difference.
  */
+import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, listMarkets, startEngine, startTestEngine, type EngineFixture } from '../helpers/engine.js';
 import { until } from '../helpers/until.js';
@@ -30,8 +31,7 @@ async function observable(ids: number[]) {
 
 /** Deletes every key of an engine's prefix: what a FLUSHALL or a restart without persistence does to it. */
 async function wipeRedis(e: EngineFixture = t): Promise<void> {
-  const keys = await e.db.redis.keys(`${e.keys.prefix}:*`);
-  if (keys.length) await e.db.redis.del(...keys);
+  await e.db.wipe();
 }
 
 /** Until the engine answers ready again (after it noticed the loss and rebuilt). */
@@ -108,15 +108,36 @@ describe('reconcile', () => {
     const { state } = t.keys.account(7);
     await t.db.redis.hset(state, 'bal', '999999');
     await t.db.redis.hset(state, 'q:BTC-PERP', '-0.02');
-    await t.db.redis.hset(t.keys.marks, 'ETH-PERP', '1');
+    await t.db.redis.hset(t.keys.first.marks, 'ETH-PERP', '1');
     const diffs = await reconcile(t.engine);
     expect(diffs).toHaveLength(3);
     expect(diffs.join('\n')).toMatch(/account 7: balance redis 999999, ledger /);
     expect(diffs.join('\n')).toMatch(/account 7 BTC-PERP: position redis -0.02 @ 44000, ledger -0.01 @ 44000/);
     expect(diffs.join('\n')).toMatch(/mark ETH-PERP: redis 1, ledger 12000/);
     // an on-demand rebuild (what `npm run rebuild` does) repairs all of it
-    await t.db.redis.hdel(t.keys.marks, BOOT_FIELD);
+    await t.db.redis.hdel(t.keys.first.marks, BOOT_FIELD);
     expect(await t.engine.recovery.rebuildOrWait()).toMatchObject({ accounts: expect.any(Number) });
+    expect(await reconcile(t.engine)).toEqual([]);
+  });
+});
+
+describe('index shards', () => {
+  it('runs with the configured shards, and rebuilds every shard when one lost its copy of the marks (a cluster node restarted empty)', async () => {
+    const onCluster = process.env.TEST_REDIS_CLUSTER === '1';
+    // The cluster project's engines talk to its cluster, with the cluster's default of 16 shards.
+    expect(t.engine.redis instanceof Cluster).toBe(onCluster);
+    expect(t.engine.keys.shards.length).toBe(onCluster ? 16 : Number(process.env.TEST_REDIS_SHARDS ?? 1));
+    const last = t.keys.shards[t.keys.shards.length - 1]!;
+    await t.db.redis.del(last.marks);
+    await untilReady();
+    for (const shard of t.keys.shards) {
+      expect(await t.db.redis.hget(shard.marks, 'BTC-PERP')).toBe('44000');
+      expect(await t.db.redis.hexists(shard.marks, BOOT_FIELD)).toBe(1);
+    }
+    // Every account is in its own shard's account set, and nowhere else.
+    for (const shard of t.keys.shards) {
+      for (const m of await t.db.redis.smembers(shard.accounts)) expect(t.keys.shardOf(Number(m))).toBe(shard.shard);
+    }
     expect(await reconcile(t.engine)).toEqual([]);
   });
 });
@@ -176,12 +197,12 @@ describe('marks after a rebuild', () => {
       await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 110 });
       await req('POST', '/accounts/1/deposit', { amount: 1000 });
       expect((await req('POST', '/trade', { account_id: 1, symbol: 'SOL-PERP', side: 'BUY', quantity: 5, price: 110 })).status).toBe(200);
-      const epoch = await e.db.redis.hget(e.keys.marks, EPOCH_FIELD); // the engine's copy of the marks is at this epoch, at 110
+      const epoch = await e.db.redis.hget(e.keys.first.marks, EPOCH_FIELD); // the engine's copy of the marks is at this epoch, at 110
       // Redis loses everything; the engine rebuilds it (epoch 1, mark 110), and two ticks take the epoch back to where it was.
       await loseRedis();
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 90 })).status).toBe(200);
       expect((await req('POST', '/mark-price', { symbol: 'SOL-PERP', price: 60 })).status).toBe(200);
-      expect(await e.db.redis.hget(e.keys.marks, EPOCH_FIELD)).toBe(epoch);
+      expect(await e.db.redis.hget(e.keys.first.marks, EPOCH_FIELD)).toBe(epoch);
       // The tick leaves the account healthy: equity 1000 + 5·(60 − 110) = 750 >= IM 0.2·5·60 = 60.
       // At mark 110 a buy of 60 at 60 would fit: equity 1000 + 60·(110 − 60) = 4000 >= IM 0.2·65·110 = 1430.
       // At mark 60 it does not: IM 0.2·65·60 = 780 > equity 1000 + 65·(60 − 63.846153846153846154) =

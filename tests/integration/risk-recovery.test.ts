@@ -58,8 +58,7 @@ describe('Redis losing its state after partial liquidations', () => {
     };
     expect(before.fund.fees_received).not.toBe('0');
 
-    const keys = await f.db.redis.keys(`${f.keys.prefix}:*`);
-    await f.db.redis.del(...keys);
+    await f.db.wipe();
     await until(async () => (await f.get('/ready')).status === 200, { what: 'the engine ready again' });
 
     const after = {
