@@ -28,6 +28,7 @@ import type { KeySpace } from '../store/redis.js';
 import { endangeredBy, type RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall, TimeoutError } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
+import type { MarginCallService } from './margin-calls.js';
 
 export interface MarkResult {
   readonly symbol: string;
@@ -48,6 +49,7 @@ export interface MarksDeps {
   /** This process's cached marks: told at once when a post here moves them. */
   readonly markBook: MarkBook;
   readonly liquidation: LiquidationService;
+  readonly marginCalls: MarginCallService;
   readonly defaults: MarketParams;
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
@@ -110,7 +112,7 @@ export class MarksService {
         new Error(`mark guard disagreement on ${symbol}: postgresql refused ${priceText} against ${committed.previous}`)
       );
     }
-    const { liquidated, complete } = await this.sweep(symbol, priceText, committed.version, committed.listed, options.actor);
+    const { liquidated, complete } = await this.sweep(symbol, priceText, committed.version, committed.listed, options.actor, committed.previous);
     if (committed.listed) this.deps.log.info({ symbol, actor: options.actor }, 'market listed by its first mark');
     return { symbol, price: priceText, liquidated, sweep: complete ? 'complete' : 'pending' };
   }
@@ -126,24 +128,30 @@ export class MarksService {
     version: number,
     listed: { json: string; version: number } | null,
     actor: string | null,
+    /** The mark the sweep's margin calls are judged from (null: the symbol's first, or none swept yet). */
+    fromText: string | null,
   ): Promise<{ liquidated: number[]; complete: boolean }> {
-    const { redis, marksSql, keys, risk, markBook, liquidation, timeoutMs } = this.deps;
+    const { redis, marksSql, keys, risk, markBook, liquidation, marginCalls, timeoutMs } = this.deps;
     const price = new D(priceText);
+    const tick = { symbol, from: fromText === null ? null : new D(fromText), to: price, version };
     const liquidated: number[] = [];
     try {
-      // Publish, then look for the accounts it endangers: an account indexed
-      // after this read sees the new mark when it re-checks itself. One round
-      // trip: the three go out together and Redis runs them in order.
-      const endangered = await redisCall(async () => {
-        const [epoch, , candidates] = await Promise.all([
-          publishMarket(redis, keys, symbol, { price: priceText, version }, listed),
-          redis.incr(risk.rev),
-          endangeredBy(redis, risk, symbol, price),
-        ]);
+      // Publish, then look for the accounts it endangers and those it may
+      // take below initial margin: an account indexed after this read sees
+      // the new mark when it re-checks itself. One round trip: the commands
+      // go out together and Redis runs them in order.
+      const { endangered, entering } = await redisCall(async () => {
+        const published = publishMarket(redis, keys, symbol, { price: priceText, version }, listed);
+        const rev = redis.incr(risk.rev);
+        const endangered = endangeredBy(redis, risk, symbol, price);
+        const candidates = marginCalls.candidates(tick);
+        const [epoch, , found, read, market] = await Promise.all([published, rev, endangered, candidates.read, candidates.market]);
         if (epoch > 0) markBook.moved(epoch);
-        return candidates;
+        return { endangered: found, entering: await marginCalls.confirm(tick, market, candidates.guess, read) };
       });
-      await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
+      // Margin calls (with status liquidatable for the endangered) are recorded before anyone is liquidated.
+      const calls = await marginCalls.afterTick(tick, [...endangered, ...entering]);
+      await liquidation.afterTick(symbol, price, endangered, actor, liquidated, calls);
       // Recorded before the answer, so a 200 means reconcile finds nothing
       // pending. (If recording fails, the sweep is pending and simply runs
       // again, finding nothing left to do.)
@@ -178,7 +186,7 @@ export class MarksService {
     for (const symbol of this.unfinished) if (!marks.some((m) => m.symbol === symbol)) this.unfinished.delete(symbol);
     let left = 0;
     for (const m of marks) {
-      const { liquidated, complete } = await this.sweep(m.symbol, m.price, m.version, null, m.actor);
+      const { liquidated, complete } = await this.sweep(m.symbol, m.price, m.version, null, m.actor, m.sweptPrice);
       if (complete) this.deps.log.info({ symbol: m.symbol, version: m.version, liquidated: liquidated.length }, 'finished the sweep of a committed mark');
       else left++;
     }

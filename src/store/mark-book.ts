@@ -154,7 +154,13 @@ export class MarkBook {
     return book;
   }
 
-  private parseMarket(symbol: string, json: string): Market {
+  /** The book as last read, however old (a guess that the caller confirms against Redis). */
+  get last(): Book {
+    return this.book;
+  }
+
+  /** A market as the marks hash holds it (its JSON), with the defaults where it sets none. */
+  parseMarket(symbol: string, json: string): Market {
     return parseMarket(symbol, json, this.defaults);
   }
 

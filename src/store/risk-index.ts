@@ -25,6 +25,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Dec } from '../domain/decimal.js';
+import type { MarginCallRange } from '../domain/margin-calls.js';
 import { tierOneOrders, type Threshold, type TierOneOrder } from '../domain/liquidation.js';
 import type { AccountState, MarginRules, MarginTotals, Marks } from '../domain/margin.js';
 import type { KeySpace } from './redis.js';
@@ -211,4 +212,35 @@ export async function endangeredBy(redis: Redis, rk: RiskKeys, symbol: string, p
     redis.zrangebyscore(rk.short(symbol), '-inf', scoreAtLeast(price)),
   ]);
   return [...longs, ...shorts].map(accountOf);
+}
+
+/**
+ * Accounts a tick on `symbol` may take below initial margin (see
+ * domain/margin-calls.ts `marginCallRange`): the holders whose maintenance
+ * threshold lies in the range, read from `idx` (one tier) or from the
+ * tier-one lists `rep` (a tiered market), plus, for a tiered market, every
+ * position large enough to leave the first tier at `mark` (|q| above
+ * `sizeAbove`), which the linear scaling does not cover. 'all': every
+ * holder. Candidates only: each is checked exactly.
+ */
+export async function marginCallCandidates(
+  redis: Redis,
+  rk: RiskKeys,
+  symbol: string,
+  range: MarginCallRange | 'all',
+  tiered: boolean,
+  sizeAbove: Dec | null,
+): Promise<number[]> {
+  const reads: Promise<string[]>[] = [];
+  if (range === 'all') {
+    reads.push(redis.zrange(rk.long(symbol), 0, -1), redis.zrange(rk.short(symbol), 0, -1));
+  } else if (range.side === 'long') {
+    // long scores are −threshold
+    reads.push(redis.zrangebyscore(tiered ? rk.repLong(symbol) : rk.long(symbol), -scoreAtLeast(range.high), -scoreAtMost(range.low)));
+  } else {
+    reads.push(redis.zrangebyscore(tiered ? rk.repShort(symbol) : rk.short(symbol), scoreAtMost(range.low), scoreAtLeast(range.high)));
+  }
+  if (range !== 'all' && tiered && sizeAbove !== null) reads.push(redis.zrangebyscore(rk.size(symbol), scoreAtMost(sizeAbove), '+inf'));
+  const lists = await Promise.all(reads);
+  return [...new Set(lists.flat())].map(accountOf);
 }

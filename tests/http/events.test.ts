@@ -105,10 +105,27 @@ describe('GET /events', () => {
     const trade = await t.trade(a, 'BTC-PERP', 'BUY', '0.1', '50000');
     expect(trade.status).toBe(200);
     await t.mark('BTC-PERP', '41000'); // equity 100 < maintenance 410: liquidated
-    const events = await s.wait(4);
+    const events = await s.wait(5);
     await s.close();
-    expect(events.map((e) => e.type)).toEqual(['trade', 'mark', 'trade', 'liquidation']);
-    const [opened, mark, closing, liquidation] = events;
+    await t.mark('BTC-PERP', '50000');
+    // The margin call (healthy → liquidatable) comes before the liquidation it leads to.
+    expect(events.map((e) => e.type)).toEqual(['trade', 'mark', 'margin_call', 'trade', 'liquidation']);
+    const [opened, mark, call, closing, liquidation] = events;
+    // At 41000: equity 1000 − 0.1·9000 = 100, initial margin 0.2·4100 = 820, maintenance 410.
+    expect(call!.data).toEqual({
+      margin_call_id: expect.any(Number),
+      account_id: a,
+      status: 'liquidatable',
+      previous_status: 'healthy',
+      equity: '100',
+      initial_margin: '820',
+      maintenance_margin: '410',
+      marks: { 'BTC-PERP': '41000' },
+      cause: 'tick',
+      symbol: 'BTC-PERP',
+      funding_id: null,
+      created_at: expect.any(String),
+    });
     expect(opened!.data).toEqual({
       trade_id: trade.body.trade_id,
       account_id: a,
@@ -134,8 +151,7 @@ describe('GET /events', () => {
       positions_left: [],
     });
     const ids = events.map((e) => e.id);
-    expect(new Set(ids).size).toBe(4);
-    await t.mark('BTC-PERP', '50000');
+    expect(new Set(ids).size).toBe(5);
   });
 
   it('sends only the types asked for, and only the account asked for (market-wide events still come)', async () => {
