@@ -115,8 +115,6 @@ export interface MarginCallDeps {
   readonly riskDefaults: RiskParams;
   readonly timeoutMs: number;
   readonly log: Logger;
-  /** Told of every margin call a tick recorded (for the metrics). */
-  readonly onMarginCalls?: (count: number) => void;
 }
 
 /** The tick's margin calls among the accounts its threshold refresh inspects (multi-symbol holders). */
@@ -188,7 +186,6 @@ export class MarginCallService {
   private async record(records: MarginCallRecord[]): Promise<void> {
     if (records.length === 0) return;
     await postgresCall(() => recordTickMarginCalls(this.deps.sql, records), this.deps.timeoutMs);
-    this.deps.onMarginCalls?.(records.length);
     this.deps.log.info({ count: records.length }, 'margin calls');
   }
 
