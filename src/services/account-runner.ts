@@ -66,7 +66,7 @@ export type Decision<R> =
       /** A liquidation's record, committed with its rows. */
       readonly liquidation?: LiquidationRecord;
       /** The account's margin call (its status got worse), committed with its rows. */
-      readonly marginCall?: MarginCallRecord;
+      readonly marginCall?: MarginCallRecord | undefined;
       /** The answer, from the committed entries (ids and timestamps are the commit's). */
       readonly result: (entries: readonly LedgerEntry[]) => R;
     };

@@ -95,7 +95,7 @@ export function fundingDecision(cmd: FundingCommand, { account, marks, markets }
       },
     ],
     after: { balance, positions: account.positions },
-    ...(marginCall ? { marginCall } : {}),
+    marginCall,
     result: () => ({ accountId: account.accountId, delta }),
   };
 }

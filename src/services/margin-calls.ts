@@ -127,6 +127,11 @@ export interface TickMarginCalls {
   flush(): Promise<void>;
 }
 
+/** Accounts per state read of a tick's check. */
+const READ_CHUNK = 1024;
+/** Margin calls per statement of a tick's record. */
+const WRITE_CHUNK = 2000;
+
 export class MarginCallService {
   constructor(private readonly deps: MarginCallDeps) {}
 
@@ -161,7 +166,11 @@ export class MarginCallService {
     const ids = [...new Set(accountIds)];
     const checked = new Set(ids);
     if (ids.length > 0) {
-      const [states, book] = await redisCall(() => Promise.all([readAccounts(redis, keys, ids), markBook.snapshot()]));
+      // In chunks: one script call over tens of thousands of accounts would hold Redis up for everyone else meanwhile.
+      const chunks: number[][] = [];
+      for (let i = 0; i < ids.length; i += READ_CHUNK) chunks.push(ids.slice(i, i + READ_CHUNK));
+      const [read, book] = await redisCall(() => Promise.all([Promise.all(chunks.map((c) => readAccounts(redis, keys, c))), markBook.snapshot()]));
+      const states = read.flat();
       const rules = marketRules(book.markets, riskDefaults);
       const marks = this.withTick(book.marks, tick);
       const records: MarginCallRecord[] = [];
@@ -185,7 +194,11 @@ export class MarginCallService {
 
   private async record(records: MarginCallRecord[]): Promise<void> {
     if (records.length === 0) return;
-    await postgresCall(() => recordTickMarginCalls(this.deps.sql, records), this.deps.timeoutMs);
+    // A statement per few thousand, each within the store deadline, all before the tick's liquidations.
+    for (let i = 0; i < records.length; i += WRITE_CHUNK) {
+      const chunk = records.slice(i, i + WRITE_CHUNK);
+      await postgresCall(() => recordTickMarginCalls(this.deps.sql, chunk), this.deps.timeoutMs);
+    }
     this.deps.log.info({ count: records.length }, 'margin calls');
   }
 

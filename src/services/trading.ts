@@ -106,7 +106,7 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
     ],
     after: outcome.after,
     totals: margin,
-    ...(marginCall ? { marginCall } : {}),
+    marginCall,
     result: (entries) => ({ answer: tradeResultFromEntry(entries[0]!, true), underMaintenance }),
   };
 }

@@ -332,8 +332,12 @@ function constraintOf(error: unknown): string {
 /** One statement (one commit) for plain rows; a transaction when liquidation records or margin calls come too. */
 async function insertBatch(sql: Sql, batch: readonly Pending[]): Promise<CommittedRow[]> {
   const rows = batch.flatMap((p) => p.rows);
-  const liquidations = batch.flatMap((p) => (p.liquidation ? [p.liquidation] : []));
-  const marginCalls = batch.flatMap((p) => (p.marginCall ? [p.marginCall] : []));
+  const liquidations: LiquidationRecord[] = [];
+  const marginCalls: MarginCallRecord[] = [];
+  for (const p of batch) {
+    if (p.liquidation) liquidations.push(p.liquidation);
+    if (p.marginCall) marginCalls.push(p.marginCall);
+  }
   if (liquidations.length === 0 && marginCalls.length === 0) return insertRows(sql, rows);
   return sql.begin(async (tx) => {
     // A transaction's handle runs the same tagged queries; its type just lacks the pool's methods.

@@ -44,7 +44,7 @@ export async function insertMarginCalls(sql: Sql, records: readonly MarginCallRe
     ON CONFLICT (symbol, mark_version, account_id) WHERE cause = 'tick' DO NOTHING`;
 }
 
-/** A tick's margin calls, in one statement (its own transaction), committed before the tick's liquidations. */
+/** Some of a tick's margin calls, in one statement (its own commit), before the tick's liquidations. */
 export function recordTickMarginCalls(sql: Sql, records: readonly MarginCallRecord[]): Promise<void> {
   return insertMarginCalls(sql, records);
 }
