@@ -18,7 +18,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type Dec, str } from '../domain/decimal.js';
-import { firstTier, marginCallRange, statusChange, tickChange, type StatusChange } from '../domain/margin-calls.js';
+import { firstTier, marginCallRange, marksBefore, statusChange, tickChange, type StatusChange } from '../domain/margin-calls.js';
 import { marginTotals, marketRules, type AccountState, type MarginRules, type MarginTotals, type Marks, type RiskParams } from '../domain/margin.js';
 import { readAccounts } from '../store/account-state.js';
 import type { MarkBook } from '../store/mark-book.js';
@@ -173,9 +173,10 @@ export class MarginCallService {
       const states = read.flat();
       const rules = marketRules(book.markets, riskDefaults);
       const marks = this.withTick(book.marks, tick);
+      const before = marksBefore(marks, tick.symbol, tick.from);
       const records: MarginCallRecord[] = [];
       for (const state of states) {
-        const change = tickChange(state, marks, tick.symbol, tick.from, rules);
+        const change = tickChange(state, marks, tick.symbol, tick.from, rules, before);
         if (change !== null) records.push(marginCallRecord(state.accountId, change, { cause: 'tick', symbol: tick.symbol, markVersion: tick.version }));
       }
       await this.record(records);
