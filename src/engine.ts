@@ -200,7 +200,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         }
       : {}),
   });
-  const marginCalls = new MarginCallService({ redis, sql, keys, risk, markBook, riskDefaults, timeoutMs, log });
+  const marginCalls = new MarginCallService({ redis, marksSql, keys, risk, markBook, riskDefaults, timeoutMs, log });
   const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, marginCalls, defaults, timeoutMs, committer, applied, log });
   recovery.finishSweeps = async (all) => {
     const left = await marks.finishPending(all);

@@ -108,7 +108,14 @@ const sameTier = (a: TierGuess, b: TierGuess) =>
 
 export interface MarginCallDeps {
   readonly redis: Redis;
-  readonly sql: Sql;
+  /**
+   * The pool whose commits skip the WAL flush (the marks'): a tick's calls
+   * are durable once a later flush covers them, at the latest the first
+   * liquidation the tick commits; lost in a crash of PostgreSQL's host before
+   * that, they are lost with the sweep's record, and the sweep run again
+   * records them again.
+   */
+  readonly marksSql: Sql;
   readonly keys: KeySpace;
   readonly risk: RiskKeys;
   readonly markBook: MarkBook;
@@ -198,7 +205,7 @@ export class MarginCallService {
     // A statement per few thousand, each within the store deadline, all before the tick's liquidations.
     for (let i = 0; i < records.length; i += WRITE_CHUNK) {
       const chunk = records.slice(i, i + WRITE_CHUNK);
-      await postgresCall(() => recordTickMarginCalls(this.deps.sql, chunk), this.deps.timeoutMs);
+      await postgresCall(() => recordTickMarginCalls(this.deps.marksSql, chunk), this.deps.timeoutMs);
     }
     this.deps.log.info({ count: records.length }, 'margin calls');
   }
