@@ -177,14 +177,18 @@ export class MarginCallService {
       const chunks: number[][] = [];
       for (let i = 0; i < ids.length; i += READ_CHUNK) chunks.push(ids.slice(i, i + READ_CHUNK));
       const [read, book] = await redisCall(() => Promise.all([Promise.all(chunks.map((c) => readAccounts(redis, keys, c))), markBook.snapshot()]));
-      const states = read.flat();
       const rules = marketRules(book.markets, riskDefaults);
       const marks = this.withTick(book.marks, tick);
       const before = marksBefore(marks, tick.symbol, tick.from);
       const records: MarginCallRecord[] = [];
-      for (const state of states) {
-        const change = tickChange(state, marks, tick.symbol, tick.from, rules, before);
-        if (change !== null) records.push(marginCallRecord(state.accountId, change, { cause: 'tick', symbol: tick.symbol, markVersion: tick.version }));
+      for (const [i, states] of read.entries()) {
+        // The event loop is given back between chunks: valuing tens of thousands of accounts at once would hold
+        // every other request, and every store call's deadline, for as long.
+        if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+        for (const state of states) {
+          const change = tickChange(state, marks, tick.symbol, tick.from, rules, before);
+          if (change !== null) records.push(marginCallRecord(state.accountId, change, { cause: 'tick', symbol: tick.symbol, markVersion: tick.version }));
+        }
       }
       await this.record(records);
     }
@@ -207,7 +211,8 @@ export class MarginCallService {
       const chunk = records.slice(i, i + WRITE_CHUNK);
       await postgresCall(() => recordTickMarginCalls(this.deps.marksSql, chunk), this.deps.timeoutMs);
     }
-    this.deps.log.info({ count: records.length }, 'margin calls');
+    // Not a business-event line of its own: the stream carries each call.
+    this.deps.log.debug({ count: records.length }, 'margin calls recorded');
   }
 
   /** The marks with the tick's own mark in force (a later tick on the symbol, read meanwhile, is its own sweep's business). */
