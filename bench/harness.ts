@@ -228,6 +228,8 @@ export interface LoadOptions {
   readonly distinct?: number;
   /** The key every request carries as "Authorization: Bearer <key>" (the bench admin key by default; null: none). */
   readonly key?: string | null;
+  /** The path every request is POSTed to (default /trade). */
+  readonly path?: string;
 }
 
 /**
@@ -239,15 +241,15 @@ export interface LoadOptions {
  */
 export async function load(url: string, connections: number, seconds: number, body: () => string, options: LoadOptions = {}): Promise<LoadResult> {
   ensureWrk();
-  const { distinct = 20_000, key = BENCH_ADMIN_KEY } = options;
+  const { distinct = 20_000, key = BENCH_ADMIN_KEY, path = '/trade' } = options;
   const dir = mkdtempSync(join(tmpdir(), 'bench-'));
   const bodies = join(dir, 'bodies.txt');
   writeFileSync(bodies, Array.from({ length: distinct }, body).join('\n') + '\n');
   try {
     const threads = Math.min(2, connections);
-    // The script's arguments: the bodies file, then the Authorization header's value (none when absent).
+    // The script's arguments: the bodies file, the Authorization header's value ('' for none), the path.
     // An argument, not the command line's -H: the script builds each request itself with wrk.format.
-    const scriptArgs = key === null ? [bodies] : [bodies, bearer(key)];
+    const scriptArgs = [bodies, key === null ? '' : bearer(key), path];
     const out = await run('wrk', [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', WRK_SCRIPT, url, '--', ...scriptArgs]);
     const line = out.split('\n').find((l) => l.startsWith('{"requests"'));
     if (!line) throw new Error(`wrk printed no summary:\n${out}`);

@@ -6,12 +6,13 @@
  *
  *   npm run build && npx tsx bench/profile-trades.ts [seconds=10] [dir=/tmp/prof] [connections=64]
  *
- * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine.
+ * ENGINE_ENV='{"COMMIT_CONCURRENCY":"1"}' passes extra settings to the engine;
+ * BATCH=100 posts the same fills to POST /trades, 100 to a request.
  */
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ENGINE_NODE_FLAGS, cleanup, isolation, load, startEngine } from './harness.js';
-import { ACCOUNTS, seedTradeAccounts, tradeBodies } from './trades.js';
+import { ACCOUNTS, batchBodies, seedTradeAccounts, tradeBodies } from './trades.js';
 
 interface ProfileNode {
   id: number;
@@ -29,8 +30,13 @@ const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, strin
 const engine = await startEngine(iso, extra, [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${dir}`]);
 try {
   await seedTradeAccounts(engine.base);
-  const r = await load(engine.base, Number.parseInt(process.argv[4] ?? '64', 10), seconds, tradeBodies(ACCOUNTS));
-  console.log(`trades/s ${r.rps.toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
+  const batch = Number.parseInt(process.env.BATCH ?? '1', 10);
+  const connections = Number.parseInt(process.argv[4] ?? '64', 10);
+  const r =
+    batch > 1
+      ? await load(engine.base, connections, seconds, batchBodies(ACCOUNTS, batch), { path: '/trades', distinct: Math.ceil(20_000 / batch) })
+      : await load(engine.base, connections, seconds, tradeBodies(ACCOUNTS));
+  console.log(`trades/s ${((r.ok * batch) / r.seconds).toFixed(0)}, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors + r.non2xx}`);
 } finally {
   await engine.stop();
   await cleanup(iso);

@@ -13,6 +13,10 @@
  * 64-connection round beside the auth-on one, for the cost of the key check.
  * Every server in the rounds gets the very same requests, Authorization
  * header included (the auth-off engine, echo and floor ignore it).
+ *
+ * Each 64-connection round also sends the auth-on engine POST /trades
+ * batches of BATCH fills (the same fills, BATCH to a request), counted in
+ * trades per second beside the single route's.
  */
 import postgres from 'postgres';
 import {
@@ -37,6 +41,8 @@ import {
 export const ACCOUNTS = 1000;
 /** Alternating echo/floor/engine (auth on and auth off) rounds at 64 connections. */
 const ROUNDS = 3;
+/** Fills per POST /trades request. */
+export const BATCH = 100;
 
 /** The load's request bodies: accounts in a scattered order, mixed buys and sells of two symbols near their marks. */
 export function tradeBodies(accounts: number): () => string {
@@ -52,6 +58,12 @@ export function tradeBodies(accounts: number): () => string {
       price: btc ? String(49900 + (n % 200)) : String(2990 + (n % 20)),
     });
   };
+}
+
+/** POST /trades bodies: `size` consecutive fills of tradeBodies each (distinct accounts: 7919 is prime to 1,000). */
+export function batchBodies(accounts: number, size: number): () => string {
+  const next = tradeBodies(accounts);
+  return () => `{"trades":[${Array.from({ length: size }, next).join(',')}]}`;
 }
 
 /** The trades load's starting book: marks for both symbols and ACCOUNTS funded accounts. */
@@ -116,6 +128,9 @@ export async function benchTrades(seconds: number): Promise<string> {
 
     const body = tradeBodies(ACCOUNTS);
     const loadOf = (base: string, connections: number, s: number) => load(base, connections, s, body, { key: tradingKey });
+    // As many distinct fills as the single route's load cycles through.
+    const batchOf = (base: string, s: number) =>
+      load(base, 64, s, batchBodies(ACCOUNTS, BATCH), { key: tradingKey, path: '/trades', distinct: 20_000 / BATCH });
     const rows: (string | number)[][] = [];
     const count = async (sql: postgres.Sql) => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM ledger`)[0]!.n;
     // Engine CPU per trade (user + system time over 2xx answers): steadier than the rate on a shared machine.
@@ -138,7 +153,28 @@ export async function benchTrades(seconds: number): Promise<string> {
     const floorIso = isolation();
     const echo = await startEcho();
     const floor = await startFloor(floorIso);
-    const rounds: { engine: LoadResult; engineOff: LoadResult; echo: LoadResult; floor: LoadResult }[] = [];
+    const rounds: { engine: LoadResult; engineOff: LoadResult; echo: LoadResult; floor: LoadResult; batch: number }[] = [];
+    // Batches: a 2xx answer is BATCH fills; each must be booked (the rows/s column says whether all were).
+    const batchRun = async (round: number) => {
+      const { engine, sql } = onEngine;
+      const before = await count(sql);
+      const { r, cpuUs, machineUs } = await withCpu(engine, () => batchOf(engine.base, seconds));
+      const after = await count(sql);
+      const tradesPerSecond = (r.ok * BATCH) / r.seconds;
+      rows.push([
+        `engine, POST /trades × ${BATCH}, 64 conn (${round})`,
+        tradesPerSecond.toFixed(0),
+        r.p50,
+        r.p99,
+        r.non2xx + r.errors,
+        ((after - before) / r.seconds).toFixed(0),
+        (cpuUs / BATCH).toFixed(0),
+        (machineUs / BATCH).toFixed(0),
+        engine.rssMiB().toFixed(0),
+      ]);
+      return tradesPerSecond;
+    };
+    await batchOf(onEngine.engine.base, 2); // the batch route's first requests and JIT
     try {
       await loadOf(floor.base, 64, 2); // its first commits and JIT, as the engine's 1- and 16-connection rows warm it
       for (let round = 1; round <= ROUNDS; round++) {
@@ -150,14 +186,18 @@ export async function benchTrades(seconds: number): Promise<string> {
         const runOff = () => engineRun(offEngine, `engine AUTH=off, 64 conn (${round})`, 64);
         let engine: LoadResult;
         let engineOff: LoadResult;
+        let batch: number;
+        // The batch run sits next to the single-route run it is compared with, before it in one round and after it in the next.
         if (round % 2 === 1) {
+          batch = await batchRun(round);
           engine = await runOn();
           engineOff = await runOff();
         } else {
           engineOff = await runOff();
           engine = await runOn();
+          batch = await batchRun(round);
         }
-        rounds.push({ echo: e.r, floor: f.r, engine, engineOff });
+        rounds.push({ echo: e.r, floor: f.r, engine, engineOff, batch });
       }
     } finally {
       await Promise.all([echo.stop(), floor.stop()]);
@@ -174,7 +214,7 @@ export async function benchTrades(seconds: number): Promise<string> {
       `### POST /trade throughput (${ACCOUNTS} accounts, ${seconds} s per row, wrk)`,
       '',
       table(
-        ['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'process CPU µs/request', 'machine CPU µs/request', 'RSS MiB'],
+        ['run', 'trades/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx + errors', 'PostgreSQL rows/s', 'process CPU µs/trade', 'machine CPU µs/trade', 'RSS MiB'],
         rows,
       ),
       '',
@@ -183,7 +223,9 @@ export async function benchTrades(seconds: number): Promise<string> {
       `engine / storage floor, per round: ${ratios((r) => r.engine.rps / r.floor.rps)}`,
       `engine at 64 connections, median of ${ROUNDS}: ${rate.toFixed(0)} trades/s, p99 ${p99} ms (target ≥ 10,000 trades/s with p99 ≤ 25 ms)`,
       `auth on / auth off at 64 connections, per round: ${ratios((r) => r.engine.rps / r.engineOff.rps)} (target ≥ 0.95)`,
+      `POST /trades × ${BATCH} / POST /trade, trades/s at 64 connections, per round: ${ratios((r) => r.batch / r.engine.rps)} (target ≥ 2)`,
       'Rows "engine": API keys on, the load holding a `trading` key; "engine AUTH=off": a second engine process, seeded the same way, sent the same requests.',
+      `Rows "POST /trades × ${BATCH}": the auth-on engine sent the same fills ${BATCH} to a request; trades/s = 2xx requests × ${BATCH}, p50/p99 per request, CPU per trade.`,
     ].join('\n');
   } finally {
     await stopSubject(on);

@@ -1,6 +1,7 @@
 -- Requests are pre-built from a file of JSON bodies (one per line); each thread starts at its own offset.
 -- Script arguments (after wrk's "--"): the bodies file, then optionally the Authorization header's
--- value ("Bearer <key>"), sent on every request; absent or empty: no Authorization header.
+-- value ("Bearer <key>"), sent on every request; absent or empty: no Authorization header; then
+-- optionally the path to POST to (default /trade).
 local counter = 0
 local threads = {}
 function setup(thread)
@@ -14,8 +15,9 @@ function init(args)
   local path = args[1]
   local headers = { ["Content-Type"] = "application/json" }
   if args[2] ~= nil and args[2] ~= "" then headers["Authorization"] = args[2] end
+  local target = args[3] or "/trade"
   for line in io.lines(path) do
-    reqs[#reqs + 1] = wrk.format("POST", "/trade", headers, line)
+    reqs[#reqs + 1] = wrk.format("POST", target, headers, line)
   end
   i = (tonumber(tid) or 0) * 7 % #reqs
 end

@@ -121,3 +121,10 @@ say ''
 say '# No key'
 say "curl -s -i localhost:8000/positions/1 | sed -n '1,2p;\$p'"
 q -i "$BASE/positions/1" | tr -d '\r' | sed -n '1,2p;$p'
+# (the answer above ends without a newline)
+say ''
+say ''
+say '# A batch of fills: one result per fill, in order, each what POST /trade would answer, with its status'
+BATCH='{"trades": [{"account_id": 1, "symbol": "BTC-PERP", "side": "BUY", "quantity": "0.01", "price": 44000}, {"account_id": 2, "symbol": "BTC-PERP", "side": "BUY", "quantity": 1, "price": 44000}, {"account_id": 1, "symbol": "BTC-PERP", "side": "SELL", "quantity": "0.05", "price": "50500", "client_order_id": "ord-42"}, {"account_id": 3, "side": "BUY"}]}'
+run "curl -s localhost:8000/trades -H \"authorization: Bearer \$TRADING\" -H \"\$JSON\" -d '$BATCH'" \
+  "$TRADING" /trades -H "$JSON" -d "$BATCH"

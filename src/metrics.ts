@@ -12,6 +12,8 @@ export interface Metrics {
   readonly http: RequestSeries;
   readonly tradesBooked: Counter;
   readonly tradesRejected: Counter<'code'>;
+  /** Items per POST /trades batch. */
+  readonly tradeBatchItems: Histogram;
   readonly liquidations: Counter<'mode' | 'reason'>;
   readonly shortfall: Counter;
   readonly badDebt: Counter;
@@ -135,8 +137,14 @@ export function createMetrics(probes: MetricsProbes): Metrics {
   const m = {
     registry,
     http,
-    tradesBooked: new Counter({ name: 'margin_engine_trades_booked_total', help: 'Trades booked (POST /trade answered 200)', registers: [registry] }),
+    tradesBooked: new Counter({ name: 'margin_engine_trades_booked_total', help: 'Trades booked (POST /trade answered 200, or a POST /trades item answered 200)', registers: [registry] }),
     tradesRejected: new Counter({ name: 'margin_engine_trades_rejected_total', help: 'Trades refused, by error code', labelNames: ['code'], registers: [registry] }),
+    tradeBatchItems: new Histogram({
+      name: 'margin_engine_trade_batch_items',
+      help: 'Trades per POST /trades batch (a batch refused as a whole is not counted)',
+      buckets: [1, 10, 50, 100, 250, 500, 1000],
+      registers: [registry],
+    }),
     liquidations: new Counter({ name: 'margin_engine_liquidations_total', help: 'Liquidations committed, by mode and reason', labelNames: ['mode', 'reason'], registers: [registry] }),
     shortfall: new Counter({ name: 'margin_engine_liquidation_shortfall_total', help: 'Shortfall of liquidations (USDT, for display)', registers: [registry] }),
     badDebt: new Counter({ name: 'margin_engine_bad_debt_total', help: 'Shortfall no insurance fund covered (USDT, for display)', registers: [registry] }),

@@ -4,7 +4,7 @@
  */
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { EngineError, type ErrorCode } from '../domain/errors.js';
 import { DuplicateKey, MalformedJson } from './json.js';
@@ -62,6 +62,56 @@ declare module 'fastify' {
   }
 }
 
+/** An error's answer: the HTTP status and the body. */
+export interface ErrorAnswer {
+  readonly status: number;
+  readonly body: ErrorBody;
+}
+
+/**
+ * The 400 for a body that fails its zod schema (`where`: 'body', 'params',
+ * …): each issue named as a field, unknown keys by their own name.
+ */
+export function validationAnswer(where: string, validation: readonly FastifySchemaValidationError[]): ErrorAnswer {
+  const fields = validation.flatMap((v) => {
+    const path = [where, ...v.instancePath.split('/').filter(Boolean)];
+    // An unknown key is named as the field itself, not as its parent object.
+    const unknown = v.keyword === 'unrecognized_keys' ? ((v.params as { keys?: string[] }).keys ?? []) : [];
+    if (unknown.length > 0) return unknown.map((key) => ({ field: clip([...path, key].join('.')), message: 'is not a known field' }));
+    return [{ field: clip(path.join('.')), message: clip(v.message ?? 'is invalid') }];
+  });
+  const shown = fields.slice(0, MAX_FIELDS);
+  const more = fields.length - shown.length;
+  const message = `invalid ${clip(shown.map((f) => f.field).join(', '))}${more > 0 ? ` and ${more} more` : ''}`;
+  return { status: 400, body: errorBody('VALIDATION_ERROR', message, { fields: shown }) };
+}
+
+/**
+ * The status and body any error is answered with: the one mapping behind
+ * every route's error answer and each item of POST /trades. 5xx internals
+ * stay out of the body.
+ */
+export function errorAnswer(error: unknown): ErrorAnswer {
+  if (hasZodFastifySchemaValidationErrors(error)) return validationAnswer(error.validationContext ?? 'body', error.validation);
+  if (error instanceof DuplicateKey) {
+    const message = `duplicate key "${clip(error.key)}" in the JSON body`;
+    return { status: 400, body: errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: error.reason }] }) };
+  }
+  if (error instanceof MalformedJson) {
+    const message = clip(error.message);
+    return { status: 400, body: errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: clip(error.reason) }] }) };
+  }
+  if (error instanceof EngineError) return { status: STATUS[error.code], body: errorBody(error.code, error.message, error.details) };
+  // fastify's own 4xx (unsupported media type, body too large, bad URL, …)
+  const statusCode = (error as FastifyError | null)?.statusCode ?? 500;
+  if (statusCode >= 400 && statusCode < 500) {
+    const code = statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_ERROR';
+    // Their messages may quote the request (a content type, a URL): clipped.
+    return { status: statusCode, body: errorBody(code, clip((error as Error).message)) };
+  }
+  return { status: 500, body: errorBody('INTERNAL_ERROR', 'internal error') };
+}
+
 export function registerErrorHandling(app: FastifyInstance): void {
   app.decorateReply('errorCode', null);
   app.setNotFoundHandler((req, reply) => {
@@ -69,49 +119,17 @@ export function registerErrorHandling(app: FastifyInstance): void {
   });
 
   app.setErrorHandler((error: FastifyError, req, reply) => {
-    // The code goes on the reply too, for the metrics (trades rejected by code).
-    const send = (status: number, body: ErrorBody) => {
-      reply.errorCode = body.error.code;
-      return reply.code(status).send(body);
-    };
-    if (hasZodFastifySchemaValidationErrors(error)) {
-      const where = error.validationContext ?? 'body';
-      const fields = error.validation.flatMap((v) => {
-        const path = [where, ...v.instancePath.split('/').filter(Boolean)];
-        // An unknown key is named as the field itself, not as its parent object.
-        const unknown = v.keyword === 'unrecognized_keys' ? ((v.params as { keys?: string[] }).keys ?? []) : [];
-        if (unknown.length > 0) return unknown.map((key) => ({ field: clip([...path, key].join('.')), message: 'is not a known field' }));
-        return [{ field: clip(path.join('.')), message: clip(v.message ?? 'is invalid') }];
-      });
-      const shown = fields.slice(0, MAX_FIELDS);
-      const more = fields.length - shown.length;
-      const message = `invalid ${clip(shown.map((f) => f.field).join(', '))}${more > 0 ? ` and ${more} more` : ''}`;
-      return send(400, errorBody('VALIDATION_ERROR', message, { fields: shown }));
-    }
-    if (error instanceof DuplicateKey) {
-      const message = `duplicate key "${clip(error.key)}" in the JSON body`;
-      return send(400, errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: error.reason }] }));
-    }
-    if (error instanceof MalformedJson) {
-      const message = clip(error.message);
-      return send(400, errorBody('VALIDATION_ERROR', message, { fields: [{ field: clip(error.field), message: clip(error.reason) }] }));
-    }
+    const { status, body } = errorAnswer(error);
     if (error instanceof EngineError) {
-      const status = STATUS[error.code];
       if (status >= 500) req.log.warn({ code: error.code, cause: (error.cause as Error | undefined)?.message }, error.message);
       if (status === 503) void reply.header('retry-after', '1');
       if (status === 401) void reply.header('www-authenticate', 'Bearer');
-      return send(status, errorBody(error.code, error.message, error.details));
+    } else if (status === 500) {
+      req.log.error({ err: error }, 'unhandled error');
     }
-    // fastify's own 4xx (unsupported media type, body too large, bad URL, …)
-    const statusCode = error.statusCode ?? 500;
-    if (statusCode >= 400 && statusCode < 500) {
-      const code = statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : statusCode === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'VALIDATION_ERROR';
-      // Their messages may quote the request (a content type, a URL): clipped.
-      return send(statusCode, errorBody(code, clip(error.message)));
-    }
-    req.log.error({ err: error }, 'unhandled error');
-    return send(500, errorBody('INTERNAL_ERROR', 'internal error'));
+    // The code goes on the reply too, for the metrics (trades rejected by code).
+    reply.errorCode = body.error.code;
+    return reply.code(status).send(body);
   });
 }
 

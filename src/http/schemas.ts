@@ -122,6 +122,24 @@ export const tradeBody = z
   })
   .strict();
 
+/** Most trades in one POST /trades batch. */
+export const MAX_BATCH_TRADES = 1000;
+
+/**
+ * POST /trades: the envelope only. Each item is validated on its own against
+ * tradeBody by the route, so a malformed item is that item's 400, not the
+ * batch's.
+ */
+export const tradeBatchBody = z
+  .object({
+    trades: z
+      .array(z.unknown(), { error: required('must be an array of trade bodies') })
+      .min(1, 'must hold at least one trade')
+      .max(MAX_BATCH_TRADES, `must hold at most ${MAX_BATCH_TRADES} trades`)
+      .meta({ description: `1 to ${MAX_BATCH_TRADES} trade bodies, each as POST /trade takes it` }),
+  })
+  .strict();
+
 export const markBody = z
   .object({
     symbol,
@@ -320,6 +338,15 @@ export const tradeResponse = z.object({
   equity: amount,
 });
 
+/** The HTTP status POST /trade would have answered an item with. */
+const itemStatus = z.number().int().meta({ description: 'The HTTP status POST /trade would have answered this trade with' });
+
+export const tradeBatchResponse = z.object({
+  results: z
+    .array(z.union([tradeResponse.extend({ status: z.literal(200) }), errorResponse.extend({ status: itemStatus })]))
+    .meta({ description: "One result per trade, in the request's order: POST /trade's body for it, and its status" }),
+});
+
 /** An account's margin figures and positions (GET /positions, and the account a preview would leave). */
 const accountFigures = {
   balance: amount,
@@ -500,6 +527,7 @@ export const liquidationsResponse = z.object({
  * shape is declared once, here, as its schema.
  */
 export type TradeResponse = z.infer<typeof tradeResponse>;
+export type TradeBatchResponse = z.infer<typeof tradeBatchResponse>;
 export type PositionsResponse = z.infer<typeof positionsResponse>;
 export type PreviewResponse = z.infer<typeof previewResponse>;
 export type InsuranceFundResponse = z.infer<typeof insuranceFundResponse>;

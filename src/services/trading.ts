@@ -165,6 +165,27 @@ export class TradingService {
   }
 
   /**
+   * Books a batch of trades, each exactly as trade() would, and settles with
+   * one outcome per command, in order. Commands on one account run in their
+   * order, each starting once the one before it is answered (its liquidation
+   * check included, as a client waiting for each answer would see it);
+   * commands on different accounts run concurrently, and their rows share
+   * the group commits.
+   */
+  tradeAll(cmds: readonly TradeCommand[]): Promise<PromiseSettledResult<TradeResult>[]> {
+    const previous = new Map<number, Promise<TradeResult>>();
+    return Promise.allSettled(
+      cmds.map((cmd) => {
+        const before = previous.get(cmd.accountId);
+        const run = () => this.trade(cmd);
+        const answered = before === undefined ? run() : before.then(run, run);
+        previous.set(cmd.accountId, answered);
+        return answered;
+      }),
+    );
+  }
+
+  /**
    * Decides the trade exactly as POST /trade would, on the account's state
    * under its lock (so no write lands between the read and the decision),
    * and books nothing. A repeated client order id is accepted (POST /trade

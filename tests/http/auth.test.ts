@@ -102,6 +102,7 @@ const TABLE: readonly (readonly [string, ...number[]])[] = [
   ['POST /accounts/1/deposit',           R,   200,      200,  F,       200,     F,      F,     F],
   ['POST /accounts/1/withdraw',          R,   200,      200,  F,       200,     F,      F,     F],
   ['POST /trade (account 1)',            R,   200,      200,  F,       F,       200,    F,     F],
+  ['POST /trades (account 1)',           R,   200,      200,  F,       F,       200,    F,     F],
   ['GET /positions/1',                   R,   200,      200,  200,     200,     200,    200,   200],
   ['GET /positions/2',                   R,   200,      200,  200,     200,     200,    200,   F],
   ['GET /trades/1',                      R,   200,      200,  200,     200,     200,    200,   200],
@@ -141,6 +142,8 @@ function requestOf(route: string, col: Column, victim: string): { method: Method
       return { method: 'POST', url: '/accounts/1/withdraw', body: { amount: WITHDRAWAL } };
     case 'POST /trade (account 1)':
       return { method: 'POST', url: '/trade', body: { account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.001', price: MARK_BASE } };
+    case 'POST /trades (account 1)':
+      return { method: 'POST', url: '/trades', body: { trades: [{ account_id: 1, symbol: 'BTC-PERP', side: 'BUY', quantity: '0.001', price: MARK_BASE }] } };
     case 'POST /mark-price':
       return { method: 'POST', url: '/mark-price', body: { symbol: 'BTC-PERP', price: markPriceOf(col) } };
     case 'PUT /markets/BTC-PERP':
@@ -220,7 +223,7 @@ describe('the role × route table', () => {
     // Cash: only the allowed deposits and withdrawals reached account 1.
     const deposits = allowed('POST /accounts/1/deposit').length;
     const withdrawals = allowed('POST /accounts/1/withdraw').length;
-    const trades = allowed('POST /trade (account 1)').length;
+    const trades = allowed('POST /trade (account 1)').length + allowed('POST /trades (account 1)').length;
     const positions = await ok(admin.get('/positions/1'));
     expect(positions.balance).toBe(String(100000 + DEPOSIT * deposits - WITHDRAWAL * withdrawals));
     expect(positions.positions).toEqual([expect.objectContaining({ symbol: 'BTC-PERP', quantity: new D('0.001').times(trades).toString() })]);

@@ -517,7 +517,7 @@ describe('unknown accounts', () => {
 describe('unknown routes', () => {
   it.each<[Method, string]>([
     ['GET', '/nope'],
-    ['POST', '/trades'],
+    ['POST', '/trades/batch'],
     ['GET', '/trade'],
     ['POST', `/positions/${FUNDED}`],
     ['GET', `/accounts/${FUNDED}/deposit`],

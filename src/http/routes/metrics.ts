@@ -16,13 +16,21 @@ export function recordRequests(app: FastifyInstance, metrics: Metrics): void {
     const seconds = reply.elapsedTime / 1000;
     metrics.http.of(req.method, route).observe(seconds, status);
     if (route === '/trade' && req.method === 'POST') {
-      if (status === 200) metrics.tradesBooked.inc();
-      else metrics.tradesRejected.inc({ code: reply.errorCode ?? String(status) });
+      countTrade(metrics, status, reply.errorCode);
     } else if (route === '/mark-price' && req.method === 'POST') {
       metrics.markTickSeconds.observe({ outcome: status === 200 ? 'complete' : status === 202 ? 'pending' : 'error' }, seconds);
     }
     done();
   });
+}
+
+/**
+ * One trade's answer in the trade counters: booked (200), or rejected by its
+ * error code. POST /trade counts its answer, POST /trades each item's.
+ */
+export function countTrade(metrics: Metrics, status: number, code: string | null): void {
+  if (status === 200) metrics.tradesBooked.inc();
+  else metrics.tradesRejected.inc({ code: code ?? String(status) });
 }
 
 export const metricsRoutes: RoutePlugin = async (app, { engine }) => {
