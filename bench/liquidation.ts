@@ -25,8 +25,9 @@
  * p50 and the whole report paged through; engine RSS at 10,000 and 100,000
  * accounts. Loopback only; fresh schema and key prefix, removed afterwards.
  */
+import postgres from 'postgres';
 import { Decimal } from 'decimal.js';
-import { type Child, cleanup, isolation, percentile, request, startEngine, table, type Timed } from './harness.js';
+import { type Child, cleanup, DATABASE_URL, isolation, percentile, request, startEngine, table, type Timed } from './harness.js';
 
 /** BENCH_ACCOUNTS (a multiple of 100) runs a smaller book, for a quick look; the figures are for 100,000. */
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 100_000);
@@ -117,6 +118,44 @@ function margins(s: Seed, mark: string): { equity: Dx; im: Dx; mm: Dx } {
   const notional = a.times(m);
   if (tiered && notional.gt(TIER_BOUND)) return { equity, im: notional.times('0.25').minus(IMA_2), mm: notional.times('0.125').minus(MMA_2) };
   return { equity, im: notional.times(IM_RATE), mm: notional.times(MM_RATE) };
+}
+
+const statusRank = (s: Seed, mark: string) => {
+  const { equity, im, mm } = margins(s, mark);
+  return equity.gte(im) ? 0 : equity.gte(mm) ? 1 : 2;
+};
+
+/**
+ * Margin calls the plan implies for a sequence of marks: one each time an
+ * account's status gets worse from one mark to the next. An account holds
+ * one symbol, so its status is monotone in the mark: one whose status is the
+ * same at both ends of the range the marks span never changes.
+ */
+function expectedMarginCalls(seeds: readonly Seed[], marks: readonly string[]): number {
+  const sorted = [...marks].sort((a, b) => new Dx(a).cmp(b));
+  const [low, high] = [sorted[0]!, sorted[sorted.length - 1]!];
+  let calls = 0;
+  for (const s of seeds) {
+    if (statusRank(s, low) === statusRank(s, high)) continue;
+    let previous = statusRank(s, marks[0]!);
+    for (const m of marks.slice(1)) {
+      const now = statusRank(s, m);
+      if (now > previous) calls++;
+      previous = now;
+    }
+  }
+  return calls;
+}
+
+/** Margin calls recorded in the engine's schema (the rows behind the margin_call events). */
+async function recordedMarginCalls(iso: ReturnType<typeof isolation>): Promise<number> {
+  const sql = postgres(DATABASE_URL, { onnotice: () => {}, max: 1 });
+  try {
+    const [row] = await sql<{ n: string }[]>`SELECT count(*)::text AS n FROM ${sql(iso.schema)}.margin_calls`;
+    return Number(row!.n);
+  } finally {
+    await sql.end();
+  }
 }
 
 /** Tiered: a safe account the second tier would put at risk gets 1,000 more cash per BTC until it is safe. */
@@ -310,13 +349,19 @@ export async function benchLiquidation(seconds: number, tieredMarket: boolean): 
     log(`${QUIET_WARMUP} + ${QUIET_TICKS} quiet ticks`);
     const quiet: number[] = [];
     let quietLiquidated = 0;
+    const quietCents: number[] = [];
     for (let i = 0; i < QUIET_WARMUP + QUIET_TICKS; i++) {
       const cents = QUIET_LOW_CENTS + ((i * 7919) % (QUIET_HIGH_CENTS - QUIET_LOW_CENTS + 1));
+      quietCents.push(cents);
       const r = await expectOk(request(engine.base, 'POST', '/mark-price', { symbol: SYMBOL, price: centsToPrice(cents) }), `quiet tick ${i}`);
       if (!Array.isArray(r.json.liquidated) || r.json.liquidated.length !== 0) quietLiquidated += Array.isArray(r.json.liquidated) ? r.json.liquidated.length : 1;
       if (i >= QUIET_WARMUP) quiet.push(r.ms);
     }
     check(quietLiquidated === 0, `all ${QUIET_WARMUP + QUIET_TICKS} quiet ticks answered liquidated: [] (${quietLiquidated} ids returned)`);
+    const quietMarks = [START_MARK, ...quietCents.map(centsToPrice)];
+    const quietCalls = await recordedMarginCalls(iso);
+    const quietExpected = expectedMarginCalls(seeds, quietMarks);
+    check(quietCalls === quietExpected, `the quiet ticks recorded ${quietCalls} margin calls (the plan implies ${quietExpected}: accounts crossing initial margin inside the band)`);
     log(`quiet ticks: p50 ${ms(percentile(quiet, 50))} ms, p99 ${ms(percentile(quiet, 99))} ms`);
     await expectOk(request(engine.base, 'POST', '/mark-price', { symbol: SYMBOL, price: START_MARK }), 'back to start mark');
 
@@ -337,6 +382,10 @@ export async function benchLiquidation(seconds: number, tieredMarket: boolean): 
     const exactSet = liquidated.length === expected.size && liquidatedSet.size === expected.size && liquidated.every((id) => expected.has(id));
     check(liquidated.length === 1000, `liquidation tick returned ${liquidated.length} ids (expected 1000)`);
     check(exactSet, 'the ids returned are exactly the 1,000 planned');
+    // The report's passes moved nothing; the mark went back to the start before them.
+    const tickCalls = (await recordedMarginCalls(iso)) - quietCalls;
+    const tickExpected = expectedMarginCalls(seeds, [quietMarks[quietMarks.length - 1]!, START_MARK, LIQUIDATION_MARK]);
+    check(tickCalls === tickExpected, `the liquidating tick (and the return to ${START_MARK} before the report) recorded ${tickCalls} margin calls (the plan implies ${tickExpected})`);
     const again = await expectOk(request(engine.base, 'POST', '/mark-price', { symbol: SYMBOL, price: LIQUIDATION_MARK }), 'repeat tick');
     check(again.json.liquidated.length === 0, `a second tick at ${LIQUIDATION_MARK} liquidates nobody (${again.json.liquidated.length} ids, ${ms(again.ms)} ms)`);
 

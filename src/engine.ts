@@ -21,6 +21,7 @@ import { AccountsView } from './services/accounts-view.js';
 import { isPostgresUnavailable, withTimeout } from './services/dependencies.js';
 import { EventHub } from './services/events.js';
 import { FundingService } from './services/funding.js';
+import { MarginCallService } from './services/margin-calls.js';
 import { MarksService } from './services/marks.js';
 import { MarketsService } from './services/markets.js';
 import { ApiKeys } from './services/api-keys.js';
@@ -200,14 +201,15 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
         }
       : {}),
   });
-  const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, defaults, timeoutMs, committer, applied, log });
+  const marginCalls = new MarginCallService({ redis, marksSql, keys, risk, markBook, riskDefaults, timeoutMs, log });
+  const marks = new MarksService({ redis, sql, marksSql, keys, risk, markBook, liquidation, marginCalls, defaults, timeoutMs, committer, applied, log });
   recovery.finishSweeps = async (all) => {
     const left = await marks.finishPending(all);
     // Liquidations a crash or an outage left unsettled against the insurance fund.
     await liquidation.settle();
     return left;
   };
-  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, committer, timeoutMs, log });
+  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, riskDefaults, committer, timeoutMs, log });
   recovery.finishFundings = (all) => funding.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {

@@ -546,8 +546,8 @@ export const eventsQuery = z
     types: z
       .string()
       .regex(
-        /^(trade|liquidation|mark|market|funding)(,(trade|liquidation|mark|market|funding))*$/,
-        'must be a comma-separated list of trade, liquidation, mark, market, funding',
+        /^(trade|liquidation|margin_call|mark|market|funding)(,(trade|liquidation|margin_call|mark|market|funding))*$/,
+        'must be a comma-separated list of trade, liquidation, margin_call, mark, market, funding',
       )
       .optional()
       .meta({ description: 'Only these event types (default: all)' }),
@@ -558,7 +558,7 @@ export const eventsQuery = z
 export const eventsHeaders = z.object({
   'last-event-id': z
     .string()
-    .regex(/^\d{1,20}-[0-3]-\d{1,20}$/, 'must be an event id received from this stream')
+    .regex(/^\d{1,20}-[0-4]-\d{1,20}$/, 'must be an event id received from this stream')
     .optional()
     .meta({ description: 'Resume after this event (sent by EventSource on reconnecting)' }),
 });

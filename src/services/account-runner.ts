@@ -39,6 +39,7 @@ import {
   type LiquidationRecord,
 } from '../store/ledger.js';
 import type { MarkBook } from '../store/mark-book.js';
+import type { MarginCallRecord } from '../store/margin-calls.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace, RedisClient } from '../store/redis.js';
 import { queueIndexUpdate, sidesOf, tieredEntries, type RiskKeys } from '../store/risk-index.js';
@@ -63,6 +64,8 @@ export type Decision<R> =
       readonly totals?: MarginTotals;
       /** A liquidation's record, committed with its rows. */
       readonly liquidation?: LiquidationRecord;
+      /** The account's margin call (its status got worse), committed with its rows. */
+      readonly marginCall?: MarginCallRecord | undefined;
       /** The answer, from the committed entries (ids and timestamps are the commit's). */
       readonly result: (entries: readonly LedgerEntry[]) => R;
     };
@@ -301,7 +304,7 @@ export class AccountRunner {
   private async commit<R>(held: Held, decision: Decision<R> & { kind: 'book' }): Promise<LedgerEntry[]> {
     const { committer, gate, timeoutMs, log } = this.deps;
     const { account } = held.snapshot;
-    const pending = committer.submit(decision.rows, decision.liquidation);
+    const pending = committer.submit(decision.rows, decision.liquidation, decision.marginCall);
     try {
       return entriesOf(decision.rows, await withTimeout(pending, timeoutMs, 'ledger commit'));
     } catch (error) {

@@ -1,6 +1,6 @@
 /**
- * The live event stream behind GET /events: trades, liquidations, marks and
- * market changes, from every engine process (PostgreSQL is the carrier:
+ * The live event stream behind GET /events: trades, liquidations, margin
+ * calls, marks and market changes, from every engine process (PostgreSQL is the carrier:
  * each process reads what any process committed; see store/events.ts).
  *
  * One reader per process polls PostgreSQL while anyone is subscribed and
@@ -16,7 +16,7 @@ import { eventsAfter, formatPosition, latestPosition, type EventPosition, type S
 import type { Sql } from '../store/postgres.js';
 import { postgresCall } from './dependencies.js';
 
-export const EVENT_TYPES = ['trade', 'liquidation', 'mark', 'market', 'funding'] as const;
+export const EVENT_TYPES = ['trade', 'liquidation', 'margin_call', 'mark', 'market', 'funding'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export interface StreamEvent {
@@ -33,7 +33,7 @@ export interface StreamEvent {
 export interface EventFilter {
   /** null: every type. */
   readonly types: ReadonlySet<EventType> | null;
-  /** Accounts whose trades and liquidations to send (null: every account); market-wide events always pass. */
+  /** Accounts whose trades, liquidations and margin calls to send (null: every account); market-wide events always pass. */
   readonly accounts: ReadonlySet<number> | null;
 }
 
@@ -91,6 +91,23 @@ export function toStreamEvent(e: StoredEvent): StreamEvent {
       shortfall: e.shortfall,
       positions: e.positions,
       positions_left: e.positionsLeft,
+      created_at: createdAt,
+    };
+  } else if (e.type === 'margin_call') {
+    type = 'margin_call';
+    accountId = Number(e.accountId);
+    data = {
+      margin_call_id: Number(e.marginCallId),
+      account_id: accountId,
+      status: e.status,
+      previous_status: e.previousStatus,
+      equity: e.equity,
+      initial_margin: e.initialMargin,
+      maintenance_margin: e.maintenanceMargin,
+      marks: e.marks,
+      cause: e.cause,
+      symbol: e.symbol,
+      funding_id: e.fundingId,
       created_at: createdAt,
     };
   } else if (e.kind === 'mark') {

@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError, marketNotFound } from '../domain/errors.js';
 import { fundingDelta } from '../domain/funding.js';
+import { marketRules, type RiskParams } from '../domain/margin.js';
 import { bootMarkerPresent, RedisStateLost, type MarkBook } from '../store/mark-book.js';
 import { chargedAccounts, finishFunding, openFunding, runningFundings, touchFunding, type FundingRow } from '../store/fundings.js';
 import type { Sql } from '../store/postgres.js';
@@ -33,6 +34,7 @@ import type { Snapshot } from './account-gate.js';
 import { AlreadyBooked, type AccountRunner, type Decision } from './account-runner.js';
 import { postgresCall, redisCall } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
+import { paymentMarginCall } from './margin-calls.js';
 
 /** The answer to POST /funding. */
 export interface FundingResult {
@@ -66,11 +68,14 @@ export interface FundingCharge {
  * now (none: nothing to book, it closed since the holders were listed), the
  * signed change q · m · r off its balance.
  */
-export function fundingDecision(cmd: FundingCommand, { account }: Snapshot): Decision<FundingCharge | null> {
+export function fundingDecision(cmd: FundingCommand, { account, marks, markets }: Snapshot, riskDefaults: RiskParams): Decision<FundingCharge | null> {
   const position = account.positions.get(cmd.symbol);
   if (position === undefined) return { kind: 'answer', result: null };
   const delta = fundingDelta(position.quantity, cmd.mark, cmd.rate);
   const balance = account.balance.plus(delta);
+  // A payment that takes the account below initial (or maintenance) margin, at the marks it is decided on.
+  const why = { cause: 'funding', symbol: cmd.symbol, fundingId: cmd.fundingId, seq: account.seq + 1 } as const;
+  const marginCall = paymentMarginCall(account.accountId, account, delta, marks, marketRules(markets, riskDefaults), why);
   return {
     kind: 'book',
     rows: [
@@ -88,6 +93,7 @@ export function fundingDecision(cmd: FundingCommand, { account }: Snapshot): Dec
       },
     ],
     after: { balance, positions: account.positions },
+    marginCall,
     result: () => ({ accountId: account.accountId, delta }),
   };
 }
@@ -100,6 +106,8 @@ export interface FundingDeps {
   readonly runner: AccountRunner;
   readonly markBook: MarkBook;
   readonly liquidation: LiquidationService;
+  /** Risk parameters of a symbol no market lists. */
+  readonly riskDefaults: RiskParams;
   readonly committer: { readonly unavailable: boolean };
   readonly timeoutMs: number;
   /** Holders charged at once (each one operation through the runner). */
@@ -244,7 +252,7 @@ export class FundingService {
         let firstError: unknown = null;
         await inPool(todo, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
           try {
-            const outcome = await runner.run(accountId, (s) => fundingDecision(cmd, s), { mode: 'optimistic' });
+            const outcome = await runner.run(accountId, (s) => fundingDecision(cmd, s, this.deps.riskDefaults), { mode: 'optimistic' });
             // Answered at its commit, the apply may still be running: waited for below.
             if (outcome.answeredAtCommit) landings.push(outcome.landed);
           } catch (error) {

@@ -24,6 +24,7 @@ import { settleInsurance } from '../store/insurance.js';
 import type { Snapshot } from './account-gate.js';
 import type { AccountRunner, Decision } from './account-runner.js';
 import { postgresCall, redisCall } from './dependencies.js';
+import type { TickMarginCalls } from './margin-calls.js';
 
 /** What set a liquidation off, and the key behind it (recorded as the liquidation's actor). */
 export type LiquidationReason = (
@@ -181,14 +182,16 @@ export class LiquidationService {
    * others still run and then the first failure is thrown: the sweep is
    * unfinished, and whoever runs it again finds only what is left.
    */
-  async afterTick(symbol: string, price: Dec, endangered: number[], actor: string | null, liquidated: number[]): Promise<void> {
+  async afterTick(symbol: string, price: Dec, endangered: number[], actor: string | null, liquidated: number[], marginCalls?: TickMarginCalls): Promise<void> {
     const why: LiquidationReason = { reason: 'mark_price', symbol, price, actor };
     let settle = await this.liquidateAll(endangered, why, liquidated);
     // Accounts holding this symbol and others: their thresholds on the other
     // symbols moved. Refreshing them also catches an account that only this
     // tick and a concurrent tick on another symbol, together, put under
     // maintenance (each tick's index read may predate the other's mark).
-    const underWater = await this.refreshThresholds(symbol, 'multi', new Set(liquidated));
+    // The same look at each finds its margin call, recorded before any of them is liquidated.
+    const underWater = await this.refreshThresholds(symbol, 'multi', new Set(liquidated), marginCalls?.check);
+    await marginCalls?.flush();
     settle = (await this.liquidateAll(underWater, why, liquidated)) || settle;
     if (settle) await this.settle();
   }
@@ -236,7 +239,7 @@ export class LiquidationService {
    * each account's lock, so a concurrent trade's fresher entries are never
    * overwritten. Returns the ones that are liquidatable now.
    */
-  private async refreshThresholds(symbol: string, which: 'multi' | 'all', skip: ReadonlySet<number>): Promise<number[]> {
+  private async refreshThresholds(symbol: string, which: 'multi' | 'all', skip: ReadonlySet<number>, look?: (s: Snapshot) => void): Promise<number[]> {
     const { redis, keys, risk, runner, riskDefaults } = this.deps;
     const members = await redisCall(() => (which === 'multi' ? membersOfAll(redis, risk, (rk) => rk.multiOf(symbol), 'set') : holdersOf(redis, risk, symbol)));
     const underWater: number[] = [];
@@ -244,7 +247,9 @@ export class LiquidationService {
       members
         .filter((id) => !skip.has(id))
         .map((accountId) =>
-          runner.inspect(accountId, async ({ account, marks, markets }) => {
+          runner.inspect(accountId, async (snapshot) => {
+            look?.(snapshot);
+            const { account, marks, markets } = snapshot;
             const rules = marketRules(markets, riskDefaults);
             if (isLiquidatable(account, marks, rules)) {
               underWater.push(accountId);

@@ -26,6 +26,7 @@ import type { KeySpace, RedisClient } from '../store/redis.js';
 import type { RiskKeys } from '../store/risk-index.js';
 import { postgresCall, redisCall, TimeoutError } from './dependencies.js';
 import type { LiquidationService } from './liquidation.js';
+import type { MarginCallService } from './margin-calls.js';
 
 export interface MarkResult {
   readonly symbol: string;
@@ -46,6 +47,7 @@ export interface MarksDeps {
   /** This process's cached marks: told at once when a post here moves them. */
   readonly markBook: MarkBook;
   readonly liquidation: LiquidationService;
+  readonly marginCalls: MarginCallService;
   readonly defaults: MarketParams;
   readonly timeoutMs: number;
   /** Its circuit breaker says whether PostgreSQL is known to be down. */
@@ -108,7 +110,7 @@ export class MarksService {
         new Error(`mark guard disagreement on ${symbol}: postgresql refused ${priceText} against ${committed.previous}`)
       );
     }
-    const { liquidated, complete } = await this.sweep(symbol, priceText, committed.version, committed.listed, options.actor);
+    const { liquidated, complete } = await this.sweep(symbol, priceText, committed.version, committed.listed, options.actor, committed.previous);
     if (committed.listed) this.deps.log.info({ symbol, actor: options.actor }, 'market listed by its first mark');
     return { symbol, price: priceText, liquidated, sweep: complete ? 'complete' : 'pending' };
   }
@@ -124,21 +126,29 @@ export class MarksService {
     version: number,
     listed: { json: string; version: number } | null,
     actor: string | null,
+    /** The mark the sweep's margin calls are judged from (null: the symbol's first, or none swept yet). */
+    fromText: string | null,
   ): Promise<{ liquidated: number[]; complete: boolean }> {
-    const { redis, marksSql, keys, markBook, liquidation, timeoutMs } = this.deps;
+    const { redis, marksSql, keys, markBook, liquidation, marginCalls, timeoutMs } = this.deps;
     const price = new D(priceText);
+    const tick = { symbol, from: fromText === null ? null : new D(fromText), to: price, version };
     const liquidated: number[] = [];
     try {
       // Publish, then look for the accounts it endangers, in one script call
       // per shard (all in parallel): an account of a shard indexed after its
       // read sees the new mark when it re-checks itself. The sweep counts as
-      // finished only once every shard answered (markSwept, below).
-      const endangered = await redisCall(async () => {
-        const published = await publishMarket(redis, keys, symbol, { price: priceText, version }, listed, price);
-        markBook.moved(published.epochs);
-        return published.endangered;
+      // finished only once every shard answered (markSwept, below). The
+      // accounts it may take below initial margin are read beside it.
+      const { endangered, entering } = await redisCall(async () => {
+        const published = publishMarket(redis, keys, symbol, { price: priceText, version }, listed, price);
+        const candidates = marginCalls.candidates(tick);
+        const [done, read, market] = await Promise.all([published, candidates.read, candidates.market]);
+        markBook.moved(done.epochs);
+        return { endangered: done.endangered, entering: await marginCalls.confirm(tick, market, candidates.guess, read) };
       });
-      await liquidation.afterTick(symbol, price, endangered, actor, liquidated);
+      // Margin calls (with status liquidatable for the endangered) are recorded before anyone is liquidated.
+      const calls = await marginCalls.afterTick(tick, [...endangered, ...entering]);
+      await liquidation.afterTick(symbol, price, endangered, actor, liquidated, calls);
       // Recorded before the answer, so a 200 means reconcile finds nothing
       // pending. (If recording fails, the sweep is pending and simply runs
       // again, finding nothing left to do.)
@@ -173,7 +183,7 @@ export class MarksService {
     for (const symbol of this.unfinished) if (!marks.some((m) => m.symbol === symbol)) this.unfinished.delete(symbol);
     let left = 0;
     for (const m of marks) {
-      const { liquidated, complete } = await this.sweep(m.symbol, m.price, m.version, null, m.actor);
+      const { liquidated, complete } = await this.sweep(m.symbol, m.price, m.version, null, m.actor, m.sweptPrice);
       if (complete) this.deps.log.info({ symbol: m.symbol, version: m.version, liquidated: liquidated.length }, 'finished the sweep of a committed mark');
       else left++;
     }

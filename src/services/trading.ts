@@ -18,6 +18,7 @@ import type { Snapshot } from './account-gate.js';
 import type { AccountRunner, Decision, Outcome } from './account-runner.js';
 import { parseStoredClientOrder, tradeFingerprint, tradeResultFromEntry, type TradeResult } from './ledger-sync.js';
 import type { LiquidationService } from './liquidation.js';
+import { operationMarginCall } from './margin-calls.js';
 
 export interface TradeCommand {
   readonly accountId: number;
@@ -64,7 +65,8 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
   // check is made on the balance after it: decided on the account less its fee.
   const fee = tradeFee(feeRate(market, cmd.liquidity), cmd.quantity, cmd.price);
   const lessFee = fee.isZero() ? account : { balance: account.balance.minus(fee), positions: account.positions };
-  const decision = decideTrade(lessFee, { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price }, marks, marketRules(markets, riskDefaults));
+  const rules = marketRules(markets, riskDefaults);
+  const decision = decideTrade(lessFee, { symbol: cmd.symbol, side: cmd.side, quantity: cmd.quantity, price: cmd.price }, marks, rules);
   if (!accountExists(account)) {
     return { kind: 'refuse', error: insufficientMargin(`account ${cmd.accountId} has no funds`, str(decision.margin.initialMargin), '0') };
   }
@@ -77,6 +79,8 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
   // Under maintenance at the marks it was decided on (a reducing trade on an account under water), or flat with a
   // negative balance (a reducing trade at a bad price): liquidated before the answer.
   const underMaintenance = outcome.after.positions.size > 0 ? margin.equity.lt(margin.maintenanceMargin) : outcome.after.balance.isNeg();
+  // Only a reduce-only trade can leave the account below initial margin: any other is healthy after (one comparison).
+  const marginCall = operationMarginCall(cmd.accountId, account, outcome.after, marks, rules, { cause: 'trade', symbol: cmd.symbol, seq: account.seq + 1 }, margin);
   return {
     kind: 'book',
     rows: [
@@ -102,6 +106,7 @@ export function tradeDecision(cmd: TradeCommand, { account, marks, markets, clie
     ],
     after: outcome.after,
     totals: margin,
+    marginCall,
     result: (entries) => ({ answer: tradeResultFromEntry(entries[0]!, true), underMaintenance }),
   };
 }

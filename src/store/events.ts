@@ -1,6 +1,7 @@
 /**
- * The event stream's source: trades (ledger), liquidations and market events
- * (marks, listings, parameter changes), read in commit-safe order.
+ * The event stream's source: trades (ledger), liquidations, market events
+ * (marks, listings, parameter changes) and margin calls, read in
+ * commit-safe order.
  *
  * Each of those rows carries the id of the transaction that wrote it (`xid`,
  * sql/005_events.sql). A read returns only rows of transactions older than
@@ -11,8 +12,15 @@
  */
 import type { Sql } from './postgres.js';
 
-/** The order of the tables within one transaction (a liquidation's closing trades, then its record). */
-const TABLE = { trade: 1, liquidation: 2, market: 3 } as const;
+/**
+ * The order of the tables within one transaction (a liquidation's closing
+ * trades, then its record; a trade, then the margin call it caused). A
+ * margin call that must precede a liquidation commits in an earlier
+ * transaction.
+ */
+const TABLE = { trade: 1, liquidation: 2, market: 3, marginCall: 4 } as const;
+/** The last table: a position past every row of a transaction uses it. */
+const LAST_TABLE = TABLE.marginCall;
 
 export interface EventPosition {
   /** The writing transaction's id (xid8, as decimal text). */
@@ -27,7 +35,7 @@ export const formatPosition = (p: EventPosition) => `${p.xid}-${p.table}-${p.id}
 
 /** A position from its text, or null when the text is not one. */
 export function parsePosition(text: string): EventPosition | null {
-  const m = /^(\d{1,20})-([0-3])-(\d{1,20})$/.exec(text);
+  const m = /^(\d{1,20})-([0-4])-(\d{1,20})$/.exec(text);
   return m === null ? null : { xid: m[1]!, table: Number(m[2]), id: m[3]! };
 }
 
@@ -72,6 +80,22 @@ export type StoredEvent =
       readonly previousPrice: string | null;
       readonly changes: unknown;
       readonly createdAt: Date;
+    }
+  | {
+      readonly type: 'margin_call';
+      readonly position: EventPosition;
+      readonly marginCallId: string;
+      readonly accountId: string;
+      readonly status: string;
+      readonly previousStatus: string;
+      readonly equity: string;
+      readonly initialMargin: string;
+      readonly maintenanceMargin: string;
+      readonly marks: unknown;
+      readonly cause: string;
+      readonly symbol: string;
+      readonly fundingId: string | null;
+      readonly createdAt: Date;
     };
 
 interface Row {
@@ -90,7 +114,8 @@ interface Row {
   maintenance_margin: string | null;
   shortfall: string | null;
   positions: unknown;
-  kind: 'listed' | 'mark' | 'params' | 'funding' | null;
+  /** A market event's kind; a margin call's status. */
+  kind: string | null;
   previous_price: string | null;
   changes: unknown;
   created_at: Date;
@@ -131,13 +156,19 @@ export async function eventsAfter(sql: Sql, after: EventPosition, limit: number)
               NULL, NULL, NULL, NULL, NULL, NULL, NULL, kind, previous_price::text, changes, created_at, xid
        FROM market_events WHERE ${past(TABLE.market, 'event_id')} AND xid < (SELECT xmin FROM horizon)
        ORDER BY market_events.xid, event_id LIMIT ${limit})
+      UNION ALL
+      (SELECT ${TABLE.marginCall}::int, xid::text, margin_call_id::text, account_id::text, symbol, NULL, NULL, NULL,
+              NULL, NULL, cause, equity::text, maintenance_margin::text, NULL, marks, status, previous_status,
+              jsonb_build_object('initial_margin', initial_margin::text, 'funding_id', funding_id), created_at, xid
+       FROM margin_calls WHERE ${past(TABLE.marginCall, 'margin_call_id')} AND xid < (SELECT xmin FROM horizon)
+       ORDER BY margin_calls.xid, margin_call_id LIMIT ${limit})
     ) AS e
     ORDER BY x, t, id::bigint LIMIT ${limit}`;
   return rows.map(toEvent);
 }
 
-/** The extra columns a trade or liquidation row carries in the `changes` slot of the union. */
-type Extra = { fee?: string | null; liquidity?: string | null; mode?: string; positions_left?: unknown };
+/** The extra columns a trade, liquidation or margin call row carries in the `changes` slot of the union. */
+type Extra = { fee?: string | null; liquidity?: string | null; mode?: string; positions_left?: unknown; initial_margin?: string; funding_id?: string | null };
 
 function toEvent(r: Row): StoredEvent {
   const position = { xid: r.xid_text, table: r.t, id: r.id };
@@ -176,12 +207,31 @@ function toEvent(r: Row): StoredEvent {
       createdAt: r.created_at,
     };
   }
-  return { type: 'market', position, symbol: r.symbol!, kind: r.kind!, price: r.price, previousPrice: r.previous_price, changes: r.changes, createdAt: r.created_at };
+  if (r.t === TABLE.marginCall) {
+    // The union's slots: status in `kind`, the previous status in `previous_price`, the cause in `reason`, the marks in `positions`.
+    return {
+      type: 'margin_call',
+      position,
+      marginCallId: r.id,
+      accountId: r.account_id!,
+      status: r.kind!,
+      previousStatus: r.previous_price!,
+      equity: r.equity!,
+      initialMargin: extra.initial_margin!,
+      maintenanceMargin: r.maintenance_margin!,
+      marks: r.positions,
+      cause: r.reason!,
+      symbol: r.symbol!,
+      fundingId: extra.funding_id ?? null,
+      createdAt: r.created_at,
+    };
+  }
+  return { type: 'market', position, symbol: r.symbol!, kind: r.kind as 'listed' | 'mark' | 'params' | 'funding', price: r.price, previousPrice: r.previous_price, changes: r.changes, createdAt: r.created_at };
 }
 
 /** The position of the newest committed event (where a reader that wants only what follows starts). */
 export async function latestPosition(sql: Sql): Promise<EventPosition> {
   const [row] = await sql<{ xmin: string }[]>`SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin`;
   // Every transaction below the horizon is over: starting just under it skips exactly what is already committed.
-  return { xid: (BigInt(row!.xmin) - 1n).toString(), table: 3, id: '9223372036854775807' };
+  return { xid: (BigInt(row!.xmin) - 1n).toString(), table: LAST_TABLE, id: '9223372036854775807' };
 }

@@ -3,6 +3,7 @@
  * and the reads (history pages, catch-up rows).
  */
 import { CircuitBreaker } from './circuit-breaker.js';
+import { insertMarginCalls, type MarginCallRecord } from './margin-calls.js';
 import type { Sql } from './postgres.js';
 import type { Liquidity } from '../domain/fees.js';
 import type { Side } from '../domain/margin.js';
@@ -114,6 +115,7 @@ export interface LiquidationRecord {
 interface Pending {
   readonly rows: readonly LedgerRow[];
   readonly liquidation: LiquidationRecord | undefined;
+  readonly marginCall: MarginCallRecord | undefined;
   readonly resolve: (rows: CommittedRow[]) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -190,12 +192,12 @@ export class GroupCommitter {
    * row collides, LedgerUnavailable when PostgreSQL is down; may stay pending
    * as long as PostgreSQL hangs (callers bound their own wait).
    */
-  submit(rows: readonly LedgerRow[], liquidation?: LiquidationRecord): Promise<CommittedRow[]> {
+  submit(rows: readonly LedgerRow[], liquidation?: LiquidationRecord, marginCall?: MarginCallRecord): Promise<CommittedRow[]> {
     if (this.breaker.open || this.closed) {
       return Promise.reject(new LedgerUnavailable('postgres is unavailable', false));
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ rows, liquidation, resolve, reject });
+      this.queue.push({ rows, liquidation, marginCall, resolve, reject });
       this.queuedRows += rows.length;
       // Under load a wave of requests arrives in one turn of the event loop.
       // Sending its first rows while the rest are still being decided keeps
@@ -327,16 +329,22 @@ function constraintOf(error: unknown): string {
   return (error as { constraint_name?: string }).constraint_name ?? 'unique';
 }
 
-/** One statement (one commit) for plain rows; a transaction when liquidation records come too. */
+/** One statement (one commit) for plain rows; a transaction when liquidation records or margin calls come too. */
 async function insertBatch(sql: Sql, batch: readonly Pending[]): Promise<CommittedRow[]> {
   const rows = batch.flatMap((p) => p.rows);
-  const liquidations = batch.flatMap((p) => (p.liquidation ? [p.liquidation] : []));
-  if (liquidations.length === 0) return insertRows(sql, rows);
+  const liquidations: LiquidationRecord[] = [];
+  const marginCalls: MarginCallRecord[] = [];
+  for (const p of batch) {
+    if (p.liquidation) liquidations.push(p.liquidation);
+    if (p.marginCall) marginCalls.push(p.marginCall);
+  }
+  if (liquidations.length === 0 && marginCalls.length === 0) return insertRows(sql, rows);
   return sql.begin(async (tx) => {
     // A transaction's handle runs the same tagged queries; its type just lacks the pool's methods.
     const q = tx as unknown as Sql;
     const committed = await insertRows(q, rows);
-    await insertLiquidations(q, liquidations);
+    if (liquidations.length > 0) await insertLiquidations(q, liquidations);
+    await insertMarginCalls(q, marginCalls);
     return committed;
   }) as Promise<CommittedRow[]>;
 }

@@ -149,7 +149,13 @@ class ShardBook {
     return book;
   }
 
-  private parseMarket(symbol: string, json: string): Market {
+  /** The book as last read, however old (a guess that the caller confirms against Redis). */
+  get last(): Book {
+    return this.book;
+  }
+
+  /** A market as the marks hash holds it (its JSON), with the defaults where it sets none. */
+  parseMarket(symbol: string, json: string): Market {
     return parseMarket(symbol, json, this.defaults);
   }
 
@@ -249,6 +255,16 @@ export class MarkBook {
   /** Something this process posted may or may not have reached Redis: trust no shard's cache until it is read again. */
   distrust(): void {
     for (const b of this.books) b.distrust();
+  }
+
+  /** Shard 0's book as last read, however old (a guess that the caller confirms against Redis). */
+  get last(): Book {
+    return this.books[0]!.last;
+  }
+
+  /** A market as the marks hash holds it (its JSON), with the defaults where it sets none. */
+  parseMarket(symbol: string, json: string): Market {
+    return this.books[0]!.parseMarket(symbol, json);
   }
 }
 

@@ -207,12 +207,23 @@ export async function pendingMarks(
   sql: Sql,
   olderThanMs: number,
   symbols: readonly string[] = [],
-): Promise<{ symbol: string; price: string; version: number; actor: string | null }[]> {
-  const rows = await sql<{ symbol: string; price: string; version: string; actor: string | null }[]>`
-    SELECT symbol, price, version, actor FROM mark_prices
-    WHERE swept_version < version
-      AND (updated_at < now() - make_interval(secs => ${olderThanMs / 1000}) OR symbol = ANY(${symbols}::text[]))`;
-  return rows.map((r) => ({ symbol: r.symbol, price: new D(r.price).toString(), version: Number(r.version), actor: r.actor }));
+): Promise<{ symbol: string; price: string; version: number; actor: string | null; sweptPrice: string | null }[]> {
+  // sweptPrice: the mark of the last finished sweep (null: none yet), from which the sweep's margin calls are judged.
+  const rows = await sql<{ symbol: string; price: string; version: string; actor: string | null; swept_price: string | null }[]>`
+    SELECT p.symbol, p.price, p.version, p.actor,
+           (SELECT e.price FROM market_events e
+            WHERE e.symbol = p.symbol AND e.kind = 'mark' AND e.version = p.swept_version
+            ORDER BY e.event_id DESC LIMIT 1)::text AS swept_price
+    FROM mark_prices p
+    WHERE p.swept_version < p.version
+      AND (p.updated_at < now() - make_interval(secs => ${olderThanMs / 1000}) OR p.symbol = ANY(${symbols}::text[]))`;
+  return rows.map((r) => ({
+    symbol: r.symbol,
+    price: new D(r.price).toString(),
+    version: Number(r.version),
+    actor: r.actor,
+    sweptPrice: r.swept_price === null ? null : new D(r.swept_price).toString(),
+  }));
 }
 
 /** Markets whose latest definition Redis is not known to hold. */

@@ -25,6 +25,7 @@
  *   size:<symbol>       zset  |q| (the positions beyond the first tier at mark m: |q| > bound / m)
  */
 import type { Dec } from '../domain/decimal.js';
+import type { MarginCallRange } from '../domain/margin-calls.js';
 import { tierOneOrders, type Threshold, type TierOneOrder } from '../domain/liquidation.js';
 import type { AccountState, MarginRules, MarginTotals, Marks } from '../domain/margin.js';
 import type { KeySpace, RedisClient, ShardKeys } from './redis.js';
@@ -262,4 +263,48 @@ export async function holdersOf(redis: RedisClient, risk: RiskKeys, symbol: stri
 export async function revision(redis: RedisClient, risk: RiskKeys): Promise<string> {
   const revs = await Promise.all(risk.shards.map((rk) => redis.get(rk.rev)));
   return revs.map((r) => r ?? '0').join('.');
+}
+
+/**
+ * Accounts a tick on `symbol` may take below initial margin (see
+ * domain/margin-calls.ts `marginCallRange`): the holders whose maintenance
+ * threshold lies in the range, in every shard (read in parallel), read from `idx` (one tier) or from the
+ * tier-one lists `rep` (a tiered market), plus, for a tiered market, every
+ * position large enough to leave the first tier at `mark` (|q| above
+ * `sizeAbove`), which the linear scaling does not cover. 'all': every
+ * holder. Candidates only: each is checked exactly.
+ */
+export async function marginCallCandidates(
+  redis: RedisClient,
+  risk: RiskKeys,
+  symbol: string,
+  range: MarginCallRange | 'all',
+  tiered: boolean,
+  sizeAbove: Dec | null,
+): Promise<number[]> {
+  const reads: Promise<string[]>[] = [];
+  for (const rk of risk.shards) candidateReads(redis, rk, symbol, range, tiered, sizeAbove, reads);
+  const lists = await Promise.all(reads);
+  return [...new Set(lists.flat())].map(accountOf);
+}
+
+/** One shard's reads for marginCallCandidates, pushed onto `reads`. */
+function candidateReads(
+  redis: RedisClient,
+  rk: ShardRiskKeys,
+  symbol: string,
+  range: MarginCallRange | 'all',
+  tiered: boolean,
+  sizeAbove: Dec | null,
+  reads: Promise<string[]>[],
+): void {
+  if (range === 'all') {
+    reads.push(redis.zrange(rk.long(symbol), 0, -1), redis.zrange(rk.short(symbol), 0, -1));
+  } else if (range.side === 'long') {
+    // long scores are −threshold
+    reads.push(redis.zrangebyscore(tiered ? rk.repLong(symbol) : rk.long(symbol), -scoreAtLeast(range.high), -scoreAtMost(range.low)));
+  } else {
+    reads.push(redis.zrangebyscore(tiered ? rk.repShort(symbol) : rk.short(symbol), scoreAtMost(range.low), scoreAtLeast(range.high)));
+  }
+  if (range !== 'all' && tiered && sizeAbove !== null) reads.push(redis.zrangebyscore(rk.size(symbol), scoreAtMost(sizeAbove), '+inf'));
 }

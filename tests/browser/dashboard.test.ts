@@ -162,6 +162,10 @@ describe('GET /dashboard', () => {
     const accounts = page.locator('#accounts tbody tr[data-account-id]');
     await eventually(() => accounts.evaluateAll((rows) => rows.map((r) => Number((r as any).dataset.accountId)))).toEqual([edge, short, safe, risky]);
     expect(await accounts.first().locator('td').allTextContents()).toEqual([String(edge), '1,100', '500', '4,400', '440', '88 %', 'margin call']);
+    // The tick's margin calls came live too (risky's, then edge's: in account order).
+    await eventually(() => page.locator('#last-margin-call').textContent()).toMatch(
+      new RegExp(`^last margin call: account ${edge} healthy → margin call \\(equity 500, initial 880, maint\\. 440; tick\\) at `),
+    );
     expect(cspViolations).toEqual([]);
 
     mkdirSync(dirname(SCREENSHOT), { recursive: true });

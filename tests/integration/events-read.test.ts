@@ -1,13 +1,15 @@
 /**
  * The event stream's read from PostgreSQL (store/events.ts) against a real
  * schema: a read resuming inside a long ledger starts at its position in
- * the index, also under a prepared statement's generic plan (which
+ * the index of every table (the ledger's trades and the margin calls
+ * included), also under a prepared statement's generic plan (which
  * postgres.js's prepared statements get after a few runs), so its cost does
- * not grow with the ledger.
+ * not grow with the tables; margin calls come in (transaction, table, row)
+ * order, after the trade of their own transaction.
  */
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventsAfter, type EventPosition } from '../../src/store/events.js';
+import { eventsAfter, latestPosition, parsePosition, formatPosition, type EventPosition } from '../../src/store/events.js';
 import { migrate } from '../../src/store/migrate.js';
 import { inspector, newIsolation, type Inspector, type Isolation } from '../helpers/engine.js';
 
@@ -18,6 +20,12 @@ beforeAll(async () => {
   iso = newIsolation();
   db = inspector(iso);
   await migrate(db.sql, iso.schema);
+  // 20 transactions of 1,000 margin calls each, before the trades.
+  for (let t = 1; t <= 20; t++) {
+    await db.sql`
+      INSERT INTO margin_calls (account_id, status, previous_status, equity, initial_margin, maintenance_margin, marks, cause, symbol, mark_version)
+      SELECT g, 'margin_call', 'healthy', 1, 2, 0.5, '{"BTC-PERP":"50000"}', 'tick', 'BTC-PERP', ${t} FROM generate_series(1, 1000) AS g`;
+  }
   // 40 transactions of 1,000 trades each.
   for (let t = 1; t <= 40; t++) {
     await db.sql`
@@ -25,6 +33,7 @@ beforeAll(async () => {
       SELECT g, ${t}, 'TRADE', 'BTC-PERP', 'BUY', 1, 50000, 0, 1, 50000, 0 FROM generate_series(1, 1000) AS g`;
   }
   await db.sql`ANALYZE ledger`;
+  await db.sql`ANALYZE margin_calls`;
 }, 60_000);
 
 afterAll(async () => {
@@ -62,8 +71,10 @@ it('reads from the position on, under a generic plan too, without filtering the 
     });
     const all = nodes(plans[0].Plan);
     const ledgerScans = all.filter((n) => n['Relation Name'] === 'ledger');
+    const callScans = all.filter((n) => n['Relation Name'] === 'margin_calls');
     expect(ledgerScans.length).toBeGreaterThan(0);
-    for (const scan of ledgerScans) {
+    expect(callScans.length).toBeGreaterThan(0);
+    for (const scan of [...ledgerScans, ...callScans]) {
       // The position bounds the index scan: no row before it is read and thrown away.
       expect(scan['Rows Removed by Filter'] ?? 0).toBe(0);
       expect(scan['Actual Rows']).toBeLessThanOrEqual(10);
@@ -71,4 +82,34 @@ it('reads from the position on, under a generic plan too, without filtering the 
   } finally {
     await spy.end();
   }
+});
+
+it('reads a margin call after the trade of its own transaction, before a later transaction\'s rows, and resumes between them', async () => {
+  const start = await latestPosition(db.sql);
+  await db.sql.begin(async (tx) => {
+    await tx`INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, position_quantity, position_entry_price, balance)
+             VALUES (5001, 1, 'TRADE', 'BTC-PERP', 'SELL', 1, 35000, -15000, 1, 50000, 7000)`;
+    await tx`INSERT INTO margin_calls (account_id, status, previous_status, equity, initial_margin, maintenance_margin, marks, cause, symbol, seq)
+             VALUES (5001, 'margin_call', 'healthy', 7000, 10000, 5000, '{"BTC-PERP":"50000"}', 'trade', 'BTC-PERP', 1)`;
+  });
+  await db.sql`INSERT INTO margin_calls (account_id, status, previous_status, equity, initial_margin, maintenance_margin, marks, cause, symbol, mark_version)
+               VALUES (5002, 'liquidatable', 'healthy', 1, 10, 5, '{"BTC-PERP":"44000"}', 'tick', 'BTC-PERP', 999)`;
+  await db.sql`INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, position_quantity, position_entry_price, balance)
+               VALUES (5002, 1, 'TRADE', 'BTC-PERP', 'SELL', 1, 44000, 0, 0, NULL, 0)`;
+  const events = await eventsAfter(db.sql, start, 500);
+  expect(events.map((e) => [e.type, 'accountId' in e ? e.accountId : null])).toEqual([
+    ['trade', '5001'],
+    ['margin_call', '5001'],
+    ['margin_call', '5002'],
+    ['trade', '5002'],
+  ]);
+  const [, call, second] = events;
+  expect(call).toMatchObject({ type: 'margin_call', status: 'margin_call', previousStatus: 'healthy', equity: '7000', initialMargin: '10000', maintenanceMargin: '5000', cause: 'trade', marks: { 'BTC-PERP': '50000' } });
+  expect(call!.position.xid).toBe(events[0]!.position.xid);
+  expect(second!.position.table).toBe(4);
+  // An id of a margin call parses back, and resuming after it gives exactly what followed.
+  const resumeAt = parsePosition(formatPosition(call!.position))!;
+  expect((await eventsAfter(db.sql, resumeAt, 500)).map((e) => e.type)).toEqual(['margin_call', 'trade']);
+  // The newest position lies past the margin calls already committed.
+  expect(await eventsAfter(db.sql, await latestPosition(db.sql), 500)).toEqual([]);
 });

@@ -127,7 +127,7 @@ describe('fundingDecision', () => {
   const cmd = { fundingId: 'f-1', symbol: 'BTC-PERP', rate: new D('0.0001'), mark: new D('50500'), actor: 'key_op' };
 
   it('books one FUNDING row: the signed change q · m · r off the balance, the mark, the position, the event', () => {
-    const d = booked(fundingDecision(cmd, snapshot({ seq: 4, balance: '1000', positions: [['BTC-PERP', '0.2', '50000']] })));
+    const d = booked(fundingDecision(cmd, snapshot({ seq: 4, balance: '1000', positions: [['BTC-PERP', '0.2', '50000']] }), rates));
     expect(d.rows).toEqual([
       { accountId: 7, seq: 5, kind: 'FUNDING', symbol: 'BTC-PERP', price: '50500', positionQuantity: '0.2', amount: '-1.01', fundingId: 'f-1', balance: '998.99', actor: 'key_op' },
     ]);
@@ -137,11 +137,11 @@ describe('fundingDecision', () => {
 
   it('pays a short at a positive rate, and charges it at a negative one', () => {
     const short = snapshot({ balance: '1000', positions: [['BTC-PERP', '-0.1', '50000']] });
-    expect(booked(fundingDecision(cmd, short)).rows[0]).toMatchObject({ amount: '0.505', balance: '1000.505' });
-    expect(booked(fundingDecision({ ...cmd, rate: new D('-0.0002') }, short)).rows[0]).toMatchObject({ amount: '-1.01', balance: '998.99' });
+    expect(booked(fundingDecision(cmd, short, rates)).rows[0]).toMatchObject({ amount: '0.505', balance: '1000.505' });
+    expect(booked(fundingDecision({ ...cmd, rate: new D('-0.0002') }, short, rates)).rows[0]).toMatchObject({ amount: '-1.01', balance: '998.99' });
   });
 
   it('books nothing for an account that no longer holds the symbol', () => {
-    expect(fundingDecision(cmd, snapshot({ positions: [['ETH-PERP', '1', '3000']], marks: { 'BTC-PERP': '50000', 'ETH-PERP': '3000' } }))).toEqual({ kind: 'answer', result: null });
+    expect(fundingDecision(cmd, snapshot({ positions: [['ETH-PERP', '1', '3000']], marks: { 'BTC-PERP': '50000', 'ETH-PERP': '3000' } }), rates)).toEqual({ kind: 'answer', result: null });
   });
 });

@@ -28,9 +28,9 @@ export const eventRoutes: RoutePlugin = async (app, { engine }) => {
       config: { access: { roles: [...READERS, 'account'], account: 'public' } },
       schema: {
         tags: ['operations'],
-        summary: 'Live events (Server-Sent Events): trades, liquidations, marks, market changes',
+        summary: 'Live events (Server-Sent Events): trades, liquidations, margin calls, marks, market changes',
         description:
-          'Each event has an increasing id; send it back as Last-Event-ID to resume after it without loss. An account key sees its own accounts\' trades and liquidations (and market-wide events).',
+          'Each event has an increasing id; send it back as Last-Event-ID to resume after it without loss. An account key sees its own accounts\' trades, liquidations and margin calls (and market-wide events).',
         querystring: eventsQuery,
         headers: eventsHeaders,
         response: { 400: errorResponse, 401: errorResponse, 403: errorResponse, 503: errorResponse },
