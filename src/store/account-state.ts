@@ -29,26 +29,28 @@ export const accountExists = (a: StoredAccount) => a.seq > 0;
 
 /** An account's state from its hash (HGETALL's object, or its flat field/value list). */
 export function parseAccount(accountId: number, flat: string[] | Record<string, string>): StoredAccount {
-  const entries: [string, string][] = Array.isArray(flat)
-    ? Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!])
-    : Object.entries(flat);
+  // One pass over the fields, no pair arrays: the peek and the report parse thousands of these per call.
+  const fields = Array.isArray(flat) ? flat : Object.entries(flat).flat();
   let seq = 0;
-  let balance = new D(0);
-  const quantities = new Map<string, string>();
+  let balance: Dec | null = null;
+  const quantities: [symbol: string, quantity: string][] = [];
   const entriesBySymbol = new Map<string, string>();
-  for (const [field, value] of entries) {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const field = fields[i]!;
+    const value = fields[i + 1]!;
     if (field === 'seq') seq = Number.parseInt(value, 10);
     else if (field === 'bal') balance = new D(value);
-    else if (field.startsWith('q:')) quantities.set(field.slice(2), value);
+    else if (field.startsWith('q:')) quantities.push([field.slice(2), value]);
     else if (field.startsWith('e:')) entriesBySymbol.set(field.slice(2), value);
   }
+  if (quantities.length > 1) quantities.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const positions = new Map<string, Position>();
-  for (const [symbol, quantity] of [...quantities].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const [symbol, quantity] of quantities) {
     const entry = entriesBySymbol.get(symbol);
     if (entry === undefined) throw new Error(`account ${accountId}: position ${symbol} has no entry price`);
     positions.set(symbol, { quantity: new D(quantity), entryPrice: new D(entry) });
   }
-  return { accountId, seq, balance, positions };
+  return { accountId, seq, balance: balance ?? new D(0), positions };
 }
 
 /** A state hash flattened by a script (fields and values joined by newlines). */
@@ -160,7 +162,7 @@ async function applyMany(redis: Redis, keys: KeySpace, items: readonly ApplyItem
   return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, boot: boot ?? null }));
 }
 
-interface PeekItem {
+export interface PeekItem {
   readonly accountId: number;
   readonly cachedSeq: number | null;
   readonly clientOrderId: string | null;
@@ -249,6 +251,31 @@ export async function applyAccount(redis: Redis, keys: KeySpace, { update, token
   if (isNew) ops.sadd(keys.accounts, String(update.accountId));
   index?.(ops);
   return batchersFor(redis, keys).apply.call({ keys: keys.account(update.accountId), token, update, ops });
+}
+
+/**
+ * Applies many accounts' committed rows in one script call, each as
+ * `applyAccount` applies one (on top of its `expectedSeq` only, with its
+ * index moves); for bulk writes, which batch themselves (`applyAccount`'s
+ * callers share calls through a Batcher). One outcome per request, in order.
+ */
+export async function applyAccounts(redis: Redis, keys: KeySpace, requests: readonly ApplyRequest[]): Promise<Applied[]> {
+  if (requests.length === 0) return [];
+  const items = requests.map(({ update, token = '', isNew = false, index }): ApplyItem => {
+    const ops = new IndexOps();
+    if (isNew) ops.sadd(keys.accounts, String(update.accountId));
+    index?.(ops);
+    return { keys: keys.account(update.accountId), token, update, ops };
+  });
+  return applyMany(redis, keys, items);
+}
+
+/**
+ * Many accounts' lock-free reads in one script call, as `peekAccount` reads
+ * one; for bulk work, which batches itself. One answer per item, in order.
+ */
+export async function peekAccounts(redis: Redis, keys: KeySpace, items: readonly PeekItem[]): Promise<Peeked[]> {
+  return items.length === 0 ? [] : peekMany(redis, keys, items);
 }
 
 /**
