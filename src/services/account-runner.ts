@@ -474,7 +474,6 @@ export class AccountRunner {
     const cached = accountIds.map((accountId) => cache.get(accountId));
     let peeked: Peeked[];
     let book: Book;
-    const T0 = performance.now(); const T: number[] = [];
     try {
       const items = accountIds.map((accountId, i) => ({ accountId, cachedSeq: cached[i]?.seq ?? null, clientOrderId: null }));
       peeked = await redisCall(() => peekAccounts(redis, keys, items));
@@ -482,7 +481,6 @@ export class AccountRunner {
     } catch (error) {
       return { booked: 0, unchanged: 0, left, failed: [...accountIds], error };
     }
-    T.push(performance.now() - T0);
     const decided: Booking<R>[] = [];
     const rows: LedgerRow[] = [];
     let unchanged = 0;
@@ -504,7 +502,6 @@ export class AccountRunner {
         rows.push(decision.rows[0]!);
       }
     }
-    T.push(performance.now() - T0);
     const pending = committer.commitUnlessPresent(rows);
     let committed: RowKey[];
     try {
@@ -526,10 +523,7 @@ export class AccountRunner {
       const unavailable = error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error);
       return { booked: 0, unchanged, left, failed, error: unavailable ? new DependencyUnavailable('postgres', error) : error };
     }
-    T.push(performance.now() - T0);
     const booked = await this.applyBooked(decided, committed);
-    T.push(performance.now() - T0);
-    log.info({ T: T.map(Math.round) }, 'DEBUG bulk');
     for (const { snapshot } of decided) {
       if (booked.has(snapshot.account.accountId)) continue;
       // Refused at the ledger's keys: `run` catches up, or finds it already booked.

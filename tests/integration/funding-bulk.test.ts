@@ -104,4 +104,167 @@ describe('funding on the bulk path', () => {
     await expectRedisEqualsLedger(holders.keys());
     expect(await differences(f.engine)).toEqual([]);
   });
+
+  it('charges a cached holder on top of its cached state, and leaves the cache holding the charged state', async () => {
+    // Accounts booked through this engine are in its account cache; the peek sends only their seq.
+    await f.put('/markets/CACHE-PERP', {});
+    await f.mark('CACHE-PERP', 40000);
+    const long = f.freshAccount();
+    const short = f.freshAccount();
+    for (const id of [long, short]) await f.deposit(id, 10000);
+    expect((await f.trade(long, 'CACHE-PERP', 'BUY', '0.05', 40000)).status).toBe(200);
+    expect((await f.trade(short, 'CACHE-PERP', 'SELL', '0.05', 40000)).status).toBe(200);
+    const answer = await f.post('/funding', { symbol: 'CACHE-PERP', rate: '0.001', funding_id: 'cache-1' });
+    // 0.05 · 40000 · 0.001 = 2: the long pays 2, the short receives 2
+    expect(answer.body).toMatchObject({ accounts: 2, paid: '2', received: '2' });
+    expect(paidLog('cache-1')).toMatchObject({ accounts: 2, bulk: 2 });
+    // The next trade decides on the cached state (no read): it must be the charged one. A stale
+    // entry would decide at the old seq, collide at the ledger's key and mark the account contended.
+    expect((await f.trade(long, 'CACHE-PERP', 'BUY', '0.01', 40000)).status).toBe(200);
+    expect(await f.db.redis.exists(f.keys.account(long).contended)).toBe(0);
+    const rows = await f.db.sql<{ seq: string; kind: string; balance: string }[]>`
+      SELECT seq, kind, balance FROM ledger WHERE account_id = ${long} ORDER BY seq`;
+    expect(rows.map((r) => [Number(r.seq), r.kind, new D(r.balance).toString()])).toEqual([
+      [1, 'DEPOSIT', '10000'],
+      [2, 'TRADE', '10000'],
+      [3, 'FUNDING', '9998'],
+      [4, 'TRADE', '9998'],
+    ]);
+    await expectRedisEqualsLedger([long, short]);
+  });
+
+  it('charges a holder locked by another writer through the one-by-one path, once the lock is free', async () => {
+    const holders = await seedHolders('LOCK-PERP', 120, '30000');
+    const locked = [...holders.keys()][70]!;
+    const token = 'another-writer';
+    const got = await acquireAccount(f.db.redis, f.keys, { accountId: locked, token, ttlMs: 20_000, waiterId: 'test', clientOrderId: null });
+    expect(got.acquired).toBe(true);
+    const pending = f.post('/funding', { symbol: 'LOCK-PERP', rate: '-0.0002', funding_id: 'lock-1' });
+    const charged = async () =>
+      (await f.db.sql<{ account_id: string }[]>`SELECT account_id FROM ledger WHERE kind = 'FUNDING' AND funding_id = 'lock-1'`).map((r) => Number(r.account_id));
+    // Every other holder is charged while the lock is held; the locked one is not.
+    for (let deadline = Date.now() + 20_000; (await charged()).length < 119 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    const meanwhile = await charged();
+    expect(meanwhile).toHaveLength(119);
+    expect(meanwhile).not.toContain(locked);
+    await releaseAccount(f.db.redis, f.keys, locked, token);
+    const answer = await pending;
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(answer.body.accounts).toBe(120);
+    expect(paidLog('lock-1')).toMatchObject({ accounts: 120, bulk: 119 });
+    await expectChargedOnce('lock-1', holders, '30000', '-0.0002');
+    await expectRedisEqualsLedger(holders.keys());
+    expect(await differences(f.engine)).toEqual([]);
+  });
+
+  it('sends a holder whose ledger is ahead of Redis (another writer committed, not yet applied) through the one-by-one path: caught up, charged once', async () => {
+    const holders = await seedHolders('AHEAD-PERP', 60, '20000');
+    const ahead = [...holders.keys()][17]!;
+    // Another process's deposit, committed but not applied: Redis still says seq 2.
+    await f.db.sql`INSERT INTO ledger (account_id, seq, kind, amount, balance) VALUES (${ahead}, 3, 'DEPOSIT', 5, 20005)`;
+    const answer = await f.post('/funding', { symbol: 'AHEAD-PERP', rate: '0.0005', funding_id: 'ahead-1' });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(answer.body.accounts).toBe(60);
+    // Its bulk row (seq 3) collided at the ledger's key; the one-by-one path caught Redis up and charged it at seq 4.
+    expect(paidLog('ahead-1')).toMatchObject({ accounts: 60, bulk: 59 });
+    await expectChargedOnce('ahead-1', holders, '20000', '0.0005');
+    const rows = await f.db.sql<{ seq: string; kind: string; balance: string }[]>`SELECT seq, kind, balance FROM ledger WHERE account_id = ${ahead} ORDER BY seq`;
+    const delta = holders.get(ahead)!.times('20000').times('0.0005').neg();
+    expect(rows.map((r) => [Number(r.seq), r.kind, new D(r.balance).toString()])).toEqual([
+      [1, 'DEPOSIT', '20000'],
+      [2, 'TRADE', '20000'],
+      [3, 'DEPOSIT', '20005'],
+      [4, 'FUNDING', delta.plus(20005).toString()],
+    ]);
+    await expectRedisEqualsLedger(holders.keys());
+    expect(await differences(f.engine)).toEqual([]);
+  });
+
+  it('charges each holder exactly once while holders trade meanwhile, through this engine and through another', async () => {
+    const holders = await seedHolders('BUSY-PERP', 400, '50000');
+    const other: TestEngine = await startEngine(f.iso);
+    try {
+      const base = await f.listen();
+      const otherBase = await listen(other.app);
+      await untilEnginesSeeEachOther(f.db.redis, f.keys, 2);
+      const ids = [...holders.keys()];
+      // Every fourth holder adds to its position four times while the event runs, half of them through
+      // each engine (adding, not closing: a holder that is flat when its turn comes owes nothing).
+      const traders = ids.filter((_, i) => i % 4 === 0);
+      const trades = traders.flatMap((id, i) =>
+        [0, 1, 2, 3].map(() =>
+          send(
+            i % 2 === 0 ? base : otherBase,
+            'POST',
+            '/trade',
+            { account_id: id, symbol: 'BUSY-PERP', side: holders.get(id)!.isPos() ? 'BUY' : 'SELL', quantity: '0.01', price: '50000' },
+            30_000,
+          ),
+        ),
+      );
+      const answer = await send(base, 'POST', '/funding', { symbol: 'BUSY-PERP', rate: '0.0003', funding_id: 'busy-1' }, 60_000);
+      const traded = await Promise.all(trades);
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(answer.body.accounts).toBe(400);
+      expect(traded.map((t) => t.status)).toEqual(traded.map(() => 200));
+
+      // Each holder's history, replayed: one FUNDING row, charged on the position it held at that
+      // point (before or after its trades), its balance the previous row's plus the payment.
+      const rows = await f.db.sql<{ account_id: string; seq: string; kind: string; amount: string | null; balance: string; position_quantity: string | null }[]>`
+        SELECT account_id, seq, kind, amount, balance, position_quantity FROM ledger WHERE account_id = ANY(${ids}::bigint[]) ORDER BY account_id, seq`;
+      const byAccount = new Map<number, (typeof rows)[number][]>();
+      for (const r of rows) byAccount.set(Number(r.account_id), [...(byAccount.get(Number(r.account_id)) ?? []), r]);
+      for (const id of ids) {
+        const history = byAccount.get(id)!;
+        expect(history.map((r) => Number(r.seq))).toEqual(history.map((_, i) => i + 1));
+        expect(history.filter((r) => r.kind === 'TRADE')).toHaveLength(traders.includes(id) ? 5 : 1);
+        const fundings = history.map((r, i) => [r, i] as const).filter(([r]) => r.kind === 'FUNDING');
+        expect(fundings, `account ${id}`).toHaveLength(1);
+        const [row, i] = fundings[0]!;
+        const position = new D([...history.slice(0, i)].reverse().find((r) => r.kind === 'TRADE')!.position_quantity!);
+        expect(new D(row.position_quantity!).eq(position), `account ${id}`).toBe(true);
+        expect(new D(row.amount!).eq(position.times('50000').times('0.0003').neg()), `account ${id}`).toBe(true);
+        expect(new D(row.balance).eq(new D(history[i - 1]!.balance).plus(row.amount!)), `account ${id}`).toBe(true);
+      }
+      await expectRedisEqualsLedger(ids);
+      expect(await differences(f.engine)).toEqual([]);
+      const log = paidLog('busy-1')!;
+      console.info(`funding over 400 holders while 100 of them traded 4 times each: ${log.bulk} charged in bulk, ${400 - log.bulk} one by one`);
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
+});
+
+describe('GroupCommitter.commitUnlessPresent', () => {
+  it('commits every row but those colliding with the ledger, by (account_id, seq) or by (funding_id, account_id)', async () => {
+    const [a, b, c] = [f.freshAccount(), f.freshAccount(), f.freshAccount()];
+    for (const id of [a, b, c]) await f.deposit(id, 100);
+    const row = (accountId: number, seq: number, fundingId: string) => ({
+      accountId,
+      seq,
+      kind: 'FUNDING' as const,
+      symbol: 'BULK-PERP',
+      price: '50000',
+      positionQuantity: '1',
+      amount: '-1',
+      balance: '99',
+      fundingId,
+    });
+    // b's seq 2 is taken by its deposit of 5; c is charged by 'once-1' already
+    await f.deposit(b, 5);
+    expect(await f.engine.committer.commitUnlessPresent([row(c, 2, 'once-1')])).toEqual([{ accountId: c, seq: 2 }]);
+    const written = await f.engine.committer.commitUnlessPresent([row(a, 2, 'once-1'), row(b, 2, 'once-1'), row(c, 3, 'once-1')]);
+    expect(written).toEqual([{ accountId: a, seq: 2 }]);
+    const rows = await f.db.sql<{ account_id: string; seq: string; kind: string }[]>`
+      SELECT account_id, seq, kind FROM ledger WHERE account_id = ANY(${[a, b, c]}::bigint[]) ORDER BY account_id, seq`;
+    expect(rows.map((r) => [Number(r.account_id), Number(r.seq), r.kind])).toEqual([
+      [a, 1, 'DEPOSIT'],
+      [a, 2, 'FUNDING'],
+      [b, 1, 'DEPOSIT'],
+      [b, 2, 'DEPOSIT'],
+      [c, 1, 'DEPOSIT'],
+      [c, 2, 'FUNDING'],
+    ]);
+  });
 });
