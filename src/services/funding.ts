@@ -116,7 +116,7 @@ const CONCURRENCY = 1024;
 /** Holders per bulk write. */
 const CHUNK = 500;
 /** Bulk writes in flight at once: one being decided while others wait on PostgreSQL or Redis. */
-const CHUNKS_IN_FLIGHT = 4;
+const CHUNKS_IN_FLIGHT = 2;
 /** Passes over the holders a store failure left uncharged, before the run gives up (and recovery takes it). */
 const MAX_PASSES = 4;
 /** Longest wait, between passes, for PostgreSQL to be reachable again. */
