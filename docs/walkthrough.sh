@@ -107,6 +107,8 @@ run "curl -s localhost:8000/funding -H \"authorization: Bearer \$OPERATOR\" -H \
 say '# The same funding_id with another rate'
 run "curl -s localhost:8000/funding -H \"authorization: Bearer \$OPERATOR\" -H \"\$JSON\" -d '{\"symbol\": \"BTC-PERP\", \"rate\": \"0.0002\", \"funding_id\": \"BTC-PERP-2026-12-02T10\"}'" \
   "$OPERATOR" /funding -H "$JSON" -d '{"symbol": "BTC-PERP", "rate": "0.0002", "funding_id": "BTC-PERP-2026-12-02T10"}'
+say '# Account 3 ledger: every change to its balance, with what each did (here only funding and cash)'
+run "curl -s 'localhost:8000/accounts/3/ledger?kinds=FUNDING,DEPOSIT' -H \"authorization: Bearer \$OPERATOR\"" "$OPERATOR" '/accounts/3/ledger?kinds=FUNDING,DEPOSIT'
 say ''
 say '# Fees: after PUT /markets/BTC-PERP {"maker_fee_rate": "-0.0001", "taker_fee_rate": "0.0005"}, a maker fill earns the rebate'
 q "$BASE/markets/BTC-PERP" -X PUT -H "authorization: Bearer $OPERATOR" -H "$JSON" -d '{"maker_fee_rate": "-0.0001", "taker_fee_rate": "0.0005"}' >/dev/null

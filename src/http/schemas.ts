@@ -77,6 +77,22 @@ const sequenceCursor = idText('must be a cursor returned by a previous page').op
 
 export const pageQuery = z.object({ limit: limitParam, cursor: sequenceCursor }).strict();
 
+export const LEDGER_KINDS = ['TRADE', 'DEPOSIT', 'WITHDRAWAL', 'FUNDING', 'LIQUIDATION_FEE', 'INSURANCE'] as const;
+const ledgerKindList = new RegExp(`^(${LEDGER_KINDS.join('|')})(,(${LEDGER_KINDS.join('|')}))*$`);
+
+export const statementQuery = z
+  .object({
+    limit: limitParam,
+    cursor: sequenceCursor,
+    kinds: z
+      .string()
+      .regex(ledgerKindList, `must be a comma-separated list of ${LEDGER_KINDS.join(', ')}`)
+      .transform((s) => [...new Set(s.split(','))] as (typeof LEDGER_KINDS)[number][])
+      .optional()
+      .meta({ description: 'Only rows of these kinds (default: all)' }),
+  })
+  .strict();
+
 export const marginReportQuery = z
   .object({
     limit: limitParam,
@@ -389,6 +405,34 @@ export const tradesResponse = z.object({
   next_cursor: z.string().nullable(),
 });
 
+export const statementResponse = z.object({
+  entries: z.array(
+    z.object({
+      entry_id: z.number(),
+      account_id: z.number(),
+      seq: z.number().meta({ description: "The row's place in the account's ledger, from 1" }),
+      kind: z.enum(LEDGER_KINDS),
+      change: amount.meta({ description: "What the row did to the balance (signed): balance minus the previous row's balance" }),
+      balance: amount.meta({ description: 'The balance after the row' }),
+      amount: amount.nullable().meta({ description: 'Cash kinds: the amount (positive); FUNDING: the signed payment; null on a trade' }),
+      symbol: z.string().nullable(),
+      side: side.nullable(),
+      quantity: amount.nullable(),
+      price: amount.nullable().meta({ description: 'A trade: its price; FUNDING: the mark it was charged at' }),
+      realised_pnl: amount.nullable(),
+      fee: amount.nullable().meta({ description: 'A trade: its trading fee ("0" before fees existed); null otherwise' }),
+      liquidity: z.enum(['maker', 'taker']).nullable(),
+      position_quantity: amount.nullable().meta({ description: 'A trade: the signed position after it; FUNDING: the position charged' }),
+      liquidation_id: z.number().nullable(),
+      funding_id: z.string().nullable(),
+      client_order_id: z.string().nullable(),
+      actor: z.string().nullable(),
+      created_at: z.string(),
+    }),
+  ),
+  next_cursor: z.string().nullable(),
+});
+
 export const markResponse = z.object({
   symbol: z.string(),
   price: amount,
@@ -461,6 +505,7 @@ export type PreviewResponse = z.infer<typeof previewResponse>;
 export type InsuranceFundResponse = z.infer<typeof insuranceFundResponse>;
 export type InsuranceHistoryResponse = z.infer<typeof insuranceHistoryResponse>;
 export type TradesResponse = z.infer<typeof tradesResponse>;
+export type StatementResponse = z.infer<typeof statementResponse>;
 export type MarginReportResponse = z.infer<typeof marginReportResponse>;
 export type LiquidationsResponse = z.infer<typeof liquidationsResponse>;
 export type MarketResponse = z.infer<typeof marketResponse>;

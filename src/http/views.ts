@@ -13,10 +13,14 @@ import type { AccountMargin } from '../domain/margin.js';
 import type { ReportPage } from '../services/margin-report.js';
 import type { ReportEntry } from '../services/report-sources.js';
 import type { FundMovement, FundRow } from '../store/insurance.js';
-import type { LedgerEntry, LiquidationEntry } from '../store/ledger.js';
-import type { InsuranceFundResponse, InsuranceHistoryResponse, LiquidationsResponse, MarginReportResponse, PositionsResponse, TradesResponse } from './schemas.js';
+import type { LedgerEntry, LiquidationEntry, StatementEntry } from '../store/ledger.js';
+import type { InsuranceFundResponse, InsuranceHistoryResponse, LiquidationsResponse, MarginReportResponse, PositionsResponse, StatementResponse, TradesResponse } from './schemas.js';
 
 const cursorText = (cursor: number | null) => (cursor === null ? null : String(cursor));
+/** PostgreSQL's numeric text, normalised ("50.000" → "50"). */
+const decimalText = (text: string) => str(new D(text));
+const decimalOrNull = (text: string | null) => (text === null ? null : decimalText(text));
+
 const priceText = (d: Dec | null) => (d === null ? null : str(d));
 
 export function positionsBody(accountId: number, m: AccountMargin, liquidationPrices: ReadonlyMap<string, Dec | null>): PositionsResponse {
@@ -72,6 +76,34 @@ export function tradesBody(page: { entries: LedgerEntry[]; nextCursor: number | 
   };
 }
 
+export function statementBody(page: { entries: StatementEntry[]; nextCursor: number | null }): StatementResponse {
+  return {
+    entries: page.entries.map((e) => ({
+      entry_id: e.entryId,
+      account_id: e.accountId,
+      seq: e.seq,
+      kind: e.kind,
+      change: decimalText(e.change),
+      balance: decimalText(e.balance),
+      amount: decimalOrNull(e.amount),
+      symbol: e.symbol,
+      side: e.side,
+      quantity: decimalOrNull(e.quantity),
+      price: decimalOrNull(e.price),
+      realised_pnl: decimalOrNull(e.realisedPnl),
+      fee: e.kind === 'TRADE' ? decimalText(e.fee ?? '0') : null,
+      liquidity: e.liquidity,
+      position_quantity: decimalOrNull(e.positionQuantity),
+      liquidation_id: e.liquidationId,
+      funding_id: e.fundingId,
+      client_order_id: e.clientOrderId,
+      actor: e.actor,
+      created_at: e.createdAt.toISOString(),
+    })),
+    next_cursor: cursorText(page.nextCursor),
+  };
+}
+
 export function liquidationsBody(page: { liquidations: LiquidationEntry[]; nextCursor: number | null }): LiquidationsResponse {
   return {
     liquidations: page.liquidations.map((l) => ({
@@ -117,9 +149,6 @@ export function marginReportBody(page: ReportPage): MarginReportResponse {
   };
 }
 
-/** PostgreSQL's numeric text, normalised ("50.000" → "50"). */
-const decimalText = (text: string) => str(new D(text));
-const decimalOrNull = (text: string | null) => (text === null ? null : decimalText(text));
 
 export function fundBody(f: FundRow): InsuranceFundResponse {
   return {

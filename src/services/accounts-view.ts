@@ -1,6 +1,6 @@
 /**
- * Read-only views of an account: its margin (from Redis) and its trade history
- * (from PostgreSQL). Reads take no lock and write nothing. They return the
+ * Read-only views of an account: its margin (from Redis), its trade history and
+ * its whole ledger (from PostgreSQL). Reads take no lock and write nothing. They return the
  * engine's values; src/http/views.ts prints them in the wire shape.
  */
 import type { Redis } from 'ioredis';
@@ -10,7 +10,7 @@ import { liquidationPrices } from '../domain/liquidation.js';
 import type { Dec } from '../domain/decimal.js';
 import { accountExists, readAccount } from '../store/account-state.js';
 import type { MarkBook } from '../store/mark-book.js';
-import { liquidationPage, tradePage, type LedgerEntry, type LiquidationEntry } from '../store/ledger.js';
+import { liquidationPage, statementPage, tradePage, type LedgerEntry, type LedgerKind, type LiquidationEntry, type StatementEntry } from '../store/ledger.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace } from '../store/redis.js';
 import { postgresCall, redisCall } from './dependencies.js';
@@ -46,12 +46,27 @@ export class AccountsView {
 
   /** Newest first. The cursor is the sequence number of the last trade of the previous page. */
   async trades(accountId: number, limit: number, cursor: number | null): Promise<{ entries: LedgerEntry[]; nextCursor: number | null }> {
-    const { redis, sql, keys, timeoutMs } = this.deps;
-    const page = await postgresCall(() => tradePage(sql, accountId, limit, cursor), timeoutMs);
-    if (page.entries.length === 0 && cursor === null) {
-      const account = await redisCall(() => readAccount(redis, keys, accountId));
-      if (!accountExists(account)) throw accountNotFound(accountId);
-    }
+    const page = await postgresCall(() => tradePage(this.deps.sql, accountId, limit, cursor), this.deps.timeoutMs);
+    if (page.entries.length === 0 && cursor === null) await this.mustExist(accountId);
     return page;
+  }
+
+  /** Every ledger row, newest first (only `kinds`, when given). The cursor is the sequence number of the last row of the previous page. */
+  async statement(
+    accountId: number,
+    limit: number,
+    cursor: number | null,
+    kinds: readonly LedgerKind[] | null,
+  ): Promise<{ entries: StatementEntry[]; nextCursor: number | null }> {
+    const page = await postgresCall(() => statementPage(this.deps.sql, accountId, limit, cursor, kinds), this.deps.timeoutMs);
+    if (page.entries.length === 0 && cursor === null) await this.mustExist(accountId);
+    return page;
+  }
+
+  /** An empty first page is a 404 unless the account exists (it may have no rows of the kinds asked for). */
+  private async mustExist(accountId: number): Promise<void> {
+    const { redis, keys } = this.deps;
+    const account = await redisCall(() => readAccount(redis, keys, accountId));
+    if (!accountExists(account)) throw accountNotFound(accountId);
   }
 }

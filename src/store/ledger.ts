@@ -520,6 +520,36 @@ export async function tradePage(
   return { entries, nextCursor };
 }
 
+/** A ledger row with what it did to the balance: its balance minus the row before's (0 before the first). */
+export interface StatementEntry extends LedgerEntry {
+  readonly change: string;
+}
+
+/**
+ * The account's ledger, newest first, optionally only rows of some kinds: every
+ * change to its balance or positions (trades, cash, funding, liquidation fees,
+ * insurance). Sequences are contiguous per account, so the row before is found
+ * by its key, whatever the filter.
+ */
+export async function statementPage(
+  sql: Sql,
+  accountId: number,
+  limit: number,
+  beforeSeq: number | null,
+  kinds: readonly LedgerKind[] | null,
+): Promise<{ entries: StatementEntry[]; nextCursor: number | null }> {
+  const rows = await sql<(EntryRecord & { change: string })[]>`
+    SELECT l.*, l.balance - coalesce(p.balance, 0) AS change
+    FROM ledger l LEFT JOIN ledger p ON p.account_id = l.account_id AND p.seq = l.seq - 1
+    WHERE l.account_id = ${accountId}
+      ${beforeSeq === null ? sql`` : sql`AND l.seq < ${beforeSeq}`}
+      ${kinds === null ? sql`` : sql`AND l.kind IN ${sql(kinds)}`}
+    ORDER BY l.seq DESC LIMIT ${limit + 1}`;
+  const entries = rows.slice(0, limit).map((r) => ({ ...toEntry(r), change: r.change }));
+  const nextCursor = rows.length > limit ? entries[entries.length - 1]!.seq : null;
+  return { entries, nextCursor };
+}
+
 /** Hands out liquidation ids from the PostgreSQL sequence, fetched in blocks (one round trip per block). */
 export class LiquidationIds {
   private pool: number[] = [];

@@ -106,6 +106,8 @@ const TABLE: readonly (readonly [string, ...number[]])[] = [
   ['GET /positions/2',                   R,   200,      200,  200,     200,     200,    200,   F],
   ['GET /trades/1',                      R,   200,      200,  200,     200,     200,    200,   200],
   ['GET /trades/2',                      R,   200,      200,  200,     200,     200,    200,   F],
+  ['GET /accounts/1/ledger',             R,   200,      200,  200,     200,     200,    200,   200],
+  ['GET /accounts/2/ledger',             R,   200,      200,  200,     200,     200,    200,   F],
   ['POST /mark-price',                   R,   200,      200,  200,     F,       F,      F,     F],
   ['GET /margin-report',                 R,   200,      200,  200,     200,     200,    200,   F],
   ['GET /liquidations',                  R,   200,      200,  200,     200,     200,    200,   F],
@@ -371,13 +373,13 @@ describe('403 FORBIDDEN', () => {
   });
 
   it("an account key reading another account's positions and trades is refused and shown nothing", async () => {
-    for (const url of ['/positions/22', '/trades/22', '/liquidations?account_id=22']) {
+    for (const url of ['/positions/22', '/trades/22', '/accounts/22/ledger', '/liquidations?account_id=22']) {
       const res = await call(t.app, 'GET', url, undefined, account.key);
       expect(res, url).toEqual({ status: 403, body: refused('FORBIDDEN') });
       expect(JSON.stringify(res.body), url).not.toContain('FORB-PERP');
     }
     // its own accounts, both of them, are readable
-    for (const url of ['/positions/20', '/positions/21', '/trades/20', '/trades/21', '/liquidations?account_id=21']) {
+    for (const url of ['/positions/20', '/positions/21', '/trades/20', '/trades/21', '/accounts/21/ledger', '/liquidations?account_id=21']) {
       expect((await call(t.app, 'GET', url, undefined, account.key)).status, url).toBe(200);
     }
   });

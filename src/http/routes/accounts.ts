@@ -1,6 +1,6 @@
 import { actorOf, READERS, type Access } from '../auth.js';
-import { DEFAULT_PAGE_LIMIT, accountIdParams, amountBody, cashResponse, errorResponse, pageQuery, positionsResponse, tradesResponse } from '../schemas.js';
-import { positionsBody, tradesBody } from '../views.js';
+import { DEFAULT_PAGE_LIMIT, accountIdParams, amountBody, cashResponse, errorResponse, pageQuery, positionsResponse, statementQuery, statementResponse, tradesResponse } from '../schemas.js';
+import { positionsBody, statementBody, tradesBody } from '../views.js';
 import type { RoutePlugin } from './types.js';
 
 const errors = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 404: errorResponse, 422: errorResponse, 503: errorResponse };
@@ -53,5 +53,23 @@ export const accountRoutes: RoutePlugin = async (app, { engine }) => {
       },
     },
     async (req) => tradesBody(await engine.accounts.trades(req.params.account_id, req.query.limit ?? DEFAULT_PAGE_LIMIT, req.query.cursor ?? null)),
+  );
+
+  app.get(
+    '/accounts/:account_id/ledger',
+    {
+      config: { access: ownAccount },
+      schema: {
+        tags: ['accounts'],
+        summary: "The account's ledger, newest first: trades, cash, funding, liquidation fees, insurance",
+        params: accountIdParams,
+        querystring: statementQuery,
+        response: { 200: statementResponse, ...errors },
+      },
+    },
+    async (req) => {
+      const { limit, cursor, kinds } = req.query;
+      return statementBody(await engine.accounts.statement(req.params.account_id, limit ?? DEFAULT_PAGE_LIMIT, cursor ?? null, kinds ?? null));
+    },
   );
 };
