@@ -496,8 +496,7 @@ export class AccountRunner {
       if (decision.kind === 'answer') unchanged++;
       else if (decision.kind === 'refuse' || decision.rows.length !== 1 || decision.liquidation !== undefined || decision.rows[0]!.clientOrderId) {
         left.push(account.accountId);
-      }
-      else {
+      } else {
         decided.push({ snapshot, decision });
         rows.push(decision.rows[0]!);
       }
