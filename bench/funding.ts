@@ -1,8 +1,8 @@
 /**
  * Funding over 100,000 holders: one POST /funding that charges every holder
- * of a symbol (one FUNDING ledger row each, through the account runner:
- * group commits and batched Redis applies), then finds the accounts it
- * endangered.
+ * of a symbol (one FUNDING ledger row each, on the account runner's bulk
+ * path: a peek, one INSERT and batched Redis applies per chunk of holders),
+ * then finds the accounts it endangered.
  *
  * The book is seeded in PostgreSQL directly (a deposit and a trade per
  * account, written as the ledger rows the engine would have written), and
