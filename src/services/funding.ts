@@ -9,11 +9,13 @@
  *    happens; a crash leaves it to recovery, which finishes it at the same
  *    mark before the engine reports ready.
  * 2. The holders are the symbol's two risk-index lists. Each is charged by a
- *    pure decision through the AccountRunner, like any other write, many at
- *    once (group commits, batched Redis applies). The ledger's unique index
- *    on (funding_id, account_id) makes a holder's row unique: a re-run skips
- *    the holders already charged, and a row that collides anyway is one
- *    already booked.
+ *    pure decision through the AccountRunner: in chunks on its bulk path
+ *    (`runMany`: one peek, one INSERT, batched applies per chunk), and the
+ *    holders that path leaves (busy in this process, locked by another
+ *    writer, refused at the ledger's keys) one by one, like any other
+ *    write. The ledger's unique index on (funding_id, account_id) makes a
+ *    holder's row unique: a re-run skips the holders already charged, and a
+ *    row that collides anyway is one already booked.
  * 3. The accounts the payments endangered are liquidated (reason 'funding'),
  *    found with the risk index at the current mark, as a tick finds them.
  * 4. The event is finished in one transaction: totals summed from its rows,
