@@ -1,8 +1,8 @@
 /**
  * Funding over 100,000 holders: one POST /funding that charges every holder
- * of a symbol (one FUNDING ledger row each, through the account runner:
- * group commits and batched Redis applies), then finds the accounts it
- * endangered.
+ * of a symbol (one FUNDING ledger row each, on the account runner's bulk
+ * path: a peek, one INSERT and batched Redis applies per chunk of holders),
+ * then finds the accounts it endangered.
  *
  * The book is seeded in PostgreSQL directly (a deposit and a trade per
  * account, written as the ledger rows the engine would have written), and
@@ -22,7 +22,7 @@ import { cpus, loadavg } from 'node:os';
 import { Decimal } from 'decimal.js';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
-import { DATABASE_URL, REDIS_URL, cleanup, engineEnv, isolation, request, startEngine, table, type Child, type Isolation } from './harness.js';
+import { DATABASE_URL, ENGINE_NODE_FLAGS, REDIS_URL, cleanup, engineEnv, isolation, request, startEngine, table, type Child, type Isolation } from './harness.js';
 
 const HOLDERS = 100_000;
 const SYMBOL = 'FUND-PERP';
@@ -77,7 +77,13 @@ export async function benchFunding(): Promise<string> {
     const rebuilt = spawnSync(process.execPath, ['dist/cli/rebuild.js'], { env: { ...process.env, ...engineEnv(iso), DEPENDENCY_TIMEOUT_MS: '30000' }, stdio: ['ignore', 'pipe', 'inherit'] });
     if (rebuilt.status !== 0) throw new Error(`rebuild exited with ${rebuilt.status}`);
     const rebuildS = (performance.now() - t) / 1000;
-    engine = await startEngine(iso);
+    // Development aids: FUNDING_CPU_PROF=<dir> runs the engine under `node --cpu-prof` (the profile is
+    // written when it exits); ENGINE_ENV='{"LOG_LEVEL":"info"}' adds engine settings; FUNDING_ENGINE_LOG=<file>
+    // keeps the engine's log (its standard output).
+    const profileDir = process.env.FUNDING_CPU_PROF;
+    const extra = JSON.parse(process.env.ENGINE_ENV ?? '{}') as Record<string, string>;
+    const flags = profileDir ? [...ENGINE_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${profileDir}`] : ENGINE_NODE_FLAGS;
+    engine = await startEngine(iso, extra, flags, undefined, process.env.FUNDING_ENGINE_LOG);
     log(`seeded in ${seedS.toFixed(1)} s; redis rebuilt from it in ${rebuildS.toFixed(1)} s`);
     const rssBefore = engine.rssMiB();
 

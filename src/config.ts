@@ -95,6 +95,8 @@ const envSchema = z
     COMMIT_CONCURRENCY: positiveInt(6),
     /** A group commit leaves as soon as this many rows wait (0: only at the end of the event loop's turn). */
     COMMIT_EARLY_ROWS: z.coerce.number().int().min(0).max(100_000).default(32),
+    /** Holders one bulk write of a funding event charges (one read, one INSERT, a few Redis applies). */
+    FUNDING_CHUNK: z.coerce.number().int().min(1).max(20_000).default(500),
     /** Engine processes sharing the port (node:cluster); each is a full engine on the same Redis and PostgreSQL. */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
     /** API keys and roles. 'off' only while the engine listens on loopback alone. */
@@ -154,6 +156,7 @@ const envSchema = z
         commitBatchMax: e.COMMIT_BATCH_MAX,
         commitConcurrency: e.COMMIT_CONCURRENCY,
         commitEarlyRows: e.COMMIT_EARLY_ROWS,
+        fundingChunk: e.FUNDING_CHUNK,
         workers: e.WORKERS,
         auth: e.AUTH === 'on',
         adminApiKey: e.ADMIN_API_KEY ?? null,

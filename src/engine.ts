@@ -209,7 +209,7 @@ export async function createEngine(config: Config, log: Logger, options: EngineO
     await liquidation.settle();
     return left;
   };
-  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, riskDefaults, committer, timeoutMs, log });
+  const funding = new FundingService({ redis, sql, keys, risk, runner, markBook, liquidation, riskDefaults, committer, timeoutMs, chunk: config.fundingChunk, log });
   recovery.finishFundings = (all) => funding.finishPending(all);
   const apiKeys = config.auth ? new ApiKeys(sql, { adminKey: config.adminApiKey, timeoutMs, log }) : null;
   try {

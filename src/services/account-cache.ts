@@ -31,6 +31,11 @@ export class AccountCache {
     if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
   }
 
+  /** Replaces the account's entry if it has one (keeping its place); an account not cached stays out, so a bulk write does not push out the working set. */
+  replace(account: StoredAccount): void {
+    if (this.entries.has(account.accountId)) this.entries.set(account.accountId, account);
+  }
+
   delete(accountId: number): void {
     this.entries.delete(accountId);
   }

@@ -25,7 +25,7 @@ import { DependencyUnavailable, EngineError, type ErrorCode } from '../domain/er
 import { liquidationThresholds } from '../domain/liquidation.js';
 import { marketRules, type AccountState, type MarginTotals, type RiskParams } from '../domain/margin.js';
 import { markContended } from '../store/account-lock.js';
-import { applyAccount, type AccountUpdate } from '../store/account-state.js';
+import { applyAccount, applyAccounts, peekAccounts, type AccountUpdate, type ApplyRequest, type Peeked } from '../store/account-state.js';
 import { rememberClientOrder } from '../store/client-orders.js';
 import {
   GroupCommitter,
@@ -37,8 +37,9 @@ import {
   type LedgerEntry,
   type LedgerRow,
   type LiquidationRecord,
+  type RowKey,
 } from '../store/ledger.js';
-import type { MarkBook } from '../store/mark-book.js';
+import type { Book, MarkBook } from '../store/mark-book.js';
 import type { MarginCallRecord } from '../store/margin-calls.js';
 import type { Sql } from '../store/postgres.js';
 import type { KeySpace, RedisClient } from '../store/redis.js';
@@ -152,6 +153,32 @@ class StaleState extends Error {
     super(clientOrder ? 'client order id already booked' : 'account state is behind the ledger');
   }
 }
+
+/** What `runMany` did with the accounts it was given. */
+export interface BulkOutcome {
+  /** Accounts whose row was committed (and applied to Redis, or left to catch-up when Redis refused it). */
+  readonly booked: number;
+  /** Accounts whose decision booked nothing. */
+  readonly unchanged: number;
+  /**
+   * Accounts not done here, for `run` to do one at a time: busy in this
+   * process, held by another writer's lock (or contended), decided other
+   * than one row to book, or refused at the ledger's keys.
+   */
+  readonly left: number[];
+  /** Accounts a store failure (`error`) left undone: nothing of theirs is booked, or a commit's outcome is left to catch-up. */
+  readonly failed: number[];
+  readonly error: unknown;
+}
+
+/** A bulk decision to book one row, with the snapshot it was made on. */
+interface Booking<R> {
+  readonly snapshot: Snapshot;
+  readonly decision: Decision<R> & { kind: 'book' };
+}
+
+/** Accounts per apply script call on the bulk path (the calls of one bulk write go out together). */
+const APPLY_BATCH = 500;
 
 /** The snapshot a decision was made on, and the account's lock if held ('' for none). */
 interface Held {
@@ -356,19 +383,10 @@ export class AccountRunner {
 
   /** Applies the committed state and moves the index, in one round trip. Returns whether the marks moved meanwhile. */
   private async apply<R>({ snapshot, token }: Held, decision: Decision<R> & { kind: 'book' }, entries: LedgerEntry[]): Promise<boolean> {
-    const { redis, keys, risk, riskDefaults, cache, marks } = this.deps;
+    const { redis, keys, cache, marks } = this.deps;
     const before = snapshot.account;
     const after = decision.after;
-    const isNew = before.seq === 0;
-    const rules = marketRules(snapshot.markets, riskDefaults);
-    const thresholds = liquidationThresholds(after, snapshot.marks, rules, decision.totals);
-    const tiered = tieredEntries(after, snapshot.marks, rules, decision.totals);
-    const result = await applyAccount(redis, keys, {
-      update: updateOf(before, after, entries),
-      token,
-      isNew,
-      index: (w) => queueIndexUpdate(w, risk, before.accountId, isNew ? null : sidesOf(before.positions), thresholds, tiered),
-    });
+    const result = await applyAccount(redis, keys, this.applyRequest(snapshot, decision, updateOf(before, after, entries), token));
     // The reply read the marks' epoch and boot marker: it keeps the trusted path open, or closes it.
     marks.observe(result.marksEpoch, result.boot, marks.shardOf(before.accountId));
     const last = entries[entries.length - 1]!;
@@ -380,6 +398,196 @@ export class AccountRunner {
       this.deps.onLagging?.(before.accountId);
     }
     return result.marksEpoch !== snapshot.marksEpoch;
+  }
+
+  /** The Redis apply of committed rows (`update`), and the risk-index moves to the thresholds after them. */
+  private applyRequest<R>(snapshot: Snapshot, decision: Decision<R> & { kind: 'book' }, update: AccountUpdate, token: string): ApplyRequest {
+    const { risk, riskDefaults } = this.deps;
+    const before = snapshot.account;
+    const after = decision.after;
+    const isNew = before.seq === 0;
+    const rules = marketRules(snapshot.markets, riskDefaults);
+    const thresholds = liquidationThresholds(after, snapshot.marks, rules, decision.totals);
+    const tiered = tieredEntries(after, snapshot.marks, rules, decision.totals);
+    return {
+      update,
+      token,
+      isNew,
+      index: (w) => queueIndexUpdate(w, risk, before.accountId, isNew ? null : sidesOf(before.positions), thresholds, tiered),
+    };
+  }
+
+  /**
+   * The bulk path: one decision on each of many accounts, for writes of one
+   * row per account (a funding event's charges). Nothing is retried here;
+   * whatever the bulk path does not do is left for `run`:
+   *
+   * 1. Queue: the accounts idle in this process are held in their queues
+   *    (an operation that arrives meanwhile waits behind the bulk write, as
+   *    behind any other); accounts with an operation queued or an apply in
+   *    flight are left.
+   * 2. State: one lock-free peek of them all (the cached state where Redis
+   *    is still at its seq); accounts another writer holds (or collided on
+   *    lately) are left.
+   * 3. Decide: the caller's pure decision on each. A decision to book other
+   *    than exactly one row (without a liquidation record or a client order
+   *    id, whose answers need the commit's entry ids) is left, as is a
+   *    refusal (`run` confirms it).
+   * 4. Commit: every row in one statement, which leaves out the rows the
+   *    ledger's keys refuse (another writer booked that seq first, or the
+   *    row is already booked): their accounts are left, and `run` finds out
+   *    which it was.
+   * 5. Apply: the committed rows in a few script calls, each guarded by the
+   *    seq it follows, with the accounts' index moves. Cached accounts are
+   *    replaced by their new state (uncached ones are not added); an apply
+   *    Redis refuses or fails leaves the account to catch-up, as in `run`.
+   *
+   * A store failure before or at the commit fails the accounts it caught
+   * (`failed`, `error`), for the caller to try again once the store is
+   * back; a commit past its deadline is applied if it lands later, as `run`
+   * does.
+   */
+  async runMany<R>(accountIds: readonly number[], decide: (s: Snapshot) => Decision<R>): Promise<BulkOutcome> {
+    const left: number[] = [];
+    const held: number[] = [];
+    let release!: () => void;
+    const over = new Promise<void>((resolve) => (release = resolve));
+    for (const accountId of accountIds) {
+      // A repeated id is busy by now: held just above.
+      if (this.tails.has(accountId) || this.applying.has(accountId)) left.push(accountId);
+      else {
+        this.tails.set(accountId, over);
+        held.push(accountId);
+      }
+    }
+    try {
+      // Shard by shard (in parallel): a shard's accounts are read and applied in calls of their own, against that shard's copy of the marks.
+      const outcomes = await Promise.all([...this.deps.keys.groupByShard(held, (id) => id)].map(([shard, ids]) => this.bulk(shard, ids, decide, left)));
+      const failed = outcomes.flatMap((o) => o.failed);
+      const error = outcomes.find((o) => o.error !== null)?.error ?? null;
+      const sum = (f: (o: BulkOutcome) => number) => outcomes.reduce((n, o) => n + f(o), 0);
+      return { booked: sum((o) => o.booked), unchanged: sum((o) => o.unchanged), left, failed, error };
+    } finally {
+      release();
+      for (const accountId of held) if (this.tails.get(accountId) === over) this.tails.delete(accountId);
+    }
+  }
+
+  private async bulk<R>(shard: number, accountIds: readonly number[], decide: (s: Snapshot) => Decision<R>, left: number[]): Promise<BulkOutcome> {
+    const { redis, keys, cache, marks, committer, timeoutMs, log } = this.deps;
+    if (accountIds.length === 0) return { booked: 0, unchanged: 0, left, failed: [], error: null };
+    if (committer.unavailable) return { booked: 0, unchanged: 0, left, failed: [...accountIds], error: new DependencyUnavailable('postgres') };
+    // Taken before the read: an entry may be evicted while it is out.
+    const cached = accountIds.map((accountId) => cache.get(accountId));
+    let peeked: Peeked[];
+    let book: Book;
+    try {
+      const items = accountIds.map((accountId, i) => ({ accountId, cachedSeq: cached[i]?.seq ?? null, clientOrderId: null }));
+      peeked = await redisCall(() => peekAccounts(redis, keys, items));
+      book = await redisCall(() => marks.at(peeked[0]!.marksEpoch, peeked[0]!.boot, shard));
+    } catch (error) {
+      return { booked: 0, unchanged: 0, left, failed: [...accountIds], error };
+    }
+    const decided: Booking<R>[] = [];
+    const rows: LedgerRow[] = [];
+    let unchanged = 0;
+    for (let i = 0; i < accountIds.length; i++) {
+      const p = peeked[i]!;
+      if (!p.free) {
+        left.push(accountIds[i]!);
+        continue;
+      }
+      const account = p.account ?? cached[i]!;
+      const snapshot: Snapshot = { account, marks: book.marks, markets: book.markets, marksEpoch: book.epoch, clientOrder: null };
+      const decision = decide(snapshot);
+      if (decision.kind === 'answer') unchanged++;
+      else if (
+        decision.kind === 'refuse' ||
+        decision.rows.length !== 1 ||
+        decision.liquidation !== undefined ||
+        decision.marginCall !== undefined ||
+        decision.rows[0]!.clientOrderId
+      ) {
+        // Only a lone row is booked here; a margin call (committed with its row) and the rest go one by one.
+        left.push(account.accountId);
+      } else {
+        decided.push({ snapshot, decision });
+        rows.push(decision.rows[0]!);
+      }
+    }
+    const pending = committer.commitUnlessPresent(rows);
+    let committed: RowKey[];
+    try {
+      committed = await withTimeout(pending, timeoutMs, 'ledger commit');
+    } catch (error) {
+      const failed = decided.map(({ snapshot }) => snapshot.account.accountId);
+      for (const accountId of failed) cache.delete(accountId);
+      if (error instanceof TimeoutError) {
+        // Still pending: whatever it commits is applied when it does, as `run` does.
+        void pending.then(
+          (late) => this.applyBooked(shard, decided, late),
+          () => undefined,
+        );
+      } else if (error instanceof LedgerUnavailable && error.maybeCommitted) {
+        // A connection lost mid-commit may have committed: the watch compares each account with its ledger.
+        for (const { snapshot } of decided) this.deps.onLagging?.(snapshot.account.accountId);
+      }
+      log.warn({ err: error, rows: rows.length }, 'bulk commit failed; its accounts are left');
+      const unavailable = error instanceof TimeoutError || error instanceof LedgerUnavailable || isPostgresUnavailable(error);
+      return { booked: 0, unchanged, left, failed, error: unavailable ? new DependencyUnavailable('postgres', error) : error };
+    }
+    const booked = await this.applyBooked(shard, decided, committed);
+    for (const { snapshot } of decided) {
+      if (booked.has(snapshot.account.accountId)) continue;
+      // Refused at the ledger's keys: `run` catches up, or finds it already booked.
+      cache.delete(snapshot.account.accountId);
+      left.push(snapshot.account.accountId);
+    }
+    return { booked: booked.size, unchanged, left, failed: [], error: null };
+  }
+
+  /**
+   * Applies the rows of `decided` that were committed (`committed`), in
+   * script calls of APPLY_BATCH accounts sent together; never rejects.
+   * Returns the accounts whose row was committed.
+   */
+  private async applyBooked<R>(shard: number, decided: readonly Booking<R>[], committed: readonly RowKey[]): Promise<Set<number>> {
+    const { redis, keys, cache, marks, log } = this.deps;
+    const written = new Map<number, number>();
+    for (const c of committed) written.set(c.accountId, c.seq);
+    const applying: { booking: Booking<R>; request: ApplyRequest; seq: number }[] = [];
+    for (const booking of decided) {
+      const row = booking.decision.rows[0]!;
+      if (written.get(row.accountId) !== row.seq) continue;
+      const update = stateUpdate(booking.snapshot.account, booking.decision.after, row);
+      applying.push({ booking, request: this.applyRequest(booking.snapshot, booking.decision, update, ''), seq: row.seq });
+    }
+    const parts: (typeof applying)[] = [];
+    for (let i = 0; i < applying.length; i += APPLY_BATCH) parts.push(applying.slice(i, i + APPLY_BATCH));
+    await Promise.all(
+      parts.map(async (part) => {
+        try {
+          const results = await redisCall(() => applyAccounts(redis, keys, part.map((a) => a.request)));
+          marks.observe(results[0]!.marksEpoch, results[0]!.boot, shard);
+          part.forEach(({ booking: { snapshot, decision }, seq }, i) => {
+            const accountId = snapshot.account.accountId;
+            if (results[i]!.applied) cache.replace({ accountId, seq, balance: decision.after.balance, positions: decision.after.positions });
+            else {
+              // Redis was not at the seq the row follows: the watch catches the account up.
+              cache.delete(accountId);
+              this.deps.onLagging?.(accountId);
+            }
+          });
+        } catch (error) {
+          log.warn({ err: error, accounts: part.length }, 'committed rows not applied to redis');
+          for (const { booking } of part) {
+            cache.delete(booking.snapshot.account.accountId);
+            this.deps.onLagging?.(booking.snapshot.account.accountId);
+          }
+        }
+      }),
+    );
+    return new Set(applying.map((a) => a.booking.snapshot.account.accountId));
   }
 
   /** After rows were refused at the ledger's key: bring Redis level with the ledger before the next attempt. */
@@ -412,7 +620,17 @@ export class AccountRunner {
 
 /** The Redis update that takes the account from `before` to `after`, in the committed rows' own decimal text. */
 function updateOf(before: Snapshot['account'], after: AccountState, entries: readonly LedgerEntry[]): AccountUpdate {
-  const last = entries[entries.length - 1]!;
+  const withOrder = entries.find((e) => e.kind === 'TRADE' && e.clientOrderId);
+  return stateUpdate(before, after, entries[entries.length - 1]!, withOrder ? { id: withOrder.clientOrderId!, stored: storedClientOrder(withOrder) } : undefined);
+}
+
+/** The update up to the last row's seq and balance, with the client order's stored result if the rows booked one. */
+function stateUpdate(
+  before: Snapshot['account'],
+  after: AccountState,
+  last: Pick<LedgerRow, 'seq' | 'balance'>,
+  clientOrder?: AccountUpdate['clientOrder'],
+): AccountUpdate {
   const set: { symbol: string; quantity: string; entryPrice: string }[] = [];
   // Formatting a position costs about 0.25 µs (measured), so it is not worth reusing the rows' text for it.
   for (const [symbol, p] of after.positions) {
@@ -420,7 +638,6 @@ function updateOf(before: Snapshot['account'], after: AccountState, entries: rea
   }
   const remove: string[] = [];
   for (const symbol of before.positions.keys()) if (!after.positions.has(symbol)) remove.push(symbol);
-  const withOrder = entries.find((e) => e.kind === 'TRADE' && e.clientOrderId);
   return {
     accountId: before.accountId,
     expectedSeq: before.seq,
@@ -428,7 +645,7 @@ function updateOf(before: Snapshot['account'], after: AccountState, entries: rea
     balance: last.balance, // the row's own text of str(after.balance)
     set,
     remove,
-    ...(withOrder ? { clientOrder: { id: withOrder.clientOrderId!, stored: storedClientOrder(withOrder) } } : {}),
+    ...(clientOrder ? { clientOrder } : {}),
   };
 }
 

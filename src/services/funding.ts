@@ -9,11 +9,13 @@
  *    happens; a crash leaves it to recovery, which finishes it at the same
  *    mark before the engine reports ready.
  * 2. The holders are the symbol's two risk-index lists. Each is charged by a
- *    pure decision through the AccountRunner, like any other write, many at
- *    once (group commits, batched Redis applies). The ledger's unique index
- *    on (funding_id, account_id) makes a holder's row unique: a re-run skips
- *    the holders already charged, and a row that collides anyway is one
- *    already booked.
+ *    pure decision through the AccountRunner: in chunks on its bulk path
+ *    (`runMany`: one peek, one INSERT, batched applies per chunk), and the
+ *    holders that path leaves (busy in this process, locked by another
+ *    writer, refused at the ledger's keys) one by one, like any other
+ *    write. The ledger's unique index on (funding_id, account_id) makes a
+ *    holder's row unique: a re-run skips the holders already charged, and a
+ *    row that collides anyway is one already booked.
  * 3. The accounts the payments endangered are liquidated (reason 'funding'),
  *    found with the risk index at the current mark, as a tick finds them.
  * 4. The event is finished in one transaction: totals summed from its rows,
@@ -110,13 +112,19 @@ export interface FundingDeps {
   readonly riskDefaults: RiskParams;
   readonly committer: { readonly unavailable: boolean };
   readonly timeoutMs: number;
-  /** Holders charged at once (each one operation through the runner). */
+  /** Holders charged at once on the one-by-one path (each one operation through the runner). */
   readonly concurrency?: number;
+  /** Holders per bulk write (one read, one statement, a few apply calls). */
+  readonly chunk?: number;
   readonly log: Logger;
 }
 
-/** Holders in flight at once: enough to fill every group commit and Redis batch. */
+/** Holders in flight at once on the one-by-one path: enough to fill every group commit and Redis batch. */
 const CONCURRENCY = 1024;
+/** Holders per bulk write. */
+const CHUNK = 500;
+/** Bulk writes in flight at once: one being decided while others wait on PostgreSQL or Redis. */
+const CHUNKS_IN_FLIGHT = 2;
 /** Passes over the holders a store failure left uncharged, before the run gives up (and recovery takes it). */
 const MAX_PASSES = 4;
 /** Longest wait, between passes, for PostgreSQL to be reachable again. */
@@ -241,6 +249,8 @@ export class FundingService {
     try {
       let todo = await redisCall(() => holdersOf(redis, risk, cmd.symbol));
       let skipped = 0;
+      /** Holders charged on the bulk path (the rest went one by one). */
+      let bulk = 0;
       /** Redis applies still running for charges answered at their commit (each resolves, never rejects). */
       const landings: Promise<boolean>[] = [];
       for (let pass = 1; ; pass++) {
@@ -250,7 +260,18 @@ export class FundingService {
         if (charged.size > 0) todo = todo.filter((id) => !charged.has(id));
         const failed: number[] = [];
         let firstError: unknown = null;
-        await inPool(todo, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
+        // The bulk path first, chunk by chunk, a few chunks in flight; what it leaves goes one by one below.
+        const chunks: number[][] = [];
+        for (let i = 0; i < todo.length; i += this.deps.chunk ?? CHUNK) chunks.push(todo.slice(i, i + (this.deps.chunk ?? CHUNK)));
+        const left: number[] = [];
+        await inPool(chunks, CHUNKS_IN_FLIGHT, async (ids) => {
+          const outcome = await runner.runMany(ids, (s) => fundingDecision(cmd, s, this.deps.riskDefaults));
+          bulk += outcome.booked;
+          for (const id of outcome.left) left.push(id);
+          for (const id of outcome.failed) failed.push(id);
+          if (outcome.error !== null) firstError ??= outcome.error;
+        });
+        await inPool(left, this.deps.concurrency ?? CONCURRENCY, async (accountId) => {
           try {
             const outcome = await runner.run(accountId, (s) => fundingDecision(cmd, s, this.deps.riskDefaults), { mode: 'optimistic' });
             // Answered at its commit, the apply may still be running: waited for below.
@@ -294,6 +315,7 @@ export class FundingService {
           rate: answer.rate,
           accounts: answer.accounts,
           skipped,
+          bulk,
           liquidated: liquidated.length,
           chargeMs: Math.trunc(chargedMs),
           ms: Math.trunc(performance.now() - started),

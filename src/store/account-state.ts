@@ -28,26 +28,28 @@ export const accountExists = (a: StoredAccount) => a.seq > 0;
 
 /** An account's state from its hash (HGETALL's object, or its flat field/value list). */
 export function parseAccount(accountId: number, flat: string[] | Record<string, string>): StoredAccount {
-  const entries: [string, string][] = Array.isArray(flat)
-    ? Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!])
-    : Object.entries(flat);
+  // One pass over the fields, no pair arrays: the peek and the report parse thousands of these per call.
+  const fields = Array.isArray(flat) ? flat : Object.entries(flat).flat();
   let seq = 0;
-  let balance = new D(0);
-  const quantities = new Map<string, string>();
+  let balance: Dec | null = null;
+  const quantities: [symbol: string, quantity: string][] = [];
   const entriesBySymbol = new Map<string, string>();
-  for (const [field, value] of entries) {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const field = fields[i]!;
+    const value = fields[i + 1]!;
     if (field === 'seq') seq = Number.parseInt(value, 10);
     else if (field === 'bal') balance = new D(value);
-    else if (field.startsWith('q:')) quantities.set(field.slice(2), value);
+    else if (field.startsWith('q:')) quantities.push([field.slice(2), value]);
     else if (field.startsWith('e:')) entriesBySymbol.set(field.slice(2), value);
   }
+  if (quantities.length > 1) quantities.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const positions = new Map<string, Position>();
-  for (const [symbol, quantity] of [...quantities].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const [symbol, quantity] of quantities) {
     const entry = entriesBySymbol.get(symbol);
     if (entry === undefined) throw new Error(`account ${accountId}: position ${symbol} has no entry price`);
     positions.set(symbol, { quantity: new D(quantity), entryPrice: new D(entry) });
   }
-  return { accountId, seq, balance, positions };
+  return { accountId, seq, balance: balance ?? new D(0), positions };
 }
 
 /** A state hash flattened by a script (fields and values joined by newlines). */
@@ -167,7 +169,7 @@ async function applyMany(redis: RedisClient, keys: KeySpace, shard: ShardKeys, i
   return applied.map((a) => ({ applied: a === 1, marksEpoch: epoch ?? null, boot: boot ?? null }));
 }
 
-interface PeekItem {
+export interface PeekItem {
   readonly accountId: number;
   readonly cachedSeq: number | null;
   readonly clientOrderId: string | null;
@@ -266,6 +268,55 @@ export async function applyAccount(redis: RedisClient, keys: KeySpace, { update,
   if (isNew) ops.sadd(keys.shardFor(update.accountId).accounts, String(update.accountId));
   index?.(ops);
   return batchersFor(redis, keys, update.accountId).apply.call({ keys: keys.account(update.accountId), token, update, ops });
+}
+
+/**
+ * Applies many accounts' committed rows in one script call per shard, each as
+ * `applyAccount` applies one (on top of its `expectedSeq` only, with its
+ * index moves); for bulk writes, which batch themselves (`applyAccount`'s
+ * callers share calls through a Batcher). One outcome per request, in order.
+ */
+export async function applyAccounts(redis: RedisClient, keys: KeySpace, requests: readonly ApplyRequest[]): Promise<Applied[]> {
+  const out: Applied[] = new Array<Applied>(requests.length);
+  const groups = keys.groupByShard(
+    requests.map((r, i) => ({ r, i })),
+    ({ r }) => r.update.accountId,
+  );
+  // One script call per shard, in parallel (a call may touch one slot only).
+  await Promise.all(
+    [...groups].map(async ([k, group]) => {
+      const shard = keys.shards[k]!;
+      const items = group.map(({ r: { update, token = '', isNew = false, index } }): ApplyItem => {
+        const ops = new IndexOps();
+        if (isNew) ops.sadd(shard.accounts, String(update.accountId));
+        index?.(ops);
+        return { keys: keys.account(update.accountId), token, update, ops };
+      });
+      const results = await applyMany(redis, keys, shard, items);
+      group.forEach(({ i }, j) => (out[i] = results[j]!));
+    }),
+  );
+  return out;
+}
+
+/**
+ * Many accounts' lock-free reads in one script call per shard, as `peekAccount` reads
+ * one; for bulk work, which batches itself. One answer per item, in order.
+ */
+export async function peekAccounts(redis: RedisClient, keys: KeySpace, items: readonly PeekItem[]): Promise<Peeked[]> {
+  const out: Peeked[] = new Array<Peeked>(items.length);
+  const groups = keys.groupByShard(
+    items.map((item, i) => ({ item, i })),
+    ({ item }) => item.accountId,
+  );
+  // One script call per shard, in parallel; each answer carries its own shard's marks epoch.
+  await Promise.all(
+    [...groups].map(async ([k, group]) => {
+      const results = await peekMany(redis, keys, keys.shards[k]!, group.map(({ item }) => item));
+      group.forEach(({ i }, j) => (out[i] = results[j]!));
+    }),
+  );
+  return out;
 }
 
 /**

@@ -45,6 +45,9 @@ export interface LedgerEntry extends Required<LedgerRow> {
   readonly createdAt: Date;
 }
 
+/** A row's key in the ledger. */
+export type RowKey = Pick<LedgerRow, 'accountId' | 'seq'>;
+
 /** What the commit gives a row. */
 export type CommittedRow = Pick<LedgerEntry, 'accountId' | 'seq' | 'entryId' | 'createdAt'>;
 
@@ -209,6 +212,42 @@ export class GroupCommitter {
     });
   }
 
+  /**
+   * Commits `rows` in one statement of their own (not shared with other
+   * submissions), leaving out every row that collides with one already in
+   * the ledger under any of its keys: `(account_id, seq)` (another writer
+   * booked that seq first) or a unique index such as `(funding_id,
+   * account_id)` (already booked). Resolves to the rows committed; the rest
+   * were not written. For bulk writers whose rows are independent of each
+   * other (at most one per account), and whose callers need no entry ids
+   * (only the key of each row written is returned). The breaker applies as to `submit`:
+   * refused at once while open; a connection failure, or a statement still
+   * running after `flushTimeoutMs`, opens it.
+   */
+  async commitUnlessPresent(rows: readonly LedgerRow[]): Promise<RowKey[]> {
+    if (this.breaker.open || this.closed) throw new LedgerUnavailable('postgres is unavailable', false);
+    if (rows.length === 0) return [];
+    const started = performance.now();
+    const timer = setTimeout(() => this.breaker.trip(), this.options.flushTimeoutMs);
+    const pending = insertNewRows(this.sql, rows);
+    const settled: Promise<void> = pending.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(settled);
+    void settled.then(() => {
+      clearTimeout(timer);
+      this.inFlight.delete(settled);
+    });
+    try {
+      const committed = await pending;
+      this.options.onCommit?.(committed.length, (performance.now() - started) / 1000);
+      return committed;
+    } catch (error) {
+      throw this.classify(error);
+    }
+  }
+
   /** Resolves once everything submitted so far has been written or has failed. */
   async idle(): Promise<void> {
     while (this.queue.length > 0 || this.inFlight.size > 0 || this.scheduled) {
@@ -368,10 +407,10 @@ async function insertLiquidations(sql: Sql, records: readonly LiquidationRecord[
       AS t(id, account, reason, symbol, price, equity, mm, pnl, shortfall, positions, first_seq, last_seq, actor, mode, fee, positions_left)`;
 }
 
-/** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */
-async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<CommittedRow[]> {
+/** The INSERT of any number of rows as one statement (one array per column, unnested), to be completed by its RETURNING clause. */
+function insertOf(sql: Sql, rows: readonly LedgerRow[]) {
   const col = <T>(f: (r: LedgerRow) => T) => rows.map(f);
-  const result = await sql<{ account_id: string; seq: string; entry_id: string; created_at: Date }[]>`
+  return sql`
     INSERT INTO ledger (account_id, seq, kind, symbol, side, quantity, price, realised_pnl, client_order_id,
                         liquidation_id, position_quantity, position_entry_price, equity, amount, balance, actor,
                         fee, liquidity, funding_id)
@@ -383,7 +422,13 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
       ${col((r) => r.liquidationId ?? null)}::bigint[], ${col((r) => r.positionQuantity ?? null)}::numeric[],
       ${col((r) => r.positionEntryPrice ?? null)}::numeric[], ${col((r) => r.equity ?? null)}::numeric[],
       ${col((r) => r.amount ?? null)}::numeric[], ${col((r) => r.balance)}::numeric[], ${col((r) => r.actor ?? null)}::text[],
-      ${col((r) => r.fee ?? null)}::numeric[], ${col((r) => r.liquidity ?? null)}::text[], ${col((r) => r.fundingId ?? null)}::text[])
+      ${col((r) => r.fee ?? null)}::numeric[], ${col((r) => r.liquidity ?? null)}::text[], ${col((r) => r.fundingId ?? null)}::text[])`;
+}
+
+/** One multi-row INSERT (a single statement, so a single commit) for any number of rows. */
+async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<CommittedRow[]> {
+  const result = await sql<{ account_id: string; seq: string; entry_id: string; created_at: Date }[]>`
+    ${insertOf(sql, rows)}
     RETURNING account_id, seq, entry_id, created_at`;
   return result.map((r) => ({
     accountId: Number(r.account_id),
@@ -391,6 +436,15 @@ async function insertRows(sql: Sql, rows: readonly LedgerRow[]): Promise<Committ
     entryId: Number(r.entry_id),
     createdAt: r.created_at,
   }));
+}
+
+/** As insertRows, leaving out each row that collides with one in the ledger (any unique key); returns the rows written, by their key. */
+async function insertNewRows(sql: Sql, rows: readonly LedgerRow[]): Promise<RowKey[]> {
+  const result = await sql<{ account_id: string; seq: string }[]>`
+    ${insertOf(sql, rows)}
+    ON CONFLICT DO NOTHING
+    RETURNING account_id, seq`;
+  return result.map((r) => ({ accountId: Number(r.account_id), seq: Number(r.seq) }));
 }
 
 /** A ledger row as postgres.js returns it (bigint columns as text). */

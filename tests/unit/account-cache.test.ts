@@ -37,4 +37,19 @@ describe('AccountCache', () => {
     off.set(account(1, 1));
     expect(off.get(1)).toBeUndefined();
   });
+
+  it('replaces an account it holds, in place, and does not add one it does not hold', () => {
+    const cache = new AccountCache(2);
+    cache.set(account(1, 1));
+    cache.set(account(2, 1));
+    cache.replace(account(1, 2)); // 1 stays the least recently used
+    cache.replace(account(3, 1));
+    expect(cache.size).toBe(2);
+    cache.set(account(4, 1));
+    expect(cache.get(1)).toBeUndefined();
+    expect(cache.get(2)?.seq).toBe(1);
+    expect(cache.get(3)).toBeUndefined();
+    cache.replace(account(2, 5));
+    expect(cache.get(2)?.seq).toBe(5);
+  });
 });
