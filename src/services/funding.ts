@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import { D, type Dec, str } from '../domain/decimal.js';
 import { DependencyUnavailable, EngineError, marketNotFound } from '../domain/errors.js';
 import { fundingDelta } from '../domain/funding.js';
-import { marketRules, type RiskParams } from '../domain/margin.js';
+import { marginTotals, marketRules, type RiskParams } from '../domain/margin.js';
 import { bootMarkerPresent, RedisStateLost, type MarkBook } from '../store/mark-book.js';
 import { chargedAccounts, finishFunding, openFunding, runningFundings, touchFunding, type FundingRow } from '../store/fundings.js';
 import type { Sql } from '../store/postgres.js';
@@ -77,7 +77,10 @@ export function fundingDecision(cmd: FundingCommand, { account, marks, markets }
   const balance = account.balance.plus(delta);
   // A payment that takes the account below initial (or maintenance) margin, at the marks it is decided on.
   const why = { cause: 'funding', symbol: cmd.symbol, fundingId: cmd.fundingId, seq: account.seq + 1 } as const;
-  const marginCall = paymentMarginCall(account.accountId, account, delta, marks, marketRules(markets, riskDefaults), why);
+  // Valued once: for the margin call, and (the payment moves only the balance) for the risk index after it.
+  const rules = marketRules(markets, riskDefaults);
+  const totals = marginTotals(account, marks, rules);
+  const marginCall = paymentMarginCall(account.accountId, account, delta, marks, rules, why, totals);
   return {
     kind: 'book',
     rows: [
@@ -95,6 +98,7 @@ export function fundingDecision(cmd: FundingCommand, { account, marks, markets }
       },
     ],
     after: { balance, positions: account.positions },
+    totals: { ...totals, equity: totals.equity.plus(delta) },
     marginCall,
     result: () => ({ accountId: account.accountId, delta }),
   };

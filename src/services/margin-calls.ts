@@ -75,10 +75,20 @@ export function operationMarginCall(
   return change === null ? undefined : marginCallRecord(accountId, change, why);
 }
 
-/** A funding payment's margin call: only a payment (a fall in balance) can make the status worse. */
-export function paymentMarginCall(accountId: number, before: AccountState, delta: Dec, marks: Marks, rules: MarginRules, why: MarginCallCause): MarginCallRecord | undefined {
+/**
+ * A funding payment's margin call: only a payment (a fall in balance) can make
+ * the status worse. `totals`: `before`'s totals at `marks`, when the caller has them.
+ */
+export function paymentMarginCall(
+  accountId: number,
+  before: AccountState,
+  delta: Dec,
+  marks: Marks,
+  rules: MarginRules,
+  why: MarginCallCause,
+  totals: MarginTotals = marginTotals(before, marks, rules),
+): MarginCallRecord | undefined {
   if (!delta.isNeg()) return undefined;
-  const totals = marginTotals(before, marks, rules);
   const equity = totals.equity.plus(delta);
   // Healthy after: nothing to value again.
   if (equity.gte(totals.initialMargin)) return undefined;
